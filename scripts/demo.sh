@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The main job end to end on an embedded default: a Cinder SQLite database built by Cinder's own
+# migrations and seeded with encrypted volumes on the ConfKeyManager's all-zeros key ID, a local
+# Keystone and Barbican on loopback, then `keymigrate scan`, `migrate` and `status`.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+scripts/testenv.sh up
+# shellcheck disable=SC1091
+source "${KEYMIGRATE_TESTENV:-$ROOT/.cache/testenv}/env.sh"
+cargo build --release --locked
+BIN="$ROOT/target/release/keymigrate"
+
+DEMO="$ROOT/.cache/demo"
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+cp "$KEYMIGRATE_TEST_SQLITE_TEMPLATE" "$DEMO/cinder.sqlite"
+FIXED_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+
+# Three encrypted volumes on this host (one with a snapshot, one with glance metadata copied from
+# an image), one on another host, and a backup: what a ConfKeyManager-era cloud looks like.
+python3 - "$DEMO/cinder.sqlite" "$KEYMIGRATE_TEST_ALICE_ID" "$KEYMIGRATE_TEST_BOB_ID" <<'PY'
+import sqlite3, sys, uuid
+db, alice, bob = sys.argv[1:4]
+Z = "00000000-0000-0000-0000-000000000000"
+c = sqlite3.connect(db)
+c.execute("INSERT INTO volume_types (id, name, deleted, is_public) VALUES ('demo-vt', 'luks', 0, 1)")
+def volume(host, user):
+    vid = str(uuid.uuid4())
+    c.execute("INSERT INTO volumes (id, deleted, host, user_id, project_id, encryption_key_id, volume_type_id, status,"
+              " created_at, updated_at, use_quota) VALUES (?, 0, ?, ?, 'demo', ?, 'demo-vt', 'available',"
+              " datetime('now'), datetime('now'), 1)", (vid, host, user, Z))
+    return vid
+v1 = volume("demo-host@lvm#pool", alice)
+v2 = volume("demo-host@lvm#pool", bob)
+v3 = volume("demo-host@lvm#pool", alice)
+volume("other-host@lvm#pool", bob)
+c.execute("INSERT INTO snapshots (id, deleted, volume_id, user_id, project_id, encryption_key_id, volume_type_id, status,"
+          " use_quota) VALUES (?, 0, ?, ?, 'demo', ?, 'demo-vt', 'available', 1)", (str(uuid.uuid4()), v1, alice, Z))
+c.execute("INSERT INTO volume_glance_metadata (deleted, volume_id, key, value) VALUES (0, ?, 'cinder_encryption_key_id', ?)", (v3, Z))
+c.execute("INSERT INTO backups (id, deleted, volume_id, host, user_id, project_id, encryption_key_id, status)"
+          " VALUES (?, 0, ?, 'demo-host', ?, 'demo', ?, 'available')", (str(uuid.uuid4()), v2, bob, Z))
+c.commit()
+PY
+
+PASSWORD=${KEYMIGRATE_TEST_CINDER_PASSWORD//\$/\$\$}
+cat > "$DEMO/cinder.conf" <<CONF
+[DEFAULT]
+host = demo-host
+state_path = $DEMO
+
+[database]
+connection = sqlite:///$DEMO/cinder.sqlite
+
+[key_manager]
+backend = barbican
+fixed_key = $FIXED_KEY
+
+[keystone_authtoken]
+auth_type = password
+auth_url = ${KEYMIGRATE_TEST_KEYSTONE_URL%/v3}
+username = $KEYMIGRATE_TEST_CINDER_USER
+password = $PASSWORD
+user_domain_name = Default
+project_name = $KEYMIGRATE_TEST_CINDER_PROJECT
+project_domain_name = Default
+
+[barbican]
+barbican_region_name = RegionOne
+CONF
+chmod 600 "$DEMO/cinder.conf"
+
+run() { echo; echo "\$ keymigrate $*"; "$BIN" --config-file "$DEMO/cinder.conf" "$@" || echo "(exit $?)"; }
+run scan
+run migrate
+run status
+run status --all-hosts
+run migrate --all-hosts
+run status --all-hosts -f json

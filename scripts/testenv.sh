@@ -1,0 +1,946 @@
+#!/usr/bin/env bash
+# testenv.sh - the real servers keymigrate's tests run against, on 127.0.0.1 only.
+#
+#   scripts/testenv.sh install          Debian packages + Python venvs (Cinder, Keystone, Barbican)
+#   scripts/testenv.sh up               install if needed, start MariaDB, PostgreSQL, Keystone and
+#                                       Barbican, build the Cinder template databases, write env.sh,
+#                                       self-check; idempotent (running servers are left alone)
+#   scripts/testenv.sh down             stop every server `up` started (data is kept)
+#   scripts/testenv.sh reset            down, then delete the testenv directory (not the venvs)
+#   scripts/testenv.sh restart-mariadb  stop and start MariaDB (tests use it to kill the DB mid-run)
+#   scripts/testenv.sh restart-postgres stop and start PostgreSQL
+#
+# State lives in $KEYMIGRATE_TESTENV (default <repo>/.cache/testenv), venvs in <repo>/.cache/venvs.
+# Tests read $KEYMIGRATE_TESTENV/env.sh. All credentials here are throwaway test values.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENVS=$ROOT/.cache/venvs
+T=${KEYMIGRATE_TESTENV:-$ROOT/.cache/testenv}
+case $T in /*) ;; *) T=$PWD/$T ;; esac
+T=${T%/}
+PYTHON=${KEYMIGRATE_PYTHON:-python3}
+
+HOST=127.0.0.1
+MY_PORT=13306
+PG_PORT=15432
+KS_PORT=15000
+BB_PORT=19311          # Barbican "public"
+BB_PORT2=19312         # Barbican "internal" (same server)
+BB_PORT_NOWHERE=19319  # RegionTwo public: nothing listens there
+
+DB_USER=kmtest
+DB_PW=kmtest-pw
+ADMIN_PW=admin-pw
+CINDER_USER=cinder
+CINDER_PW='cinder-pw$x'
+SERVICE_PROJECT=service
+DEMO_PROJECT=demo
+ALICE_PW=alice-pw
+BOB_PW=bob-pw
+BARBICAN_USER=barbican
+BARBICAN_PW=barbican-svc-pw
+APPCRED_NAME=keymigrate-test
+
+APT_PACKAGES=(mariadb-server mariadb-client libmariadb-dev postgresql libpq-dev pkg-config)
+CINDER_PKGS="cinder==29.0.0 PyMySQL psycopg2-binary"
+KEYSTONE_PKGS="keystone==30.0.0 gunicorn"
+BARBICAN_PKGS="barbican==23.0.0 gunicorn PyMySQL"
+
+MY_DIR=$T/mariadb
+MY_SOCK=$MY_DIR/mysqld.sock
+MY_PID=$MY_DIR/mysqld.pid
+PG_DIR=$T/postgres
+PG_DATA=$PG_DIR/data
+PG_SOCK=$PG_DIR/sock
+KS_DIR=$T/keystone
+KS_HOME=$KS_DIR/home
+KS_PID=$KS_DIR/gunicorn.pid
+BB_DIR=$T/barbican
+BB_HOME=$BB_DIR/home
+BB_PID=$BB_DIR/gunicorn.pid
+CI_DIR=$T/cinder
+
+log() { printf '[testenv %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
+# die with the tail of a log file
+die_log() {
+    local logf=$1; shift
+    printf '[testenv] ERROR: %s\n' "$*" >&2
+    if [[ -f $logf ]]; then
+        printf '[testenv] ---- last lines of %s ----\n' "$logf" >&2
+        tail -n 40 "$logf" >&2 || true
+        printf '[testenv] ----\n' >&2
+    fi
+    exit 1
+}
+# single-quote a value for a shell file
+sq() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null; }
+
+# alive and not a zombie
+proc_alive() {
+    local pid=$1 st
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    st=$(sed -E 's/^.*\) (.).*$/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z ]]
+}
+pidfile_pid() { [[ -s $1 ]] && head -n1 "$1" | tr -dc 0-9; }
+# pid from the file is alive and its command line contains $2
+pidfile_alive() {
+    local pid
+    pid=$(pidfile_pid "$1") || return 1
+    proc_alive "$pid" || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
+
+# launch LOG CMD...: detached from this shell (own session, no stdin, output to LOG); echoes the pid
+launch() {
+    local logf=$1; shift
+    setsid nohup "$@" >>"$logf" 2>&1 </dev/null 9>&- &
+    echo $!
+}
+
+# wait_for NAME TIMEOUT LOG PID CMD...: poll CMD until it succeeds; fail early if PID dies
+wait_for() {
+    local name=$1 timeout=$2 logf=$3 pid=$4; shift 4
+    local deadline=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        if [[ -n $pid ]] && ! proc_alive "$pid"; then
+            die_log "$logf" "$name exited while starting"
+        fi
+        if ((SECONDS >= deadline)); then
+            die_log "$logf" "$name did not answer within ${timeout}s"
+        fi
+        sleep 0.2
+    done
+}
+
+# stop_pid NAME PIDFILE MATCH: SIGTERM, wait up to 60 s, then SIGKILL
+stop_pid() {
+    local name=$1 pidf=$2 match=$3 pid i
+    if ! pidfile_alive "$pidf" "$match"; then
+        rm -f "$pidf"
+        return 0
+    fi
+    pid=$(pidfile_pid "$pidf")
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 300; i++)); do
+        proc_alive "$pid" || break
+        sleep 0.2
+    done
+    if proc_alive "$pid"; then
+        log "$name did not stop after 60 s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.5
+    fi
+    rm -f "$pidf"
+}
+
+venv_py() { echo "$VENVS/$1/bin/python"; }
+
+http_status() { # URL -> prints the HTTP status (000 when nothing answers)
+    "$(venv_py keystone)" - "$1" <<'EOF'
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=5).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print("000")
+EOF
+}
+http_answers() { [[ $(http_status "$1") != 000 ]]; }
+
+# ----------------------------------------------------------------------------------------- install
+
+missing_apt_packages() {
+    local p st
+    for p in "${APT_PACKAGES[@]}"; do
+        st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+        [[ $st == "install ok installed" ]] || echo "$p"
+    done
+    # a bare Debian 12 has no python3, or one without venv/ensurepip
+    if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+        echo python3
+        echo python3-venv
+    fi
+}
+
+venv_ready() { # NAME PKGS
+    local v=$VENVS/$1
+    [[ -x $v/bin/python && -f $v/.keymigrate-installed ]] &&
+        [[ $(cat "$v/.keymigrate-installed") == "$2" ]] && "$v/bin/python" -c '' 2>/dev/null
+}
+
+make_venv() { # NAME PKGS  (runs in the background: its output goes to a log)
+    local name=$1 pkgs=$2 v=$VENVS/$1
+    rm -f "$v/.keymigrate-installed"
+    "$PYTHON" -m venv --clear "$v"
+    # shellcheck disable=SC2086
+    "$v/bin/pip" install --disable-pip-version-check -q $pkgs
+    printf '%s' "$pkgs" >"$v/.keymigrate-installed"
+}
+
+install_needed() {
+    [[ -z $(missing_apt_packages) ]] || return 0
+    venv_ready cinder "$CINDER_PKGS" || return 0
+    venv_ready keystone "$KEYSTONE_PKGS" || return 0
+    venv_ready barbican "$BARBICAN_PKGS" || return 0
+    return 1
+}
+
+cmd_install() {
+    local missing
+    missing=$(missing_apt_packages | tr '\n' ' ')
+    if [[ -n ${missing// /} ]]; then
+        log "apt-get install $missing"
+        export DEBIAN_FRONTEND=noninteractive
+        mkdir -p "$ROOT/.cache"
+        local alog=$ROOT/.cache/apt.log
+        apt-get update -q >"$alog" 2>&1 || die_log "$alog" "apt-get update failed"
+        # shellcheck disable=SC2086
+        apt-get install -y -q --no-install-recommends $missing >>"$alog" 2>&1 ||
+            die_log "$alog" "apt-get install failed"
+    fi
+    local -A pids=() logs=()
+    local name pkgs
+    mkdir -p "$VENVS"
+    for name in cinder keystone barbican; do
+        case $name in
+            cinder) pkgs=$CINDER_PKGS ;;
+            keystone) pkgs=$KEYSTONE_PKGS ;;
+            barbican) pkgs=$BARBICAN_PKGS ;;
+        esac
+        venv_ready "$name" "$pkgs" && continue
+        log "creating venv $VENVS/$name ($pkgs)"
+        logs[$name]=$VENVS/$name.install.log
+        make_venv "$name" "$pkgs" >"${logs[$name]}" 2>&1 9>&- &
+        pids[$name]=$!
+    done
+    for name in "${!pids[@]}"; do
+        wait "${pids[$name]}" || die_log "${logs[$name]}" "pip install into venv $name failed"
+    done
+}
+
+# ----------------------------------------------------------------------------------------- MariaDB
+
+my_root() { mariadb --no-defaults --socket="$MY_SOCK" -uroot "$@"; }
+mariadb_running() { pidfile_alive "$MY_PID" mariadbd && port_open $MY_PORT; }
+
+start_mariadb() {
+    if mariadb_running; then
+        log "MariaDB already running on $HOST:$MY_PORT"
+        return 0
+    fi
+    if pidfile_alive "$MY_PID" mariadbd; then
+        # running but not answering yet (still starting?)
+        wait_for MariaDB 60 "$MY_DIR/mariadbd.log" "$(pidfile_pid "$MY_PID")" port_open $MY_PORT
+        return 0
+    fi
+    port_open $MY_PORT && die "port $MY_PORT is taken by a process this script did not start"
+    ((${#MY_SOCK} < 100)) || die "socket path too long for MariaDB: $MY_SOCK (set KEYMIGRATE_TESTENV)"
+    mkdir -p "$MY_DIR"
+    if [[ ! -f $MY_DIR/.initialized ]]; then
+        log "initializing MariaDB in $MY_DIR/data"
+        rm -rf "$MY_DIR/data"
+        mariadb-install-db --no-defaults --user=root --datadir="$MY_DIR/data" \
+            --auth-root-authentication-method=socket --skip-test-db >"$MY_DIR/install.log" 2>&1 ||
+            die_log "$MY_DIR/install.log" "mariadb-install-db failed"
+        touch "$MY_DIR/.initialized"
+    fi
+    rm -f "$MY_PID"
+    local pid
+    pid=$(launch "$MY_DIR/mariadbd.out" mariadbd --no-defaults --user=root \
+        --datadir="$MY_DIR/data" --bind-address=$HOST --port=$MY_PORT \
+        --socket="$MY_SOCK" --pid-file="$MY_PID" --log-error="$MY_DIR/mariadbd.log" \
+        --skip-name-resolve --max-connections=500 \
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+        --innodb-flush-log-at-trx-commit=2)
+    wait_for MariaDB 60 "$MY_DIR/mariadbd.log" "$pid" \
+        mariadb-admin --no-defaults --socket="$MY_SOCK" -uroot ping
+    wait_for MariaDB 30 "$MY_DIR/mariadbd.log" "$pid" port_open $MY_PORT
+    my_root -e "
+        CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PW';
+        CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PW';
+        GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'127.0.0.1' WITH GRANT OPTION;
+        GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'localhost' WITH GRANT OPTION;
+        CREATE DATABASE IF NOT EXISTS barbican;" ||
+        die_log "$MY_DIR/mariadbd.log" "creating the MariaDB user/database failed"
+    log "MariaDB up on $HOST:$MY_PORT (pid $pid)"
+}
+
+stop_mariadb() { stop_pid MariaDB "$MY_PID" mariadbd; }
+
+# -------------------------------------------------------------------------------------- PostgreSQL
+
+pg_bin() {
+    local d
+    for d in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
+        [[ -x $d/pg_ctl ]] && { echo "$d"; return 0; }
+    done
+    die "PostgreSQL binaries not found under /usr/lib/postgresql (run: $0 install)"
+}
+as_pg() { runuser -u postgres -- "$@"; }
+pg_sql() { # psql as the postgres superuser over the socket; extra args follow
+    as_pg "$(pg_bin)/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p $PG_PORT -U postgres "$@"
+}
+postgres_running() { pidfile_alive "$PG_DATA/postmaster.pid" postgres && port_open $PG_PORT; }
+
+start_postgres() {
+    if postgres_running; then
+        log "PostgreSQL already running on $HOST:$PG_PORT"
+        return 0
+    fi
+    local bin
+    bin=$(pg_bin)
+    if pidfile_alive "$PG_DATA/postmaster.pid" postgres; then
+        # running but not answering yet (still starting?)
+        wait_for PostgreSQL 60 "$PG_DIR/log/postgres.log" "$(pidfile_pid "$PG_DATA/postmaster.pid")" \
+            port_open $PG_PORT
+        return 0
+    fi
+    port_open $PG_PORT && die "port $PG_PORT is taken by a process this script did not start"
+    # after a SIGKILL the lock files stay; here a dead postmaster can linger as a zombie, which
+    # PostgreSQL's own stale-lock test (kill(pid, 0)) takes for a live one
+    rm -f "$PG_DATA/postmaster.pid" "$PG_SOCK/.s.PGSQL.$PG_PORT.lock"
+    mkdir -p "$PG_DIR" "$PG_DIR/log" "$PG_SOCK"
+    chown postgres:postgres "$PG_DIR" "$PG_DIR/log" "$PG_SOCK"
+    as_pg test -x "$PG_DIR" ||
+        die "the postgres user cannot reach $PG_DIR: a parent directory is not world-searchable (chmod o+x it, or set KEYMIGRATE_TESTENV)"
+    ((${#PG_SOCK} < 90)) || die "socket directory path too long for PostgreSQL: $PG_SOCK (set KEYMIGRATE_TESTENV)"
+    if [[ ! -f $PG_DIR/.initialized ]]; then
+        log "initializing PostgreSQL in $PG_DATA"
+        rm -rf "$PG_DATA"
+        as_pg "$bin/initdb" -D "$PG_DATA" -U postgres -E UTF8 --locale=C.UTF-8 \
+            --auth-local=trust --auth-host=scram-sha-256 >"$PG_DIR/log/initdb.log" 2>&1 ||
+            die_log "$PG_DIR/log/initdb.log" "initdb failed"
+        touch "$PG_DIR/.initialized"
+    fi
+    # -w waits until the server accepts connections; pg_ctl detaches the postmaster itself
+    setsid runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_DIR/log/postgres.log" -w -t 60 \
+        -o "-c listen_addresses=$HOST -p $PG_PORT -k $PG_SOCK -c max_connections=300 -c fsync=off" \
+        start >"$PG_DIR/log/pg_ctl.log" 2>&1 </dev/null 9>&- ||
+        die_log "$PG_DIR/log/postgres.log" "PostgreSQL did not start ($(tail -n 3 "$PG_DIR/log/pg_ctl.log" | tr '\n' ' '))"
+    wait_for PostgreSQL 30 "$PG_DIR/log/postgres.log" "" port_open $PG_PORT
+    pg_sql -d postgres -c "DO \$\$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER') THEN
+                CREATE ROLE $DB_USER;
+            END IF;
+        END \$\$;" -c "ALTER ROLE $DB_USER WITH SUPERUSER LOGIN PASSWORD '$DB_PW';" ||
+        die_log "$PG_DIR/log/postgres.log" "creating the PostgreSQL role failed"
+    log "PostgreSQL up on $HOST:$PG_PORT"
+}
+
+stop_postgres() {
+    if pidfile_alive "$PG_DATA/postmaster.pid" postgres; then
+        log "stopping PostgreSQL"
+        as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null 2>&1 </dev/null ||
+            stop_pid PostgreSQL "$PG_DATA/postmaster.pid" postgres
+    fi
+}
+
+# ---------------------------------------------------------------------------------------- Keystone
+
+ks_manage() { HOME=$KS_HOME "$VENVS/keystone/bin/keystone-manage" "$@"; }
+keystone_running() { pidfile_alive "$KS_PID" gunicorn && port_open $KS_PORT; }
+
+keystone_configure() {
+    mkdir -p "$KS_HOME/.keystone"
+    cat >"$KS_HOME/.keystone/keystone.conf" <<EOF
+[DEFAULT]
+debug = false
+[database]
+connection = sqlite:///$KS_DIR/keystone.sqlite
+[identity]
+# bcrypt's minimum cost: a test cloud's password checks (every token) stay fast
+password_hash_rounds = 4
+[token]
+provider = fernet
+[fernet_tokens]
+key_repository = $KS_DIR/fernet-keys
+[fernet_receipts]
+key_repository = $KS_DIR/fernet-receipts
+[credential]
+key_repository = $KS_DIR/credential-keys
+EOF
+    cat >"$KS_DIR/keymigrate_keystone_wsgi.py" <<'EOF'
+# gunicorn entry point: Keystone's oslo.config must not parse gunicorn's command line.
+import sys
+sys.argv = sys.argv[:1]
+from keystone.server import wsgi  # noqa: E402
+application = wsgi.initialize_public_application()
+EOF
+}
+
+keystone_bootstrap() { # once per testenv: schema, fernet and credential keys, admin, RegionOne
+    [[ -f $KS_DIR/.bootstrapped ]] && return 0
+    log "bootstrapping Keystone (sqlite, fernet)"
+    local blog=$KS_DIR/bootstrap.log
+    rm -rf "$KS_DIR/keystone.sqlite" "$KS_DIR/fernet-keys" "$KS_DIR/fernet-receipts" "$KS_DIR/credential-keys"
+    # the key repositories do not need the database: make them while db_sync runs
+    ks_manage fernet_setup --keystone-user root --keystone-group root >"$KS_DIR/fernet_setup.log" 2>&1 &
+    local fernet_job=$!
+    ks_manage credential_setup --keystone-user root --keystone-group root >"$KS_DIR/credential_setup.log" 2>&1 &
+    local cred_job=$!
+    ks_manage db_sync >"$blog" 2>&1 || die_log "$blog" "keystone-manage db_sync failed"
+    wait $fernet_job || die_log "$KS_DIR/fernet_setup.log" "keystone-manage fernet_setup failed"
+    wait $cred_job || die_log "$KS_DIR/credential_setup.log" "keystone-manage credential_setup failed"
+    ks_manage bootstrap --bootstrap-password "$ADMIN_PW" \
+        --bootstrap-region-id RegionOne \
+        --bootstrap-admin-url "http://$HOST:$KS_PORT/v3" \
+        --bootstrap-public-url "http://$HOST:$KS_PORT/v3" \
+        --bootstrap-internal-url "http://$HOST:$KS_PORT/v3" >>"$blog" 2>&1 ||
+        die_log "$blog" "keystone-manage bootstrap failed"
+    rm -f "$KS_DIR/setup.done" "$KS_DIR/ids.env"
+    touch "$KS_DIR/.bootstrapped"
+}
+
+start_keystone() {
+    if pidfile_alive "$KS_PID" gunicorn; then
+        wait_for Keystone 90 "$KS_DIR/keystone.log" "$(pidfile_pid "$KS_PID")" http_answers "http://$HOST:$KS_PORT/v3"
+        log "Keystone already running on $HOST:$KS_PORT"
+        return 0
+    fi
+    port_open $KS_PORT && die "port $KS_PORT is taken by a process this script did not start"
+    keystone_bootstrap
+    rm -f "$KS_PID"
+    local pid
+    pid=$(HOME=$KS_HOME launch "$KS_DIR/keystone.log" "$VENVS/keystone/bin/gunicorn" \
+        --chdir "$KS_DIR" -w 2 -b "$HOST:$KS_PORT" --timeout 120 --pid "$KS_PID" \
+        --access-logfile "$KS_DIR/access.log" keymigrate_keystone_wsgi:application)
+    wait_for Keystone 90 "$KS_DIR/keystone.log" "$pid" http_answers "http://$HOST:$KS_PORT/v3"
+    log "Keystone up on $HOST:$KS_PORT (pid $pid)"
+}
+
+stop_keystone() { stop_pid Keystone "$KS_PID" gunicorn; }
+
+# Users, projects, roles, the key-manager catalog and the application credential, via the REST API.
+# Idempotent. Writes $KS_DIR/ids.env (shell assignments).
+keystone_setup() {
+    KS_URL=http://$HOST:$KS_PORT/v3 ADMIN_PW=$ADMIN_PW CINDER_USER=$CINDER_USER CINDER_PW=$CINDER_PW \
+        SERVICE_PROJECT=$SERVICE_PROJECT DEMO_PROJECT=$DEMO_PROJECT ALICE_PW=$ALICE_PW BOB_PW=$BOB_PW \
+        BARBICAN_USER=$BARBICAN_USER BARBICAN_PW=$BARBICAN_PW APPCRED_NAME=$APPCRED_NAME \
+        ENDPOINTS="RegionOne public http://$HOST:$BB_PORT;RegionOne internal http://$HOST:$BB_PORT2;RegionTwo public http://$HOST:$BB_PORT_NOWHERE;RegionTwo internal http://$HOST:$BB_PORT2" \
+        OUT=$KS_DIR/ids.env \
+        "$(venv_py keystone)" - <<'EOF' || die_log "$KS_DIR/keystone.log" "Keystone setup over the REST API failed"
+import json, os, shlex, sys, urllib.error, urllib.parse, urllib.request
+
+E = os.environ
+KS = E["KS_URL"]
+
+def call(method, path, body=None, token=None, ok=(200, 201, 204)):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(KS + path, data=data, method=method)
+    req.add_header("Accept", "application/json")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("X-Auth-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            status, headers, raw = r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        status, headers, raw = e.code, e.headers, e.read()
+    if ok is not None and status not in ok:
+        sys.exit(f"keystone: {method} {path} -> {status}: {raw[:500]!r}")
+    return status, headers, (json.loads(raw) if raw else None)
+
+def password_auth(user, password, project=None):
+    auth = {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "domain": {"id": "default"}, "password": password}}}}
+    if project:
+        auth["scope"] = {"project": {"name": project, "domain": {"id": "default"}}}
+    return call("POST", "/auth/tokens", {"auth": auth}, ok=None)
+
+def token_of(user, password, project):
+    st, h, _ = password_auth(user, password, project)
+    if st != 201:
+        sys.exit(f"keystone: cannot get a token for {user} on {project}: {st}")
+    return h["X-Subject-Token"]
+
+admin = token_of("admin", E["ADMIN_PW"], "admin")
+
+def q(**kw):
+    return "?" + urllib.parse.urlencode(kw)
+
+def ensure_region(rid):
+    st, _, _ = call("GET", f"/regions/{rid}", token=admin, ok=(200, 404))
+    if st == 404:
+        call("POST", "/regions", {"region": {"id": rid}}, token=admin)
+
+def ensure_project(name):
+    _, _, b = call("GET", "/projects" + q(name=name, domain_id="default"), token=admin)
+    if b["projects"]:
+        return b["projects"][0]["id"]
+    return call("POST", "/projects", {"project": {"name": name, "domain_id": "default",
+                                                  "enabled": True}}, token=admin)[2]["project"]["id"]
+
+def ensure_role(name):
+    _, _, b = call("GET", "/roles" + q(name=name), token=admin)
+    roles = [r for r in b["roles"] if r.get("domain_id") is None]
+    if roles:
+        return roles[0]["id"]
+    return call("POST", "/roles", {"role": {"name": name}}, token=admin)[2]["role"]["id"]
+
+def ensure_user(name, password, project_id):
+    _, _, b = call("GET", "/users" + q(name=name, domain_id="default"), token=admin)
+    if b["users"]:
+        uid = b["users"][0]["id"]
+        if password_auth(name, password)[0] != 201:
+            call("PATCH", f"/users/{uid}", {"user": {"password": password, "enabled": True}},
+                 token=admin)
+        return uid
+    return call("POST", "/users", {"user": {"name": name, "password": password,
+                                            "domain_id": "default", "enabled": True,
+                                            "default_project_id": project_id}},
+                token=admin)[2]["user"]["id"]
+
+def grant(project_id, user_id, role_id):
+    call("PUT", f"/projects/{project_id}/users/{user_id}/roles/{role_id}", token=admin)
+
+ensure_region("RegionOne")
+ensure_region("RegionTwo")
+service_p = ensure_project(E["SERVICE_PROJECT"])
+demo_p = ensure_project(E["DEMO_PROJECT"])
+roles = {n: ensure_role(n) for n in ("reader", "member", "admin", "service")}
+
+cinder = ensure_user(E["CINDER_USER"], E["CINDER_PW"], service_p)
+grant(service_p, cinder, roles["admin"])
+alice = ensure_user("alice", E["ALICE_PW"], demo_p)
+grant(demo_p, alice, roles["member"])
+bob = ensure_user("bob", E["BOB_PW"], demo_p)
+grant(demo_p, bob, roles["member"])
+# Barbican's own service user validates tokens (keystone's validate_token allows the service role)
+barbican = ensure_user(E["BARBICAN_USER"], E["BARBICAN_PW"], service_p)
+grant(service_p, barbican, roles["service"])
+
+# catalog: key-manager / barbican with exactly the wanted endpoints
+_, _, b = call("GET", "/services" + q(type="key-manager"), token=admin)
+svcs = [s for s in b["services"] if s.get("name") == "barbican"]
+if svcs:
+    svc = svcs[0]["id"]
+else:
+    svc = call("POST", "/services", {"service": {"type": "key-manager", "name": "barbican",
+                                                 "enabled": True}}, token=admin)[2]["service"]["id"]
+want = set(tuple(x.split(" ")) for x in E["ENDPOINTS"].split(";"))
+_, _, b = call("GET", "/endpoints" + q(service_id=svc), token=admin)
+have = set()
+for ep in b["endpoints"]:
+    key = (ep.get("region_id"), ep["interface"], ep["url"])
+    if key in want and key not in have and ep.get("enabled", True):
+        have.add(key)
+    else:
+        call("DELETE", f"/endpoints/{ep['id']}", token=admin)
+for region, iface, url in sorted(want - have):
+    call("POST", "/endpoints", {"endpoint": {"service_id": svc, "interface": iface, "url": url,
+                                             "region_id": region, "enabled": True}}, token=admin)
+
+# application credential of the cinder user (roles: all of cinder's on the service project)
+out = E["OUT"]
+prev = {}
+if os.path.exists(out):
+    for line in open(out):
+        k, _, v = line.strip().partition("=")
+        if k:
+            prev[k] = shlex.split(v)[0] if v else ""
+ac_id, ac_secret = prev.get("APPCRED_ID"), prev.get("APPCRED_SECRET")
+if ac_id and ac_secret:
+    st, _, _ = call("POST", "/auth/tokens", {"auth": {"identity": {
+        "methods": ["application_credential"],
+        "application_credential": {"id": ac_id, "secret": ac_secret}}}}, ok=None)
+    if st != 201:
+        ac_id = ac_secret = None
+if not (ac_id and ac_secret):
+    ctok = token_of(E["CINDER_USER"], E["CINDER_PW"], E["SERVICE_PROJECT"])
+    _, _, b = call("GET", f"/users/{cinder}/application_credentials" + q(name=E["APPCRED_NAME"]),
+                   token=ctok)
+    for ac in b["application_credentials"]:
+        call("DELETE", f"/users/{cinder}/application_credentials/{ac['id']}", token=ctok)
+    ac = call("POST", f"/users/{cinder}/application_credentials", {"application_credential": {
+        "name": E["APPCRED_NAME"], "description": "keymigrate tests",
+        "unrestricted": False}}, token=ctok)[2]["application_credential"]
+    ac_id, ac_secret = ac["id"], ac["secret"]
+
+vals = {"SERVICE_PROJECT_ID": service_p, "DEMO_PROJECT_ID": demo_p, "CINDER_USER_ID": cinder,
+        "ALICE_ID": alice, "BOB_ID": bob, "APPCRED_ID": ac_id, "APPCRED_SECRET": ac_secret}
+tmp = out + ".tmp"
+with open(tmp, "w") as f:
+    for k, v in vals.items():
+        f.write(f"{k}={shlex.quote(v)}\n")
+os.replace(tmp, out)
+EOF
+}
+
+# ---------------------------------------------------------------------------------------- Barbican
+
+start_barbican() {
+    mkdir -p "$BB_HOME/.barbican"
+    if [[ ! -s $BB_DIR/kek ]]; then
+        "$(venv_py barbican)" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' \
+            >"$BB_DIR/kek.tmp"
+        mv "$BB_DIR/kek.tmp" "$BB_DIR/kek"
+    fi
+    local kek pw pid
+    kek=$(cat "$BB_DIR/kek")
+    pw=${BARBICAN_PW//\$/\$\$} # oslo.config interpolates $name: a literal $ is written $$
+    cat >"$BB_HOME/.barbican/barbican.conf" <<EOF
+[DEFAULT]
+debug = false
+host_href = http://$HOST:$BB_PORT
+[database]
+connection = mysql+pymysql://$DB_USER:$DB_PW@$HOST:$MY_PORT/barbican
+[secretstore]
+enabled_secretstore_plugins = store_crypto
+[crypto]
+enabled_crypto_plugins = simple_crypto
+[simple_crypto_plugin]
+kek = $kek
+[keystone_authtoken]
+www_authenticate_uri = http://$HOST:$KS_PORT
+auth_url = http://$HOST:$KS_PORT
+auth_type = password
+username = $BARBICAN_USER
+password = $pw
+project_name = $SERVICE_PROJECT
+user_domain_name = Default
+project_domain_name = Default
+service_type = key-manager
+EOF
+    sed -e "s#^disable_by_file_path *=.*#disable_by_file_path = $BB_DIR/healthcheck_disable#" \
+        "$VENVS/barbican/etc/barbican/barbican-api-paste.ini" >"$BB_DIR/barbican-api-paste.ini"
+    grep -q "^/v1: barbican-api-keystone$" "$BB_DIR/barbican-api-paste.ini" ||
+        die "unexpected barbican-api-paste.ini: /v1 is not the keystone pipeline"
+    if pidfile_alive "$BB_PID" gunicorn; then
+        pid=$(pidfile_pid "$BB_PID")
+        wait_for Barbican 90 "$BB_DIR/barbican.log" "$pid" http_answers "http://$HOST:$BB_PORT/"
+        wait_for Barbican 30 "$BB_DIR/barbican.log" "$pid" http_answers "http://$HOST:$BB_PORT2/"
+        log "Barbican already running on $HOST:$BB_PORT and $HOST:$BB_PORT2"
+        return 0
+    fi
+    port_open $BB_PORT && die "port $BB_PORT is taken by a process this script did not start"
+    port_open $BB_PORT2 && die "port $BB_PORT2 is taken by a process this script did not start"
+    if [[ ! -f $BB_DIR/.db-upgraded ]]; then
+        log "creating Barbican's schema (barbican-manage db upgrade)"
+        HOME=$BB_HOME "$VENVS/barbican/bin/barbican-manage" db upgrade >"$BB_DIR/db-upgrade.log" 2>&1 ||
+            die_log "$BB_DIR/db-upgrade.log" "barbican-manage db upgrade failed"
+        touch "$BB_DIR/.db-upgraded"
+    fi
+    rm -f "$BB_PID"
+    pid=$(HOME=$BB_HOME launch "$BB_DIR/barbican.log" "$VENVS/barbican/bin/gunicorn" \
+        --paste "$BB_DIR/barbican-api-paste.ini" -b "$HOST:$BB_PORT" -b "$HOST:$BB_PORT2" \
+        -w 4 --timeout 120 --pid "$BB_PID" --access-logfile "$BB_DIR/access.log")
+    wait_for Barbican 90 "$BB_DIR/barbican.log" "$pid" http_answers "http://$HOST:$BB_PORT/"
+    wait_for Barbican 30 "$BB_DIR/barbican.log" "$pid" http_answers "http://$HOST:$BB_PORT2/"
+    log "Barbican up on $HOST:$BB_PORT and $HOST:$BB_PORT2 (pid $pid)"
+}
+
+stop_barbican() { stop_pid Barbican "$BB_PID" gunicorn; }
+
+# ---------------------------------------------------------------------- Cinder template databases
+
+cinder_db_sync() { # NAME URL
+    local conf=$CI_DIR/$1.conf
+    printf '[DEFAULT]\nstate_path = %s\n[database]\nconnection = %s\n' "$CI_DIR/state" "$2" >"$conf"
+    "$VENVS/cinder/bin/cinder-manage" --config-file "$conf" db sync
+}
+
+build_sqlite_template() {
+    local dst=$T/cinder-template.sqlite tmp=$CI_DIR/template.building.sqlite
+    [[ -s $dst ]] && return 0
+    log "building the SQLite Cinder template"
+    rm -f "$tmp"
+    cinder_db_sync sqlite "sqlite:///$tmp"
+    mv "$tmp" "$dst"
+}
+
+my_db_exists() { [[ -n $(my_root -N -e "SHOW DATABASES LIKE '$1'") ]]; }
+
+build_mysql_template() {
+    local dump=$T/cinder-mysql.sql
+    if [[ ! -f $CI_DIR/mysql.done ]] || ! my_db_exists cinder_template; then
+        log "building the MariaDB Cinder template (cinder_template)"
+        rm -f "$CI_DIR/mysql.done" "$dump"
+        my_root -e "DROP DATABASE IF EXISTS cinder_template; CREATE DATABASE cinder_template;"
+        cinder_db_sync mysql "mysql+pymysql://$DB_USER:$DB_PW@$HOST:$MY_PORT/cinder_template?charset=utf8"
+        touch "$CI_DIR/mysql.done"
+    fi
+    if [[ ! -s $dump ]]; then
+        # One database named without --databases: no CREATE DATABASE / USE lines. The first line
+        # MariaDB >= 10.11.8 writes ("/*M!999999\- enable the sandbox mode */") is a command of the
+        # mariadb client only; sent to a server by a driver it is an empty query, so drop it.
+        mariadb-dump --no-defaults --socket="$MY_SOCK" -uroot --single-transaction \
+            --skip-dump-date --routines --triggers cinder_template |
+            sed -e '1{/^\/\*M!999999\\- enable the sandbox mode \*\/ *$/d}' >"$dump.tmp"
+        if grep -qiE '^(CREATE DATABASE|USE )' "$dump.tmp"; then
+            die "mariadb-dump wrote CREATE DATABASE/USE lines into $dump.tmp"
+        fi
+        mv "$dump.tmp" "$dump"
+    fi
+}
+
+pg_db_exists() {
+    [[ $(pg_sql -d postgres -tA -c "SELECT 1 FROM pg_database WHERE datname = '$1'") == 1 ]]
+}
+
+build_pg_template() {
+    if [[ -f $CI_DIR/pg.done ]] && pg_db_exists cinder_template; then
+        return 0
+    fi
+    log "building the PostgreSQL Cinder template (cinder_template)"
+    rm -f "$CI_DIR/pg.done"
+    if pg_db_exists cinder_template; then
+        pg_sql -d postgres -c "ALTER DATABASE cinder_template WITH IS_TEMPLATE false" \
+            -c "DROP DATABASE cinder_template WITH (FORCE)"
+    fi
+    pg_sql -d postgres -c "CREATE DATABASE cinder_template OWNER $DB_USER ENCODING 'UTF8' TEMPLATE template0"
+    cinder_db_sync pg "postgresql+psycopg2://$DB_USER:$DB_PW@$HOST:$PG_PORT/cinder_template"
+    pg_sql -d postgres -c "ALTER DATABASE cinder_template WITH IS_TEMPLATE true"
+    touch "$CI_DIR/pg.done"
+}
+
+# ------------------------------------------------------------------------------------ env.sh, check
+
+write_env() {
+    local ids=$KS_DIR/ids.env SERVICE_PROJECT_ID DEMO_PROJECT_ID CINDER_USER_ID ALICE_ID BOB_ID \
+        APPCRED_ID APPCRED_SECRET mysql_bin
+    # shellcheck disable=SC1090
+    source "$ids"
+    mysql_bin=$(command -v mariadb) || die "the mariadb client is not installed"
+    {
+        echo "# Written by scripts/testenv.sh up: the servers of keymigrate's tests (loopback only)."
+        local kv k v
+        for kv in \
+            "KEYMIGRATE_TEST_MYSQL_URL=mysql://$DB_USER:$DB_PW@$HOST:$MY_PORT" \
+            "KEYMIGRATE_TEST_PG_URL=postgres://$DB_USER:$DB_PW@$HOST:$PG_PORT" \
+            "KEYMIGRATE_TEST_PG_TEMPLATE=cinder_template" \
+            "KEYMIGRATE_TEST_SQLITE_TEMPLATE=$T/cinder-template.sqlite" \
+            "KEYMIGRATE_TEST_MYSQL_SCHEMA=$T/cinder-mysql.sql" \
+            "KEYMIGRATE_TEST_KEYSTONE_URL=http://$HOST:$KS_PORT/v3" \
+            "KEYMIGRATE_TEST_BARBICAN_URL=http://$HOST:$BB_PORT" \
+            "KEYMIGRATE_TEST_BARBICAN_INTERNAL_URL=http://$HOST:$BB_PORT2" \
+            "KEYMIGRATE_TEST_CINDER_USER=$CINDER_USER" \
+            "KEYMIGRATE_TEST_CINDER_PASSWORD=$CINDER_PW" \
+            "KEYMIGRATE_TEST_CINDER_PROJECT=$SERVICE_PROJECT" \
+            "KEYMIGRATE_TEST_CINDER_USER_ID=$CINDER_USER_ID" \
+            "KEYMIGRATE_TEST_CINDER_PROJECT_ID=$SERVICE_PROJECT_ID" \
+            "KEYMIGRATE_TEST_DEMO_PROJECT=$DEMO_PROJECT" \
+            "KEYMIGRATE_TEST_DEMO_PROJECT_ID=$DEMO_PROJECT_ID" \
+            "KEYMIGRATE_TEST_APPCRED_ID=$APPCRED_ID" \
+            "KEYMIGRATE_TEST_APPCRED_SECRET=$APPCRED_SECRET" \
+            "KEYMIGRATE_TEST_ALICE_ID=$ALICE_ID" \
+            "KEYMIGRATE_TEST_BOB_ID=$BOB_ID" \
+            "KEYMIGRATE_TEST_ALICE_PASSWORD=$ALICE_PW" \
+            "KEYMIGRATE_TEST_BOB_PASSWORD=$BOB_PW" \
+            "KEYMIGRATE_TEST_ADMIN_PASSWORD=$ADMIN_PW" \
+            "KEYMIGRATE_TEST_MYSQL_BIN=$mysql_bin" \
+            "KEYMIGRATE_TEST_CINDER_MANAGE=$VENVS/cinder/bin/cinder-manage" \
+            "KEYMIGRATE_TEST_TESTENV_DIR=$T"; do
+            k=${kv%%=*} v=${kv#*=}
+            echo "export $k=$(sq "$v")"
+        done
+    } >"$T/env.sh.tmp"
+    mv "$T/env.sh.tmp" "$T/env.sh"
+}
+
+self_check() {
+    (
+        # shellcheck disable=SC1091
+        source "$T/env.sh"
+        "$(venv_py keystone)" - <<'EOF'
+import base64, json, os, sys, urllib.error, urllib.request
+
+E = os.environ
+KS, BB = E["KEYMIGRATE_TEST_KEYSTONE_URL"], E["KEYMIGRATE_TEST_BARBICAN_URL"]
+BB2 = E["KEYMIGRATE_TEST_BARBICAN_INTERNAL_URL"]
+
+def fail(msg):
+    sys.exit(f"[testenv] SELF-CHECK FAILED: {msg}")
+
+def call(method, url, body=None, token=None, headers=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("X-Auth-Token", token)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+def token(identity, scope=None, what=""):
+    auth = {"identity": identity}
+    if scope:
+        auth["scope"] = scope
+    st, h, b = call("POST", KS + "/auth/tokens", {"auth": auth})
+    if st != 201:
+        fail(f"token for {what}: HTTP {st} {b[:300]!r}")
+    return h["X-Subject-Token"], json.loads(b)["token"]
+
+def pw(user, password, project):
+    return token({"methods": ["password"], "password": {"user": {
+        "name": user, "domain": {"name": "Default"}, "password": password}}},
+        {"project": {"name": project, "domain": {"name": "Default"}}}, user)
+
+cinder, body = pw(E["KEYMIGRATE_TEST_CINDER_USER"], E["KEYMIGRATE_TEST_CINDER_PASSWORD"],
+                  E["KEYMIGRATE_TEST_CINDER_PROJECT"])
+eps = sorted((e["region_id"], e["interface"], e["url"]) for s in body.get("catalog", [])
+             if s["type"] == "key-manager" for e in s["endpoints"])
+want = sorted([("RegionOne", "internal", BB2), ("RegionOne", "public", BB),
+               ("RegionTwo", "internal", BB2), ("RegionTwo", "public", "http://127.0.0.1:19319")])
+if eps != want:
+    fail(f"key-manager catalog is {eps}, wanted {want}")
+appcred, body = token({"methods": ["application_credential"], "application_credential": {
+    "id": E["KEYMIGRATE_TEST_APPCRED_ID"], "secret": E["KEYMIGRATE_TEST_APPCRED_SECRET"]}},
+    what="the application credential")
+if body["project"]["name"] != E["KEYMIGRATE_TEST_CINDER_PROJECT"]:
+    fail("application credential token is not scoped to the service project")
+alice, _ = pw("alice", E["KEYMIGRATE_TEST_ALICE_PASSWORD"], "demo")
+bob, _ = pw("bob", E["KEYMIGRATE_TEST_BOB_PASSWORD"], "demo")
+
+key = os.urandom(32)
+st, _, b = call("POST", BB + "/v1/secrets", {
+    "name": "testenv-self-check", "algorithm": "AES", "bit_length": 256,
+    "secret_type": "symmetric", "payload": base64.b64encode(key).decode(),
+    "payload_content_type": "application/octet-stream", "payload_content_encoding": "base64"},
+    token=cinder)
+if st != 201:
+    fail(f"POST secret as cinder: HTTP {st} {b[:300]!r}")
+ref = json.loads(b)["secret_ref"]
+sid = ref.rsplit("/", 1)[1]
+try:
+    if not ref.startswith(BB + "/v1/secrets/"):
+        fail(f"secret_ref {ref} is not under {BB}")
+    st, _, b = call("PUT", f"{BB}/v1/secrets/{sid}/acl",
+                    {"read": {"users": [E["KEYMIGRATE_TEST_ALICE_ID"]], "project-access": True}},
+                    token=appcred)
+    if st != 200:
+        fail(f"PUT acl as the application credential: HTTP {st} {b[:300]!r}")
+    for who, tok, base in (("cinder", cinder, BB), ("the application credential", appcred, BB2),
+                           ("alice (ACL)", alice, BB)):
+        st, _, b = call("GET", f"{base}/v1/secrets/{sid}/payload", token=tok,
+                        headers={"Accept": "application/octet-stream"})
+        if st != 200 or b != key:
+            fail(f"GET payload as {who}: HTTP {st}, {len(b)} bytes, equal={b == key}")
+    st, _, b = call("GET", f"{BB}/v1/secrets/{sid}/payload", token=bob,
+                    headers={"Accept": "application/octet-stream"})
+    if st != 403:
+        fail(f"GET payload as bob should be 403, got {st} {b[:200]!r}")
+    st, _, b = call("GET", f"{BB}/v1/secrets?name=testenv-self-check", token=appcred,
+                    headers={"Accept": "application/json"})
+    if st != 200 or sid not in b.decode():
+        fail(f"list secrets as the application credential: HTTP {st} {b[:300]!r}")
+    st, _, b = call("GET", f"{BB}/v1/secrets/{sid}", headers={"Accept": "application/json"})
+    if st != 401:
+        fail(f"GET without a token should be 401, got {st}")
+finally:
+    st, _, b = call("DELETE", f"{BB}/v1/secrets/{sid}", token=cinder)
+if st != 204:
+    fail(f"DELETE secret as cinder: HTTP {st} {b[:300]!r}")
+st, _, _ = call("GET", f"{BB}/v1/secrets/{sid}", token=cinder, headers={"Accept": "application/json"})
+if st != 404:
+    fail(f"deleted secret still answers {st}")
+print("[testenv] self-check passed: tokens (password, application credential), POST secret, "
+      "ACL, payload as cinder/appcred/alice, bob 403, list, DELETE", file=sys.stderr)
+EOF
+    ) || die_log "$BB_DIR/barbican.log" "self-check failed"
+}
+
+# ---------------------------------------------------------------------------------------- commands
+
+take_lock() {
+    mkdir -p "$(dirname "$T")"
+    exec 9>"$T.lock"
+    flock -w 600 9 || die "another testenv.sh holds $T.lock"
+}
+
+cmd_up() {
+    local t0=$SECONDS
+    if install_needed; then cmd_install; fi
+    take_lock
+    mkdir -p "$T" "$CI_DIR/state" "$KS_DIR" "$BB_DIR"
+    # Slow, independent steps run in the background: Keystone's bootstrap (needs no other
+    # server) and the Cinder templates (once the databases answer).
+    local -A jobs=()
+    local j f
+    keystone_configure
+    if [[ ! -f $KS_DIR/.bootstrapped ]] && ! keystone_running; then
+        log "bootstrapping Keystone in the background"
+        keystone_bootstrap 2>"$KS_DIR/bootstrap.out" 9>&- &
+        jobs[keystone-bootstrap]=$!
+    fi
+    start_mariadb
+    start_postgres
+    log "checking/building the Cinder templates in the background"
+    build_sqlite_template >"$CI_DIR/sqlite.log" 2>&1 9>&- &
+    jobs[sqlite-template]=$!
+    build_mysql_template >"$CI_DIR/mysql.log" 2>&1 9>&- &
+    jobs[mysql-template]=$!
+    build_pg_template >"$CI_DIR/pg.log" 2>&1 9>&- &
+    jobs[pg-template]=$!
+    # Barbican needs MariaDB now, Keystone only from its first authenticated request on.
+    start_barbican >"$BB_DIR/start.out" 2>&1 9>&- &
+    local bb_job=$!
+    if [[ -n ${jobs[keystone-bootstrap]:-} ]]; then
+        wait "${jobs[keystone-bootstrap]}" || die_log "$KS_DIR/bootstrap.out" "Keystone bootstrap failed"
+        unset "jobs[keystone-bootstrap]"
+    fi
+    start_keystone
+    local stamp
+    stamp=$(sha256sum <"${BASH_SOURCE[0]}" | cut -c1-64)
+    if [[ -s $KS_DIR/ids.env && -f $KS_DIR/setup.done && $(cat "$KS_DIR/setup.done") == "$stamp" ]]; then
+        log "Keystone's users, projects, catalog and application credential are set up already"
+    else
+        log "creating Keystone's users, projects, catalog and application credential"
+        keystone_setup
+        echo "$stamp" >"$KS_DIR/setup.done"
+    fi
+    wait "$bb_job" || die_log "$BB_DIR/start.out" "starting Barbican failed"
+    cat "$BB_DIR/start.out" >&2
+    for j in "${!jobs[@]}"; do
+        case $j in
+            sqlite-template) f=$CI_DIR/sqlite.log ;;
+            mysql-template) f=$CI_DIR/mysql.log ;;
+            *) f=$CI_DIR/pg.log ;;
+        esac
+        wait "${jobs[$j]}" || die_log "$f" "building the $j failed"
+    done
+    write_env
+    self_check
+    log "up in $((SECONDS - t0)) s; source $T/env.sh"
+}
+
+cmd_down() {
+    take_lock
+    stop_barbican
+    stop_keystone
+    stop_postgres
+    stop_mariadb
+    log "down"
+}
+
+cmd_reset() {
+    cmd_down
+    [[ -n $T && $T != / && $T != "$ROOT" ]] || die "refusing to delete $T"
+    rm -rf "$T"
+    log "removed $T"
+}
+
+case ${1:-} in
+    install) cmd_install ;;
+    up) cmd_up ;;
+    down) cmd_down ;;
+    reset) cmd_reset ;;
+    restart-mariadb) take_lock; stop_mariadb; start_mariadb ;;
+    restart-postgres) take_lock; stop_postgres; start_postgres ;;
+    *)
+        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,117 @@
+//! `keymigrate migrate`: the main job. Checks the conditions, takes the scope's lock, finishes
+//! what an interrupted run left, migrates every unit, then reports what is left and exits
+//! 0 (done), 1 (more to do: run again) or 2 (an operator must act).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use crate::barbican::Barbican;
+use crate::cli::MigrateArgs;
+use crate::conditions::Conditions;
+use crate::db::{Access, Db};
+use crate::error::{Error, Outcome, Result};
+use crate::journal::Journal;
+use crate::keystone::Keystone;
+use crate::migrate::{self, Engine, Options, Report};
+use crate::output::Format;
+use crate::plan::{self, Tally};
+use crate::settings::Settings;
+
+pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Result<Outcome> {
+    let conditions = &settings.conditions;
+    super::log_conditions(conditions);
+    let scope = &settings.scope;
+    log::info!("Scope: {} (from {})", scope.describe(), scope.source);
+    let opts = Options { max_count: args.max_count, max_errors: args.max_errors };
+
+    match (conditions, &settings.services) {
+        (Conditions::Ready { key, .. }, Some(services)) => {
+            let mut db = Db::connect(&settings.database, Access::ReadWrite)?;
+            let journal = Journal::open(&services.state_dir, scope)?;
+            let keystone = Arc::new(Keystone::new(services.keystone.clone(), services.retry)?);
+            let barbican = Barbican::connect(&services.barbican, keystone, services.retry)?;
+            let mut engine =
+                Engine { db: &mut db, barbican: &barbican, key, journal: &journal, opts, report: Report::default() };
+            let result = engine.run(scope);
+            let report = engine.report.clone();
+            finish(settings, &mut db, report, result.err(), args, out)
+        }
+        (Conditions::Ready { .. }, None) => {
+            let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
+            let report = migrate::dry_run(&mut db, scope, &opts)?;
+            log::info!("Dry run: {} unit(s) would get a new secret", report.migrated);
+            finish(settings, &mut db, report, None, args, out)
+        }
+        _ => {
+            let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
+            finish(settings, &mut db, Report::default(), None, args, out)
+        }
+    }
+}
+
+/// Counts what is left, logs the status and summary, prints the report, decides the outcome.
+fn finish(
+    settings: &Settings,
+    db: &mut Db,
+    report: Report,
+    error: Option<Error>,
+    args: &MigrateArgs,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let mut left = Tally::default();
+    plan::walk(db, &settings.scope, &plan::Table::ALL, |item| {
+        left.add(&item);
+        Ok(())
+    })?;
+    let database = db.count_zero(false)?;
+    super::status::log_status(settings, &left, &database);
+    if !args.dry_run {
+        log::info!(
+            "Migration summary: {} unit(s) migrated ({} rows: {}), {} recovered from an interrupted run, {} lost to another run, {} failed; {} left in scope",
+            report.migrated,
+            report.rows.total(),
+            report.rows,
+            report.recovered,
+            report.lost,
+            report.failed,
+            left.units()
+        );
+    }
+    match args.output.format {
+        Some(Format::Json) => {
+            let doc = serde_json::json!({
+                "dry_run": args.dry_run,
+                "conditions": super::conditions_json(&settings.conditions),
+                "scope": settings.scope.describe(),
+                "report": &report,
+                "remaining": {"scope": left.units(), "blocked": left.blocked(), "database": database.total()},
+                "error": error.as_ref().map(|e| e.to_string()),
+            });
+            serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
+            writeln!(out).map_err(Error::Output)?;
+        }
+        _ => {
+            let verb = if args.dry_run { "would migrate" } else { "migrated" };
+            writeln!(
+                out,
+                "{verb} {} unit(s), {} lost to another run, {} failed; {} row(s) left in scope [{}], {} in the whole database",
+                report.migrated,
+                report.lost,
+                report.failed,
+                left.units(),
+                settings.scope.describe(),
+                database.total()
+            )
+            .map_err(Error::Output)?;
+        }
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let outcome = super::outcome(&settings.conditions, &left);
+    Ok(match outcome {
+        Outcome::MoreToDo if report.failed > 0 && report.migrated == 0 && report.recovered == 0 => Outcome::NeedsOperator,
+        Outcome::MoreToDo if args.dry_run => Outcome::MoreToDo,
+        other => other,
+    })
+}

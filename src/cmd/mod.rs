@@ -1,0 +1,56 @@
+//! One module per subcommand, each with a `run` that takes the settings and its own arguments.
+
+pub mod migrate;
+pub mod scan;
+pub mod status;
+
+use std::io::Write;
+
+use crate::cli::Command;
+use crate::conditions::Conditions;
+use crate::error::{Outcome, Result};
+use crate::plan::Tally;
+use crate::settings::Settings;
+
+pub fn dispatch(settings: &Settings, command: &Command, out: &mut dyn Write) -> Result<Outcome> {
+    match command {
+        Command::Scan(args) => scan::run(settings, args, out),
+        Command::Status(args) => status::run(settings, args, out),
+        Command::Migrate(args) => migrate::run(settings, args, out),
+    }
+}
+
+/// The exit decision shared by every reporting command: nothing left, more to do, or stuck.
+pub fn outcome(conditions: &Conditions, tally: &Tally) -> Outcome {
+    let units = tally.units();
+    if units == 0 {
+        Outcome::Done
+    } else if !conditions.is_ready() || tally.blocked() == units {
+        Outcome::NeedsOperator
+    } else {
+        Outcome::MoreToDo
+    }
+}
+
+/// Logs the condition in Cinder's words, at the level Cinder uses.
+pub fn log_conditions(conditions: &Conditions) {
+    match conditions {
+        Conditions::Ready { .. } => log::debug!("{}", conditions.message()),
+        Conditions::Unsupported { .. } => log::warn!("{}", conditions.message()),
+        _ => log::info!("{}", conditions.message()),
+    }
+}
+
+/// JSON for the conditions block of every report.
+pub fn conditions_json(conditions: &Conditions) -> serde_json::Value {
+    let bits = match conditions {
+        Conditions::Ready { key, .. } => Some(key.bit_length()),
+        _ => None,
+    };
+    serde_json::json!({
+        "state": conditions.code(),
+        "backend": conditions.backend(),
+        "fixed_key_bits": bits,
+        "message": conditions.message(),
+    })
+}

@@ -1,0 +1,131 @@
+//! `keymigrate scan`: the dry-run report. Every row on the all-zeros key in the scope, what
+//! `migrate` will do with it, and counts per table. Opens the database read-only.
+
+use std::io::Write;
+
+use crate::cli::ScanArgs;
+use crate::db::{Access, Db};
+use crate::error::{Error, Outcome, Result};
+use crate::output::{self, Format, Table};
+use crate::plan::{self, Action, Item, Tally};
+use crate::settings::Settings;
+
+const HEADERS: [&str; 5] = ["Table", "ID", "Host", "Owner", "Action"];
+
+pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<Outcome> {
+    let conditions = &settings.conditions;
+    super::log_conditions(conditions);
+    let scope = &settings.scope;
+    log::info!("Scope: {} (from {})", scope.describe(), scope.source);
+    let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
+    let format = args.output.format.unwrap_or(Format::Table);
+    // Validate -c before printing anything.
+    output::select_columns(&HEADERS, &args.output.column)?;
+
+    let mut tally = Tally::default();
+    if format == Format::Json {
+        let head = serde_json::json!({
+            "conditions": super::conditions_json(conditions),
+            "scope": {"description": scope.describe(), "source": scope.source, "all_hosts": scope.all},
+        });
+        let head = serde_json::to_string(&head).map_err(|e| Error::Internal(e.to_string()))?;
+        // Stream: the head object's fields, then the rows array one element at a time.
+        write!(out, "{},\"rows\":[", head.strip_suffix('}').unwrap_or(&head)).map_err(Error::Output)?;
+        let mut first = true;
+        plan::walk(&mut db, scope, &plan::Table::ALL, |item| {
+            tally.add(&item);
+            if !first {
+                out.write_all(b",").map_err(Error::Output)?;
+            }
+            first = false;
+            serde_json::to_writer(&mut *out, &row_json(&item)).map_err(|e| Error::Output(e.into()))
+        })?;
+        let deleted = db.count_zero(true)?;
+        let tail = serde_json::json!({"counts": tally, "deleted": deleted, "units": tally.units(), "new_secrets": tally.new_secrets()});
+        let tail = serde_json::to_string(&tail).map_err(|e| Error::Internal(e.to_string()))?;
+        writeln!(out, "],{}", tail.strip_prefix('{').unwrap_or(&tail)).map_err(Error::Output)?;
+    } else {
+        if format == Format::Table {
+            writeln!(out, "Key manager: {}", conditions.message()).map_err(Error::Output)?;
+            writeln!(out, "Scope: {} (from {})", scope.describe(), scope.source).map_err(Error::Output)?;
+        }
+        let mut table = Table::new(out, format, &HEADERS, &args.output.column)?;
+        plan::walk(&mut db, scope, &plan::Table::ALL, |item| {
+            tally.add(&item);
+            table.row(row_cells(&item))
+        })?;
+        table.finish()?;
+        if format == Format::Table {
+            let deleted = db.count_zero(true)?;
+            write_counts(out, &tally, &deleted)?;
+        }
+    }
+    log::info!(
+        "Scan found {} unit(s) in scope ({} new secret(s) needed, {} blocked); {} row(s) with a NULL host not in scope",
+        tally.units(),
+        tally.new_secrets(),
+        tally.blocked(),
+        tally.skipped
+    );
+    Ok(super::outcome(conditions, &tally))
+}
+
+fn row_cells(item: &Item) -> Vec<String> {
+    match item {
+        Item::Unit(u) => vec![
+            u.table.name().to_string(),
+            u.id.clone(),
+            output::cell(&u.host),
+            output::cell(&u.owner),
+            u.action.to_string(),
+        ],
+        Item::Skipped(s) => {
+            vec![s.table.name().to_string(), s.id.clone(), String::new(), String::new(), format!("skipped: {}", s.reason)]
+        }
+    }
+}
+
+fn row_json(item: &Item) -> serde_json::Value {
+    match item {
+        Item::Unit(u) => {
+            let (action, with, reason) = match &u.action {
+                Action::NewSecret => ("new_secret", None, None),
+                Action::ShareVolume(v) => ("share_volume", Some(v.as_str()), None),
+                Action::ShareSnapshot(s) => ("share_snapshot", Some(s.as_str()), None),
+                Action::Blocked(r) => ("blocked", None, Some(*r)),
+            };
+            serde_json::json!({"table": u.table, "id": u.id, "host": u.host, "owner": u.owner, "project": u.project,
+                "action": action, "shares_with": with, "reason": reason})
+        }
+        Item::Skipped(s) => serde_json::json!({"table": s.table, "id": s.id, "host": null, "owner": null, "project": null,
+            "action": "skipped", "shares_with": null, "reason": s.reason}),
+    }
+}
+
+fn write_counts(out: &mut dyn Write, tally: &Tally, deleted: &crate::db::TableCounts) -> Result<()> {
+    let headers = ["Table", "Units", "New Secrets", "Shared", "Blocked", "Deleted (Untouched)"];
+    let mut t = Table::new(out, Format::Table, &headers, &[])?;
+    let deleted_of = |table: plan::Table| match table {
+        plan::Table::Volumes => deleted.volumes,
+        plan::Table::Snapshots => deleted.snapshots,
+        plan::Table::Backups => deleted.backups,
+        plan::Table::VolumeGlanceMetadata => deleted.volume_glance_metadata,
+    };
+    for table in plan::Table::ALL {
+        let c = tally.table(table);
+        t.row(vec![
+            table.name().to_string(),
+            c.total.to_string(),
+            c.new_secret.to_string(),
+            c.shared.to_string(),
+            c.blocked.to_string(),
+            deleted_of(table).to_string(),
+        ])?;
+    }
+    t.finish()?;
+    if tally.skipped > 0 {
+        writeln!(out, "Not in scope: {} volume(s) with a NULL host (only --all-hosts migrates them).", tally.skipped)
+            .map_err(Error::Output)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! `keymigrate status`: how many rows are left on the all-zeros key, for the scope and for the
+//! whole database. One line by default, for cron mail and scripts; `-f json` for monitoring.
+//! Also logs Cinder's own status sentences, so existing log searches keep working.
+
+use std::io::Write;
+
+use crate::cli::StatusArgs;
+use crate::db::{Access, Db, TableCounts};
+use crate::error::{Error, Outcome, Result};
+use crate::output::{Format, Table};
+use crate::plan::{self, Tally};
+use crate::settings::Settings;
+
+pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Result<Outcome> {
+    let conditions = &settings.conditions;
+    super::log_conditions(conditions);
+    let scope = &settings.scope;
+    let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
+    let mut tally = Tally::default();
+    plan::walk(&mut db, scope, &plan::Table::ALL, |item| {
+        tally.add(&item);
+        Ok(())
+    })?;
+    let database = db.count_zero(false)?;
+    let deleted = db.count_zero(true)?;
+    let outcome = super::outcome(conditions, &tally);
+    log_status(settings, &tally, &database);
+
+    match args.output.format {
+        None => {
+            let line = summary_line(settings, &tally, &database, outcome);
+            writeln!(out, "{line}").map_err(Error::Output)?;
+        }
+        Some(Format::Json) => {
+            let doc = serde_json::json!({
+                "done": outcome == Outcome::Done,
+                "database_done": database.total() == 0,
+                "conditions": super::conditions_json(conditions),
+                "scope": {"description": scope.describe(), "source": scope.source, "all_hosts": scope.all,
+                          "remaining": tally.units(), "blocked": tally.blocked(), "null_host_not_in_scope": tally.skipped,
+                          "tables": &tally},
+                "database": {"remaining": database.total(), "tables": database},
+                "deleted": deleted,
+            });
+            serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
+            writeln!(out).map_err(Error::Output)?;
+        }
+        Some(format) => {
+            let headers = ["Table", "Scope", "Database", "Deleted"];
+            let mut t = Table::new(out, format, &headers, &args.output.column)?;
+            let db_of = |c: &TableCounts, table: plan::Table| match table {
+                plan::Table::Volumes => c.volumes,
+                plan::Table::Snapshots => c.snapshots,
+                plan::Table::Backups => c.backups,
+                plan::Table::VolumeGlanceMetadata => c.volume_glance_metadata,
+            };
+            for table in plan::Table::ALL {
+                t.row(vec![
+                    table.name().to_string(),
+                    tally.table(table).total.to_string(),
+                    db_of(&database, table).to_string(),
+                    db_of(&deleted, table).to_string(),
+                ])?;
+            }
+            t.row(vec!["total".into(), tally.units().to_string(), database.total().to_string(), deleted.total().to_string()])?;
+            t.finish()?;
+        }
+    }
+    Ok(outcome)
+}
+
+fn summary_line(settings: &Settings, tally: &Tally, database: &TableCounts, outcome: Outcome) -> String {
+    let scope = settings.scope.describe();
+    let per_table = |t: &Tally| {
+        format!(
+            "volumes {}, snapshots {}, glance metadata {}, backups {}",
+            t.volumes.total, t.snapshots.total, t.volume_glance_metadata.total, t.backups.total
+        )
+    };
+    let state = match outcome {
+        Outcome::Done => "done",
+        Outcome::MoreToDo => "more to do",
+        Outcome::NeedsOperator => "needs operator",
+    };
+    format!(
+        "{state}: {} row(s) left in scope [{scope}] ({}); {} row(s) left in the whole database",
+        tally.units(),
+        per_table(tally),
+        database.total()
+    )
+}
+
+/// Cinder's `_log_migration_status` sentences (whole database), then keymigrate's own verdict.
+pub fn log_status(settings: &Settings, tally: &Tally, database: &TableCounts) {
+    if database.volumes == 0 {
+        log::info!("No volumes are using the ConfKeyManager's encryption_key_id.");
+    } else {
+        log::warn!("There are still {} volume(s) using the ConfKeyManager's all-zeros encryption key ID.", database.volumes);
+    }
+    if database.backups == 0 {
+        log::info!("No backups are known to be using the ConfKeyManager's encryption_key_id.");
+    } else {
+        log::warn!("There are still {} backups(s) using the ConfKeyManager's all-zeros encryption key ID.", database.backups);
+    }
+    if database.snapshots + database.volume_glance_metadata > 0 {
+        log::warn!(
+            "There are still {} snapshot(s) and {} glance metadata row(s) using the ConfKeyManager's all-zeros encryption key ID.",
+            database.snapshots,
+            database.volume_glance_metadata
+        );
+    }
+    if database.total() == 0 {
+        log::info!(
+            "No key IDs associated with the ConfKeyManager remain in the database: \
+             [key_manager] fixed_key can be removed once every volume has been verified."
+        );
+    } else if tally.units() == 0 {
+        log::info!(
+            "Scope {} has no key IDs associated with the ConfKeyManager left; {} row(s) remain elsewhere, so keep fixed_key.",
+            settings.scope.describe(),
+            database.total()
+        );
+    }
+    if tally.blocked() > 0 {
+        log::warn!("{} row(s) in scope cannot be migrated without an operator (see `keymigrate scan`).", tally.blocked());
+    }
+}

@@ -1,0 +1,401 @@
+//! Cinder's database on SQLite, MySQL/MariaDB or PostgreSQL, through one connection type.
+//!
+//! Rows are streamed in keyset-paginated batches (`WHERE id > last ORDER BY id LIMIT n`), never
+//! loaded whole. A read-only connection (scan, status) is enforced by the database itself:
+//! SQLite opens the file with `mode=ro`, MySQL and PostgreSQL set the session read-only.
+
+pub mod schema;
+pub mod swap;
+pub mod url;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::{MysqlConnection, PgConnection, SqliteConnection};
+
+use crate::conditions::ZERO_KEY_ID;
+use crate::error::{Error, Result};
+use schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
+pub use url::{Backend, DbUrl};
+
+/// The `volume_glance_metadata` key Cinder copies from an image uploaded from an encrypted volume.
+pub const GLANCE_KEY: &str = "cinder_encryption_key_id";
+
+/// Rows fetched per query while streaming.
+pub const BATCH: i64 = 2000;
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Mysql(MysqlConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// A connection plus the URL it came from (password removed), for error messages.
+pub struct Db {
+    pub conn: AnyConnection,
+    pub url: String,
+    pub backend: Backend,
+}
+
+impl Db {
+    pub fn connect(url: &DbUrl, access: Access) -> Result<Db> {
+        let fail = |message: String| Error::Database { url: url.redacted.clone(), message };
+        let conn = match url.backend {
+            Backend::Sqlite => {
+                let path = std::path::Path::new(url.connection_string());
+                if !path.is_file() {
+                    return Err(fail(format!("no such file: {}", path.display())));
+                }
+                let target = match access {
+                    Access::ReadOnly => sqlite_read_only_uri(path),
+                    Access::ReadWrite => url.connection_string().to_string(),
+                };
+                let mut conn = SqliteConnection::establish(&target).map_err(|e| fail(e.to_string()))?;
+                // Cinder writes while we run: wait for its locks instead of failing at once.
+                conn.batch_execute("PRAGMA busy_timeout = 30000;").map_err(|e| fail(e.to_string()))?;
+                AnyConnection::Sqlite(conn)
+            }
+            Backend::Mysql => {
+                let mut conn =
+                    MysqlConnection::establish(url.connection_string()).map_err(|e| fail(e.to_string()))?;
+                if url.require_tls && !mysql_session_is_encrypted(&mut conn) {
+                    // libmariadb ignores diesel's ssl_mode: check what the session really is.
+                    return Err(fail("TLS was requested but the connection is not encrypted".into()));
+                }
+                if access == Access::ReadOnly {
+                    conn.batch_execute("SET SESSION TRANSACTION READ ONLY").map_err(|e| fail(e.to_string()))?;
+                }
+                AnyConnection::Mysql(conn)
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::establish(url.connection_string()).map_err(|e| fail(e.to_string()))?;
+                if access == Access::ReadOnly {
+                    conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                        .map_err(|e| fail(e.to_string()))?;
+                }
+                AnyConnection::Postgresql(conn)
+            }
+        };
+        let mut db = Db { conn, url: url.redacted.clone(), backend: url.backend };
+        db.check_schema()?;
+        Ok(db)
+    }
+
+    /// Wraps a database error with the URL, so every message says which database failed.
+    pub fn error(&self, context: &str, e: diesel::result::Error) -> Error {
+        Error::Database { url: self.url.clone(), message: format!("{context}: {e}") }
+    }
+
+    /// Fails early, with a clear message, on a database that is not Cinder's.
+    fn check_schema(&mut self) -> Result<()> {
+        let checks: [(&str, QueryResult<usize>); 4] = [
+            ("volumes", volumes::table.select(volumes::all_columns).limit(1).load::<VolumeCheck>(&mut self.conn).map(|v| v.len())),
+            ("snapshots", snapshots::table.select(snapshots::all_columns).limit(1).load::<SnapshotCheck>(&mut self.conn).map(|v| v.len())),
+            ("backups", backups::table.select(backups::all_columns).limit(1).load::<BackupCheck>(&mut self.conn).map(|v| v.len())),
+            ("volume_glance_metadata", vgm::table.select(vgm::all_columns).limit(1).load::<GlanceCheck>(&mut self.conn).map(|v| v.len())),
+        ];
+        for (table, result) in checks {
+            if let Err(e) = result {
+                return Err(Error::Database {
+                    url: self.url.clone(),
+                    message: format!("cannot read Cinder's table `{table}` ({e}); is [database] connection Cinder's database?"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+type Ts = Option<chrono::NaiveDateTime>;
+type VolumeCheck = (String, Option<bool>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Ts);
+type SnapshotCheck = (String, Option<bool>, Option<String>, Option<String>, Option<String>, Option<String>, Ts);
+type BackupCheck = (String, Option<bool>, Option<String>, Option<String>, Option<String>, Option<String>, Ts);
+type GlanceCheck = (i32, Option<bool>, Option<String>, Option<String>, Option<String>, Option<String>, Ts);
+
+#[derive(QueryableByName)]
+struct SessionStatus {
+    #[diesel(sql_type = diesel::sql_types::Text, column_name = "Value")]
+    value: String,
+}
+
+fn mysql_session_is_encrypted(conn: &mut MysqlConnection) -> bool {
+    diesel::sql_query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        .load::<SessionStatus>(conn)
+        .is_ok_and(|rows| rows.iter().any(|r| !r.value.is_empty()))
+}
+
+/// SQLite's URI form with `mode=ro`: the file can never be written, nor created.
+fn sqlite_read_only_uri(path: &std::path::Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut encoded = String::new();
+    for b in abs.to_string_lossy().bytes() {
+        match b {
+            b'%' | b'?' | b'#' => encoded.push_str(&format!("%{b:02X}")),
+            _ => encoded.push(b as char),
+        }
+    }
+    format!("file:{encoded}?mode=ro")
+}
+
+/// A live volume that uses the all-zeros key ID.
+#[derive(Debug, Clone, Queryable)]
+pub struct VolumeRow {
+    pub id: String,
+    pub host: Option<String>,
+    pub cluster_name: Option<String>,
+    pub user_id: Option<String>,
+    pub project_id: Option<String>,
+}
+
+/// A live snapshot that uses the all-zeros key ID, with what it needs of its volume.
+#[derive(Debug, Clone, Queryable)]
+pub struct SnapshotRow {
+    pub id: String,
+    pub volume_id: Option<String>,
+    pub user_id: Option<String>,
+    pub project_id: Option<String>,
+    pub volume: Option<VolumeRef>,
+}
+
+/// The parts of a parent volume that decide a child row's scope and plan.
+#[derive(Debug, Clone, Queryable)]
+pub struct VolumeRef {
+    pub host: Option<String>,
+    pub cluster_name: Option<String>,
+    pub user_id: Option<String>,
+    pub encryption_key_id: Option<String>,
+    pub deleted: Option<bool>,
+}
+
+impl VolumeRef {
+    /// The volume is itself a unit: live and still on the all-zeros key.
+    pub fn is_zero_and_live(&self) -> bool {
+        self.deleted == Some(false) && self.encryption_key_id.as_deref() == Some(ZERO_KEY_ID)
+    }
+}
+
+#[derive(Debug, Clone, Queryable)]
+pub struct BackupRow {
+    pub id: String,
+    pub host: Option<String>,
+    pub user_id: Option<String>,
+    pub project_id: Option<String>,
+}
+
+/// A live glance-metadata row holding the all-zeros key ID, with its owning volume or snapshot.
+#[derive(Debug, Clone)]
+pub struct GlanceRow {
+    pub id: i32,
+    pub volume_id: Option<String>,
+    pub snapshot_id: Option<String>,
+    /// The volume the row belongs to: directly, or through its snapshot.
+    pub volume: Option<VolumeRef>,
+    /// The snapshot the row belongs to, when it belongs to one.
+    pub snapshot: Option<SnapshotRef>,
+}
+
+#[derive(Debug, Clone, Queryable)]
+pub struct SnapshotRef {
+    pub volume_id: Option<String>,
+    pub user_id: Option<String>,
+    pub project_id: Option<String>,
+    pub encryption_key_id: Option<String>,
+    pub deleted: Option<bool>,
+}
+
+impl SnapshotRef {
+    pub fn is_zero_and_live(&self) -> bool {
+        self.deleted == Some(false) && self.encryption_key_id.as_deref() == Some(ZERO_KEY_ID)
+    }
+}
+
+/// Where a keyset-paginated walk of one table stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cursor {
+    Start,
+    Text(String),
+    Int(i32),
+    End,
+}
+
+impl Cursor {
+    fn text(&self) -> Option<&str> {
+        match self {
+            Cursor::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn int(&self) -> Option<i32> {
+        match self {
+            Cursor::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// Moves past the last row of a page; a short page ends the walk.
+    fn advance<R>(&mut self, page: &[R], key: impl Fn(&R) -> Cursor) {
+        *self = match page.last() {
+            Some(last) if page.len() as i64 == BATCH => key(last),
+            _ => Cursor::End,
+        };
+    }
+}
+
+macro_rules! volume_ref_columns {
+    () => {
+        (volumes::host, volumes::cluster_name, volumes::user_id, volumes::encryption_key_id, volumes::deleted)
+    };
+}
+
+impl Db {
+    /// The next page of live volumes on the all-zeros key, in id order.
+    pub fn zero_volumes(&mut self, cursor: &mut Cursor) -> Result<Vec<VolumeRow>> {
+        let mut q = volumes::table
+            .select((volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id))
+            .filter(volumes::deleted.eq(false))
+            .filter(volumes::encryption_key_id.eq(ZERO_KEY_ID))
+            .order(volumes::id)
+            .limit(BATCH)
+            .into_boxed();
+        if let Some(a) = cursor.text() {
+            q = q.filter(volumes::id.gt(a.to_string()));
+        }
+        let page = q.load::<VolumeRow>(&mut self.conn).map_err(|e| self.error("reading volumes", e))?;
+        cursor.advance(&page, |r| Cursor::Text(r.id.clone()));
+        Ok(page)
+    }
+
+    /// The next page of live snapshots on the all-zeros key, with their volume.
+    pub fn zero_snapshots(&mut self, cursor: &mut Cursor) -> Result<Vec<SnapshotRow>> {
+        let mut q = snapshots::table
+            .left_join(volumes::table.on(volumes::id.nullable().eq(snapshots::volume_id)))
+            .select((
+                snapshots::id,
+                snapshots::volume_id,
+                snapshots::user_id,
+                snapshots::project_id,
+                volume_ref_columns!().nullable(),
+            ))
+            .filter(snapshots::deleted.eq(false))
+            .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
+            .order(snapshots::id)
+            .limit(BATCH)
+            .into_boxed();
+        if let Some(a) = cursor.text() {
+            q = q.filter(snapshots::id.gt(a.to_string()));
+        }
+        let page = q.load::<SnapshotRow>(&mut self.conn).map_err(|e| self.error("reading snapshots", e))?;
+        cursor.advance(&page, |r| Cursor::Text(r.id.clone()));
+        Ok(page)
+    }
+
+    /// The next page of live backups on the all-zeros key.
+    pub fn zero_backups(&mut self, cursor: &mut Cursor) -> Result<Vec<BackupRow>> {
+        let mut q = backups::table
+            .select((backups::id, backups::host, backups::user_id, backups::project_id))
+            .filter(backups::deleted.eq(false))
+            .filter(backups::encryption_key_id.eq(ZERO_KEY_ID))
+            .order(backups::id)
+            .limit(BATCH)
+            .into_boxed();
+        if let Some(a) = cursor.text() {
+            q = q.filter(backups::id.gt(a.to_string()));
+        }
+        let page = q.load::<BackupRow>(&mut self.conn).map_err(|e| self.error("reading backups", e))?;
+        cursor.advance(&page, |r| Cursor::Text(r.id.clone()));
+        Ok(page)
+    }
+
+    /// The next page of live `volume_glance_metadata` rows whose `cinder_encryption_key_id` is
+    /// all zeros, with the volume (directly or through the snapshot) and snapshot they belong to.
+    pub fn zero_glance_metadata(&mut self, cursor: &mut Cursor) -> Result<Vec<GlanceRow>> {
+        type Row = (i32, Option<String>, Option<String>, Option<SnapshotRef>, Option<VolumeRef>);
+        // A row belongs to a volume directly, or to a snapshot and through it to a volume.
+        let owning_volume_id = diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
+            "COALESCE(volume_glance_metadata.volume_id, snapshots.volume_id)",
+        );
+        let mut q = vgm::table
+            .left_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
+            .left_join(volumes::table.on(volumes::id.nullable().eq(owning_volume_id)))
+            .select((
+                vgm::id,
+                vgm::volume_id,
+                vgm::snapshot_id,
+                (snapshots::volume_id, snapshots::user_id, snapshots::project_id, snapshots::encryption_key_id, snapshots::deleted)
+                    .nullable(),
+                volume_ref_columns!().nullable(),
+            ))
+            .filter(vgm::deleted.eq(false))
+            .filter(vgm::key.eq(GLANCE_KEY))
+            .filter(vgm::value.eq(ZERO_KEY_ID))
+            .order(vgm::id)
+            .limit(BATCH)
+            .into_boxed();
+        if let Some(a) = cursor.int() {
+            q = q.filter(vgm::id.gt(a));
+        }
+        let rows = q.load::<Row>(&mut self.conn).map_err(|e| self.error("reading volume_glance_metadata", e))?;
+        cursor.advance(&rows, |r| Cursor::Int(r.0));
+        Ok(rows
+            .into_iter()
+            .map(|(id, volume_id, snapshot_id, snapshot, volume)| {
+                // A left join of no row yields a tuple of NULLs, not None.
+                let snapshot = snapshot.filter(|_| snapshot_id.is_some());
+                GlanceRow { id, volume_id, snapshot_id, volume, snapshot }
+            })
+            .collect())
+    }
+
+    /// Whole-database counts of rows on the all-zeros key, live or deleted.
+    pub fn count_zero(&mut self, deleted: bool) -> Result<TableCounts> {
+        let conn = &mut self.conn;
+        let counts = (|| -> QueryResult<TableCounts> {
+            Ok(TableCounts {
+                volumes: volumes::table
+                    .filter(volumes::deleted.eq(deleted))
+                    .filter(volumes::encryption_key_id.eq(ZERO_KEY_ID))
+                    .count()
+                    .get_result(conn)?,
+                snapshots: snapshots::table
+                    .filter(snapshots::deleted.eq(deleted))
+                    .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
+                    .count()
+                    .get_result(conn)?,
+                backups: backups::table
+                    .filter(backups::deleted.eq(deleted))
+                    .filter(backups::encryption_key_id.eq(ZERO_KEY_ID))
+                    .count()
+                    .get_result(conn)?,
+                volume_glance_metadata: vgm::table
+                    .filter(vgm::deleted.eq(deleted))
+                    .filter(vgm::key.eq(GLANCE_KEY))
+                    .filter(vgm::value.eq(ZERO_KEY_ID))
+                    .count()
+                    .get_result(conn)?,
+            })
+        })();
+        counts.map_err(|e| self.error("counting rows", e))
+    }
+}
+
+/// Row counts per Cinder table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TableCounts {
+    pub volumes: i64,
+    pub snapshots: i64,
+    pub backups: i64,
+    pub volume_glance_metadata: i64,
+}
+
+impl TableCounts {
+    pub fn total(&self) -> i64 {
+        self.volumes + self.snapshots + self.backups + self.volume_glance_metadata
+    }
+}

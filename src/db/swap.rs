@@ -1,0 +1,234 @@
+//! The only writes keymigrate makes to Cinder's database: compare-and-swap of the all-zeros key
+//! ID to a verified Barbican key ID, one transaction per unit, bumping `updated_at` as Cinder
+//! does. A row that no longer holds the all-zeros ID (another run, Cinder's own migrator, a
+//! deleted volume) is never written.
+
+use diesel::prelude::*;
+
+use super::schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
+use super::{Db, GLANCE_KEY};
+use crate::conditions::ZERO_KEY_ID;
+use crate::error::Result;
+use crate::plan::Table;
+
+/// Rows rewritten by one unit's transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Swapped {
+    pub volumes: usize,
+    pub snapshots: usize,
+    pub backups: usize,
+    pub volume_glance_metadata: usize,
+}
+
+impl Swapped {
+    pub fn add(&mut self, other: &Swapped) {
+        self.volumes += other.volumes;
+        self.snapshots += other.snapshots;
+        self.backups += other.backups;
+        self.volume_glance_metadata += other.volume_glance_metadata;
+    }
+
+    pub fn total(&self) -> usize {
+        self.volumes + self.snapshots + self.backups + self.volume_glance_metadata
+    }
+}
+
+impl std::fmt::Display for Swapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (self.volumes, "volume"),
+            (self.snapshots, "snapshot"),
+            (self.volume_glance_metadata, "glance metadata row"),
+            (self.backups, "backup"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}{}", if n == 1 { "" } else { "s" }));
+            }
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// A row as it is now: its key ID, whether it is deleted, and its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowState {
+    pub key: Option<String>,
+    pub deleted: bool,
+    pub owner: Option<String>,
+}
+
+impl RowState {
+    pub fn is_zero_and_live(&self) -> bool {
+        !self.deleted && self.key.as_deref() == Some(ZERO_KEY_ID)
+    }
+}
+
+/// The unit's primary row was not on the all-zeros key any more: nothing was written.
+#[derive(Debug)]
+pub struct Lost;
+
+type Now = chrono::NaiveDateTime;
+
+impl Db {
+    /// Rewrites a unit's rows from the all-zeros ID to `new_id` in one transaction.
+    /// For a volume: the volume, its live all-zeros snapshots owned by one of `owners`, and the
+    /// glance-metadata rows of the volume and of its snapshots. For a snapshot: it and its
+    /// glance-metadata rows. Backups and glance-metadata rows: the row alone.
+    pub fn swap(&mut self, table: Table, id: &str, new_id: &str, owners: &[String]) -> Result<Result<Swapped, Lost>> {
+        let now = chrono::Utc::now().naive_utc();
+        let result = self.conn.transaction::<Swapped, diesel::result::Error, _>(|conn| match table {
+            Table::Volumes => swap_volume(conn, id, new_id, owners, now),
+            Table::Snapshots => swap_snapshot(conn, id, new_id, now),
+            Table::Backups => {
+                let n = diesel::update(
+                    backups::table
+                        .filter(backups::id.eq(id))
+                        .filter(backups::deleted.eq(false))
+                        .filter(backups::encryption_key_id.eq(ZERO_KEY_ID)),
+                )
+                .set((backups::encryption_key_id.eq(new_id), backups::updated_at.eq(now)))
+                .execute(conn)?;
+                one(n)?;
+                Ok(Swapped { backups: n, ..Swapped::default() })
+            }
+            Table::VolumeGlanceMetadata => {
+                let gid: i32 = id.parse().map_err(|_| diesel::result::Error::NotFound)?;
+                let n = diesel::update(zero_glance().filter(vgm::id.eq(gid)))
+                    .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
+                    .execute(conn)?;
+                one(n)?;
+                Ok(Swapped { volume_glance_metadata: n, ..Swapped::default() })
+            }
+        });
+        match result {
+            Ok(s) => Ok(Ok(s)),
+            Err(diesel::result::Error::RollbackTransaction) | Err(diesel::result::Error::NotFound) => Ok(Err(Lost)),
+            Err(e) => Err(self.error(&format!("rewriting {} {id}", table.noun()), e)),
+        }
+    }
+
+    /// The row's current state, or `None` when it does not exist.
+    pub fn row_state(&mut self, table: Table, id: &str) -> Result<Option<RowState>> {
+        type R = (Option<String>, Option<bool>, Option<String>);
+        let conn = &mut self.conn;
+        let r: QueryResult<Option<R>> = match table {
+            Table::Volumes => volumes::table
+                .select((volumes::encryption_key_id, volumes::deleted, volumes::user_id))
+                .filter(volumes::id.eq(id))
+                .first::<R>(conn)
+                .optional(),
+            Table::Snapshots => snapshots::table
+                .select((snapshots::encryption_key_id, snapshots::deleted, snapshots::user_id))
+                .filter(snapshots::id.eq(id))
+                .first::<R>(conn)
+                .optional(),
+            Table::Backups => backups::table
+                .select((backups::encryption_key_id, backups::deleted, backups::user_id))
+                .filter(backups::id.eq(id))
+                .first::<R>(conn)
+                .optional(),
+            Table::VolumeGlanceMetadata => {
+                let Ok(gid) = id.parse::<i32>() else { return Ok(None) };
+                let row = vgm::table
+                    .left_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
+                    .left_join(volumes::table.on(volumes::id.nullable().eq(vgm::volume_id)))
+                    .select((vgm::value, vgm::deleted, snapshots::user_id.nullable(), volumes::user_id.nullable()))
+                    .filter(vgm::id.eq(gid))
+                    .first::<(Option<String>, Option<bool>, Option<String>, Option<String>)>(conn)
+                    .optional();
+                row.map(|r| r.map(|(v, d, su, vu)| (v, d, su.or(vu))))
+            }
+        };
+        let r = r.map_err(|e| self.error(&format!("reading {} {id}", table.noun()), e))?;
+        Ok(r.map(|(key, deleted, owner)| RowState { key, deleted: deleted != Some(false), owner }))
+    }
+
+    /// Owners of a volume's live all-zeros snapshots: they share the volume's secret.
+    pub fn zero_snapshot_owners(&mut self, volume_id: &str) -> Result<Vec<String>> {
+        let owners: Vec<Option<String>> = snapshots::table
+            .select(snapshots::user_id)
+            .filter(snapshots::volume_id.eq(volume_id))
+            .filter(snapshots::deleted.eq(false))
+            .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
+            .distinct()
+            .load(&mut self.conn)
+            .map_err(|e| self.error("reading snapshots", e))?;
+        Ok(owners.into_iter().flatten().filter(|o| !o.is_empty()).collect())
+    }
+
+    /// Whether any row, live or deleted, points at `secret_id`. A secret that a row points at is
+    /// never deleted.
+    pub fn is_referenced(&mut self, secret_id: &str) -> Result<bool> {
+        let conn = &mut self.conn;
+        let r = (|| -> QueryResult<bool> {
+            let v: i64 = volumes::table.filter(volumes::encryption_key_id.eq(secret_id)).count().get_result(conn)?;
+            let s: i64 = snapshots::table.filter(snapshots::encryption_key_id.eq(secret_id)).count().get_result(conn)?;
+            let b: i64 = backups::table.filter(backups::encryption_key_id.eq(secret_id)).count().get_result(conn)?;
+            let g: i64 = vgm::table.filter(vgm::key.eq(GLANCE_KEY)).filter(vgm::value.eq(secret_id)).count().get_result(conn)?;
+            Ok(v + s + b + g > 0)
+        })();
+        r.map_err(|e| self.error("looking for rows that use a secret", e))
+    }
+}
+
+fn one(n: usize) -> Result<(), diesel::result::Error> {
+    if n == 1 { Ok(()) } else { Err(diesel::result::Error::RollbackTransaction) }
+}
+
+#[allow(clippy::type_complexity)]
+fn zero_glance() -> diesel::dsl::Filter<
+    diesel::dsl::Filter<diesel::dsl::Filter<vgm::table, diesel::dsl::Eq<vgm::deleted, bool>>, diesel::dsl::Eq<vgm::key, &'static str>>,
+    diesel::dsl::Eq<vgm::value, &'static str>,
+> {
+    vgm::table.filter(vgm::deleted.eq(false)).filter(vgm::key.eq(GLANCE_KEY)).filter(vgm::value.eq(ZERO_KEY_ID))
+}
+
+fn swap_volume(
+    conn: &mut super::AnyConnection,
+    id: &str,
+    new_id: &str,
+    owners: &[String],
+    now: Now,
+) -> QueryResult<Swapped> {
+    let v = diesel::update(
+        volumes::table
+            .filter(volumes::id.eq(id))
+            .filter(volumes::deleted.eq(false))
+            .filter(volumes::encryption_key_id.eq(ZERO_KEY_ID)),
+    )
+    .set((volumes::encryption_key_id.eq(new_id), volumes::updated_at.eq(now)))
+    .execute(conn)?;
+    one(v)?;
+    crate::fault::point("in-transaction");
+    let s = diesel::update(
+        snapshots::table
+            .filter(snapshots::volume_id.eq(id))
+            .filter(snapshots::deleted.eq(false))
+            .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
+            .filter(snapshots::user_id.eq_any(owners)),
+    )
+    .set((snapshots::encryption_key_id.eq(new_id), snapshots::updated_at.eq(now)))
+    .execute(conn)?;
+    let of_volume = snapshots::table.select(snapshots::id.nullable()).filter(snapshots::volume_id.eq(id));
+    let g = diesel::update(zero_glance().filter(vgm::volume_id.eq(id).or(vgm::snapshot_id.eq_any(of_volume))))
+        .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(Swapped { volumes: v, snapshots: s, backups: 0, volume_glance_metadata: g })
+}
+
+fn swap_snapshot(conn: &mut super::AnyConnection, id: &str, new_id: &str, now: Now) -> QueryResult<Swapped> {
+    let s = diesel::update(
+        snapshots::table
+            .filter(snapshots::id.eq(id))
+            .filter(snapshots::deleted.eq(false))
+            .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID)),
+    )
+    .set((snapshots::encryption_key_id.eq(new_id), snapshots::updated_at.eq(now)))
+    .execute(conn)?;
+    one(s)?;
+    let g = diesel::update(zero_glance().filter(vgm::snapshot_id.eq(id)))
+        .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(Swapped { snapshots: s, volume_glance_metadata: g, ..Swapped::default() })
+}

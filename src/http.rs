@@ -1,0 +1,214 @@
+//! HTTP for Keystone and Barbican: one pooled agent per service, TLS verified by default against
+//! the system's roots (or a configured CA file), a timeout on every request, and retries with
+//! exponential backoff and jitter on connection errors, timeouts and 5xx answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+/// TLS settings for one service.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// PEM file of CA certificates to trust instead of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Do not verify the server's certificate (`insecure = true` / `verify_ssl = false`).
+    pub insecure: bool,
+}
+
+/// How hard to try before a request counts as failed.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts after the first one.
+    pub retries: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { retries: 6, base_delay: Duration::from_millis(250), max_delay: Duration::from_secs(8) }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a random delay up to `base × 2^attempt`, capped.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let cap = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+        let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX).max(1);
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+}
+
+/// A response with its body read.
+pub struct Response {
+    pub status: u16,
+    pub subject_token: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_slice(&self.body).map_err(|e| format!("answer is not the expected JSON ({e})"))
+    }
+
+    /// Barbican's `{"code","title","description"}` or keystonemiddleware's `{"error":{…}}`,
+    /// shortened; never more than a line.
+    pub fn error_text(&self) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        let pick = |v: &serde_json::Value| -> Option<String> {
+            let title = v.get("title").and_then(|t| t.as_str()).unwrap_or_default();
+            let desc = v.get("description").or_else(|| v.get("message")).and_then(|t| t.as_str()).unwrap_or_default();
+            let s = format!("{title}: {desc}");
+            (s.len() > 2).then_some(s)
+        };
+        let text = pick(&v).or_else(|| v.get("error").and_then(pick)).unwrap_or_default();
+        let text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
+        if text.is_empty() { format!("HTTP {}", self.status) } else { format!("HTTP {} {text}", self.status) }
+    }
+}
+
+/// A request that could not complete: the message says why, without secrets.
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    pub message: String,
+    /// The request may have reached the server (e.g. a timeout waiting for the answer).
+    pub maybe_sent: bool,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    pub retry: RetryPolicy,
+}
+
+pub enum Body<'a> {
+    None,
+    Json(&'a serde_json::Value),
+}
+
+impl Client {
+    pub fn new(tls: &Tls, timeout: Duration, retry: RetryPolicy) -> Result<Client, String> {
+        use ureq::tls::{RootCerts, TlsConfig};
+        let mut tls_config = TlsConfig::builder();
+        if tls.insecure {
+            tls_config = tls_config.disable_verification(true);
+        } else if let Some(path) = &tls.ca_file {
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(format!("CA file {} holds no PEM certificate", path.display()));
+            }
+            tls_config = tls_config.root_certs(RootCerts::Specific(Arc::new(certs)));
+        } else {
+            tls_config = tls_config.root_certs(RootCerts::PlatformVerifier);
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .max_idle_connections_per_host(64)
+            .user_agent(concat!("keymigrate/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls_config.build())
+            .build();
+        Ok(Client { agent: ureq::Agent::new_with_config(config), retry })
+    }
+
+    /// One attempt. `headers` may hold a token: it is sent, never logged.
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<Response, TransportError> {
+        let fail = |e: ureq::Error, maybe_sent: bool| TransportError { message: describe(&e), maybe_sent };
+        let request = ureq::http::Request::builder().method(method).uri(url);
+        let request = headers.iter().fold(request, |r, (k, v)| r.header(*k, *v));
+        let result = match body {
+            Body::None => {
+                let req = request.body(()).map_err(|e| TransportError { message: format!("bad request: {e}"), maybe_sent: false })?;
+                self.agent.run(req)
+            }
+            Body::Json(v) => {
+                let bytes = serde_json::to_vec(v).map_err(|e| TransportError { message: e.to_string(), maybe_sent: false })?;
+                let req = request
+                    .header("Content-Type", "application/json")
+                    .body(bytes)
+                    .map_err(|e| TransportError { message: format!("bad request: {e}"), maybe_sent: false })?;
+                self.agent.run(req)
+            }
+        };
+        let mut response = result.map_err(|e| {
+            let maybe_sent = !matches!(e, ureq::Error::HostNotFound | ureq::Error::ConnectionFailed);
+            fail(e, maybe_sent)
+        })?;
+        let status = response.status().as_u16();
+        let subject_token =
+            response.headers().get("X-Subject-Token").and_then(|v| v.to_str().ok()).map(String::from);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| fail(e, true))?;
+        Ok(Response { status, subject_token, body })
+    }
+}
+
+/// A transport error in one line, with the URL's credentials never included (ureq's messages
+/// name the host at most).
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t:?})"),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::ConnectionFailed => "connection refused or failed".into(),
+        ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
+        other => other.to_string().chars().take(200).collect(),
+    }
+}
+
+/// `scheme://host:port/path` with any `user:password@` removed and the query dropped.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if scheme.is_empty() { format!("{host}{path}") } else { format!("{scheme}://{host}{path}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials_and_queries() {
+        assert_eq!(redact_url("https://u:p@h:1/v3?x=secret"), "https://h:1/v3");
+        assert_eq!(redact_url("http://h/v1/secrets"), "http://h/v1/secrets");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy { retries: 3, base_delay: Duration::from_millis(100), max_delay: Duration::from_millis(400) };
+        assert!(p.delay(0) <= Duration::from_millis(100));
+        assert!(p.delay(10) <= Duration::from_millis(400));
+        assert!(p.delay(10) >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn error_text_reads_both_error_shapes() {
+        let r = Response { status: 403, subject_token: None, body: br#"{"code":403,"title":"Forbidden","description":"Quota reached"}"#.to_vec() };
+        assert_eq!(r.error_text(), "HTTP 403 Forbidden: Quota reached");
+        let r = Response { status: 401, subject_token: None, body: br#"{"error":{"code":401,"title":"Unauthorized","message":"no"}}"#.to_vec() };
+        assert_eq!(r.error_text(), "HTTP 401 Unauthorized: no");
+        let r = Response { status: 502, subject_token: None, body: b"<html>".to_vec() };
+        assert_eq!(r.error_text(), "HTTP 502");
+    }
+}

@@ -1,0 +1,167 @@
+//! The state directory: one lock and one journal of pending work per scope.
+//!
+//! Layout: `<state_dir>/<scope key>.lock` and `<state_dir>/<scope key>/pending/<entry>.json`, all
+//! owner-only (0700/0600). An entry exists only while a unit is in flight: written (and synced)
+//! before a secret is stored, updated with the secret's ID as soon as Barbican answers, removed
+//! once the row points at the secret or the secret is gone. So the journal never grows with the
+//! database, and a run killed at any instant leaves enough for the next run to finish or clean
+//! up. It holds IDs and names only, never key material.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::plan::Table;
+use crate::scope::Scope;
+use crate::state;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    pub table: Table,
+    pub id: String,
+    /// The deterministic secret name (`keymigrate-<noun>-<id>`).
+    pub name: String,
+    /// The secret's ID, once Barbican has answered.
+    pub secret: Option<String>,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    /// Held for the life of the run: the scope's lock.
+    _lock: File,
+}
+
+impl Journal {
+    /// Creates the state directory if needed and takes the scope's lock, or fails at once with
+    /// [`Error::Locked`] when another run holds it.
+    pub fn open(state_dir: &Path, scope: &Scope) -> Result<Journal> {
+        let fail = |message: String| Error::State { path: state_dir.to_path_buf(), message };
+        state::create_private_dir(state_dir).map_err(|e| fail(format!("cannot create: {e}")))?;
+        let meta = fs::metadata(state_dir).map_err(|e| fail(e.to_string()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            log::warn!("state directory {} was readable by others; making it private (0700)", state_dir.display());
+            fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700)).map_err(|e| fail(e.to_string()))?;
+        }
+        let key = scope.key();
+        let lock_path = state_dir.join(format!("{key}.lock"));
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| fail(format!("cannot open lock {}: {e}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),
+            Err(fs::TryLockError::Error(e)) => return Err(fail(format!("cannot lock {}: {e}", lock_path.display()))),
+        }
+        let dir = state_dir.join(&key).join("pending");
+        state::create_private_dir(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        let about = state_dir.join(&key).join("scope.txt");
+        if !about.exists() {
+            let _ = write_synced(&about, format!("{}\n", scope.describe()).as_bytes());
+        }
+        Ok(Journal { dir, _lock: lock })
+    }
+
+    /// Entries left by an earlier run that did not finish them.
+    pub fn pending(&self) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        let read = fs::read_dir(&self.dir).map_err(|e| self.error(e))?;
+        for item in read {
+            let path = item.map_err(|e| self.error(e))?.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(|e| self.error(e))?;
+            match serde_json::from_slice::<Entry>(&bytes) {
+                Ok(entry) => entries.push(entry),
+                // A torn write can only be an entry written before its secret was stored; the
+                // name-based sweep of that unit finds whatever the write was about.
+                Err(_) => {
+                    log::warn!("ignoring unreadable journal entry {}", path.display());
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        entries.sort_by(|a, b| (a.table, &a.id).cmp(&(b.table, &b.id)));
+        Ok(entries)
+    }
+
+    /// Writes (or replaces) an entry and makes it durable before returning.
+    pub fn write(&self, entry: &Entry) -> Result<()> {
+        let bytes = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
+        let path = self.path(entry.table, &entry.id);
+        let tmp = path.with_extension("tmp");
+        write_synced(&tmp, &bytes).map_err(|e| self.error(e))?;
+        fs::rename(&tmp, &path).map_err(|e| self.error(e))?;
+        sync_dir(&self.dir).map_err(|e| self.error(e))
+    }
+
+    /// Removes a finished entry.
+    pub fn finish(&self, table: Table, id: &str) -> Result<()> {
+        match fs::remove_file(self.path(table, id)) {
+            Ok(()) => sync_dir(&self.dir).map_err(|e| self.error(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn path(&self, table: Table, id: &str) -> PathBuf {
+        // Row IDs are hex-encoded: any byte is safe in a file name that way.
+        self.dir.join(format!("{}-{}.json", table.name(), hex::encode(id)))
+    }
+
+    fn error(&self, e: std::io::Error) -> Error {
+        Error::State { path: self.dir.clone(), message: e.to_string() }
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope::all_hosts()
+    }
+
+    #[test]
+    fn entries_round_trip_and_files_are_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let j = Journal::open(&state, &scope()).expect("open");
+        let e = Entry { table: Table::Volumes, id: "v/../1".into(), name: "keymigrate-volume-v".into(), secret: None };
+        j.write(&e).expect("write");
+        let e2 = Entry { secret: Some("s".into()), ..e.clone() };
+        j.write(&e2).expect("rewrite");
+        assert_eq!(j.pending().expect("pending"), vec![e2]);
+        assert_eq!(fs::metadata(&state).expect("meta").permissions().mode() & 0o777, 0o700);
+        for f in fs::read_dir(state.join(scope().key()).join("pending")).expect("dir") {
+            let m = f.expect("entry").metadata().expect("meta");
+            assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        }
+        j.finish(Table::Volumes, "v/../1").expect("finish");
+        assert!(j.pending().expect("pending").is_empty());
+    }
+
+    #[test]
+    fn a_second_run_on_the_same_scope_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = Journal::open(dir.path(), &scope()).expect("open");
+        let second = Journal::open(dir.path(), &scope());
+        assert!(matches!(second, Err(Error::Locked { .. })));
+    }
+}

@@ -1,0 +1,436 @@
+//! Keystone v3: a token for Cinder's service identity (`[keystone_authtoken]`), renewed before it
+//! expires and once when a service answers 401, and the `key-manager` endpoint from its catalog.
+//!
+//! keymigrate authenticates as Cinder's own migrator does, so that Cinder can later delete these
+//! secrets with the same identity (`volume_utils.delete_encryption_key` retries with it).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::conf::{self, Conf, Opt};
+use crate::error::{Error, Result};
+use crate::http::{self, Body, Client, Tls};
+use crate::secret::Sensitive;
+
+/// A user or project, by ID or by name within a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ident {
+    Id(String),
+    Name { name: String, domain: Domain },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Domain {
+    Id(String),
+    Name(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthMethod {
+    Password { user: Ident, password: Sensitive, project: Option<Ident> },
+    ApplicationCredential { credential: Ident, user: Option<Ident>, secret: Sensitive },
+}
+
+#[derive(Debug, Clone)]
+pub struct KeystoneSettings {
+    /// The identity v3 URL (`…/v3`).
+    pub auth_url: String,
+    pub method: AuthMethod,
+    pub tls: Tls,
+    pub timeout: Duration,
+}
+
+impl KeystoneSettings {
+    /// Reads `[keystone_authtoken]` (or the group its `auth_section` names) the way
+    /// keystoneauth's `load_auth_from_conf_options` does, for the password and application
+    /// credential plugins.
+    pub fn from_conf(conf: &Conf) -> Result<KeystoneSettings> {
+        use conf::keystone as k;
+        let section = conf.get(&k::AUTH_SECTION)?.map(|v| v.value.expose().to_string()).filter(|s| !s.is_empty());
+        let group = section.as_deref().unwrap_or("keystone_authtoken");
+        let get = |opt: &Opt| -> Result<Option<String>> {
+            let v = if section.is_some() { conf.get_from(group, opt)? } else { conf.get(opt)? };
+            Ok(v.map(|v| v.value.expose().to_string()).filter(|s| !s.is_empty()))
+        };
+        let name = |opt: &Opt| format!("[{group}] {}", opt.name);
+        let auth_type = get(&k::AUTH_TYPE)?.ok_or_else(|| {
+            Error::config_value(
+                name(&k::AUTH_TYPE),
+                "is not set; keymigrate authenticates like Cinder's key migrator, with auth_type = password or v3applicationcredential",
+            )
+        })?;
+        let auth_url = get(&k::AUTH_URL)?.ok_or_else(|| Error::config_value(name(&k::AUTH_URL), "is not set"))?;
+        let auth_url = v3_url(&auth_url);
+        let default_domain = || -> Result<Option<Domain>> {
+            Ok(get(&k::DEFAULT_DOMAIN_ID)?.map(Domain::Id).or(get(&k::DEFAULT_DOMAIN_NAME)?.map(Domain::Name)))
+        };
+        let domain = |id: &Opt, dname: &Opt| -> Result<Option<Domain>> {
+            Ok(match (get(id)?, get(dname)?) {
+                (Some(id), _) => Some(Domain::Id(id)),
+                (None, Some(n)) => Some(Domain::Name(n)),
+                (None, None) => default_domain()?,
+            })
+        };
+        let user = |required: bool| -> Result<Option<Ident>> {
+            if let Some(id) = get(&k::USER_ID)? {
+                return Ok(Some(Ident::Id(id)));
+            }
+            match get(&k::USERNAME)? {
+                Some(n) => {
+                    let domain = domain(&k::USER_DOMAIN_ID, &k::USER_DOMAIN_NAME)?.ok_or_else(|| {
+                        Error::config_value(name(&k::USERNAME), "needs user_domain_name or user_domain_id")
+                    })?;
+                    Ok(Some(Ident::Name { name: n, domain }))
+                }
+                None if required => Err(Error::config_value(name(&k::USERNAME), "is not set (nor user_id)")),
+                None => Ok(None),
+            }
+        };
+        let method = match auth_type.as_str() {
+            "password" | "v3password" => {
+                let user = user(true)?.ok_or_else(|| Error::config_value(name(&k::USERNAME), "is not set"))?;
+                let password =
+                    get(&k::PASSWORD)?.ok_or_else(|| Error::config_value(name(&k::PASSWORD), "is not set"))?;
+                let project = match (get(&k::PROJECT_ID)?, get(&k::PROJECT_NAME)?) {
+                    (Some(id), _) => Some(Ident::Id(id)),
+                    (None, Some(n)) => {
+                        let domain = domain(&k::PROJECT_DOMAIN_ID, &k::PROJECT_DOMAIN_NAME)?.ok_or_else(|| {
+                            Error::config_value(name(&k::PROJECT_NAME), "needs project_domain_name or project_domain_id")
+                        })?;
+                        Some(Ident::Name { name: n, domain })
+                    }
+                    (None, None) => None,
+                };
+                AuthMethod::Password { user, password: Sensitive::new(password), project }
+            }
+            "v3applicationcredential" | "applicationcredential" | "application_credential" => {
+                let secret = get(&k::APP_CRED_SECRET)?
+                    .ok_or_else(|| Error::config_value(name(&k::APP_CRED_SECRET), "is not set"))?;
+                let (credential, user) = match (get(&k::APP_CRED_ID)?, get(&k::APP_CRED_NAME)?) {
+                    (Some(id), _) => (Ident::Id(id), None),
+                    (None, Some(n)) => {
+                        let user = user(true)?;
+                        let credential = Ident::Name { name: n, domain: Domain::Id(String::new()) };
+                        (credential, user)
+                    }
+                    (None, None) => {
+                        return Err(Error::config_value(
+                            name(&k::APP_CRED_ID),
+                            "is not set (nor application_credential_name)",
+                        ))
+                    }
+                };
+                AuthMethod::ApplicationCredential { credential, user, secret: Sensitive::new(secret) }
+            }
+            other => {
+                return Err(Error::config_value(
+                    name(&k::AUTH_TYPE),
+                    format!("'{other}' is not supported; use password, v3password or v3applicationcredential"),
+                ))
+            }
+        };
+        let tls = Tls {
+            ca_file: get(&k::CAFILE)?.map(Into::into),
+            insecure: if section.is_some() {
+                conf.get_from(group, &k::INSECURE)?.is_some_and(|v| conf::parse_bool(v.value.expose()) == Some(true))
+            } else {
+                conf.get_bool(&k::INSECURE)?
+            },
+        };
+        let timeout = match get(&k::TIMEOUT)? {
+            Some(t) => Duration::from_secs(
+                t.parse::<u64>().map_err(|_| Error::config_value(name(&k::TIMEOUT), "must be a whole number of seconds"))?,
+            ),
+            None => Duration::from_secs(30),
+        };
+        Ok(KeystoneSettings { auth_url, method, tls, timeout })
+    }
+}
+
+/// Appends `/v3` to a versionless identity URL.
+pub fn v3_url(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    if trimmed.ends_with("/v3") || trimmed.contains("/v3/") {
+        trimmed.to_string()
+    } else {
+        format!("{trimmed}/v3")
+    }
+}
+
+/// One endpoint of the service catalog.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Endpoint {
+    pub interface: String,
+    pub url: String,
+    #[serde(default)]
+    pub region_id: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CatalogEntry {
+    #[serde(rename = "type")]
+    pub service_type: String,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+struct Token {
+    value: Sensitive,
+    expires_at: Option<DateTime<Utc>>,
+    catalog: Vec<CatalogEntry>,
+}
+
+/// Renew a token this long before Keystone says it expires.
+const RENEW_BEFORE: chrono::TimeDelta = chrono::TimeDelta::seconds(300);
+
+pub struct Keystone {
+    settings: KeystoneSettings,
+    http: Client,
+    token: Mutex<Option<Token>>,
+}
+
+impl Keystone {
+    pub fn new(settings: KeystoneSettings, retry: http::RetryPolicy) -> Result<Keystone> {
+        let http = Client::new(&settings.tls, settings.timeout, retry)
+            .map_err(|e| Error::config_value("[keystone_authtoken] cafile", e))?;
+        Ok(Keystone { settings, http, token: Mutex::new(None) })
+    }
+
+    /// A valid token, fetching a new one when there is none or it is about to expire.
+    pub fn token(&self) -> Result<Sensitive> {
+        let mut guard = self.token.lock().map_err(|_| Error::Internal("token lock poisoned".into()))?;
+        let fresh = guard
+            .as_ref()
+            .is_some_and(|t| t.expires_at.is_none_or(|e| e - RENEW_BEFORE > Utc::now()));
+        if !fresh {
+            *guard = Some(self.authenticate()?);
+        }
+        guard.as_ref().map(|t| t.value.clone()).ok_or_else(|| Error::Internal("no token".into()))
+    }
+
+    /// Forgets `stale` after a 401, so the next [`Keystone::token`] authenticates again.
+    pub fn invalidate(&self, stale: &Sensitive) {
+        if let Ok(mut guard) = self.token.lock() {
+            if guard.as_ref().is_some_and(|t| &t.value == stale) {
+                *guard = None;
+            }
+        }
+    }
+
+    /// The catalog's URL for `service_type` at `interface`, in `region` when one is given.
+    pub fn endpoint(&self, service_type: &str, interface: &str, region: Option<&str>) -> Result<String> {
+        self.token()?;
+        let guard = self.token.lock().map_err(|_| Error::Internal("token lock poisoned".into()))?;
+        let catalog = guard.as_ref().map(|t| t.catalog.as_slice()).unwrap_or_default();
+        pick_endpoint(catalog, service_type, interface, region).ok_or_else(|| {
+            let region = region.map(|r| format!(" in region {r}")).unwrap_or_default();
+            Error::Service(format!(
+                "Keystone's catalog has no '{service_type}' endpoint for interface {interface}{region}; \
+                 set [barbican] barbican_endpoint_type / barbican_region_name, or barbican_endpoint"
+            ))
+        })
+    }
+
+    fn authenticate(&self) -> Result<Token> {
+        let url = format!("{}/auth/tokens", self.settings.auth_url);
+        let body = auth_body(&self.settings.method);
+        let where_ = http::redact_url(&self.settings.auth_url);
+        let mut attempt = 0;
+        let response = loop {
+            match self.http.send("POST", &url, &[], Body::Json(&body)) {
+                Ok(r) if r.status >= 500 && attempt < self.http.retry.retries => {}
+                Ok(r) => break r,
+                Err(e) if attempt < self.http.retry.retries => {
+                    log::warn!("Keystone at {where_}: {}; retrying", e.message);
+                }
+                Err(e) => return Err(Error::Service(format!("cannot reach Keystone at {where_}: {}", e.message))),
+            }
+            std::thread::sleep(self.http.retry.delay(attempt));
+            attempt += 1;
+        };
+        match response.status {
+            201 | 200 => {}
+            401 => {
+                return Err(Error::Service(format!(
+                    "Keystone at {where_} rejected the credentials in [keystone_authtoken] ({})",
+                    response.error_text()
+                )))
+            }
+            _ => {
+                return Err(Error::Service(format!("Keystone at {where_} refused to authenticate: {}", response.error_text())))
+            }
+        }
+        let value = response
+            .subject_token
+            .clone()
+            .ok_or_else(|| Error::Service(format!("Keystone at {where_} answered without an X-Subject-Token header")))?;
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            token: TokenBody,
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenBody {
+            expires_at: Option<String>,
+            #[serde(default)]
+            catalog: Vec<CatalogEntry>,
+        }
+        let parsed: Answer = response.json().map_err(|e| Error::Service(format!("Keystone at {where_}: {e}")))?;
+        let expires_at = parsed
+            .token
+            .expires_at
+            .as_deref()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.with_timezone(&Utc));
+        log::debug!("authenticated to Keystone at {where_}");
+        Ok(Token { value: Sensitive::new(value), expires_at, catalog: parsed.token.catalog })
+    }
+}
+
+/// keystoneauth's choice: the first endpoint of the type with the interface (`public`,
+/// `internal`, `admin`; `publicURL` spellings too) and, when asked, the region.
+pub fn pick_endpoint(catalog: &[CatalogEntry], service_type: &str, interface: &str, region: Option<&str>) -> Option<String> {
+    let interface = interface.trim_end_matches("URL");
+    catalog
+        .iter()
+        .filter(|s| s.service_type == service_type)
+        .flat_map(|s| s.endpoints.iter())
+        .find(|e| {
+            e.interface == interface
+                && region.is_none_or(|r| e.region_id.as_deref() == Some(r) || e.region.as_deref() == Some(r))
+        })
+        .map(|e| e.url.clone())
+}
+
+fn ident_json(ident: &Ident) -> serde_json::Value {
+    match ident {
+        Ident::Id(id) => json!({"id": id}),
+        Ident::Name { name, domain } => json!({"name": name, "domain": domain_json(domain)}),
+    }
+}
+
+fn domain_json(domain: &Domain) -> serde_json::Value {
+    match domain {
+        Domain::Id(id) => json!({"id": id}),
+        Domain::Name(n) => json!({"name": n}),
+    }
+}
+
+/// The `POST /v3/auth/tokens` body. It holds the password: it is sent, never logged.
+fn auth_body(method: &AuthMethod) -> serde_json::Value {
+    match method {
+        AuthMethod::Password { user, password, project } => {
+            let mut user = ident_json(user);
+            user["password"] = json!(password.expose());
+            let mut auth = json!({"identity": {"methods": ["password"], "password": {"user": user}}});
+            if let Some(project) = project {
+                auth["scope"] = json!({"project": ident_json(project)});
+            }
+            json!({"auth": auth})
+        }
+        AuthMethod::ApplicationCredential { credential, user, secret } => {
+            let mut cred = match credential {
+                Ident::Id(id) => json!({"id": id}),
+                Ident::Name { name, .. } => json!({"name": name}),
+            };
+            cred["secret"] = json!(secret.expose());
+            if let Some(user) = user {
+                cred["user"] = ident_json(user);
+            }
+            json!({"auth": {"identity": {"methods": ["application_credential"], "application_credential": cred}}})
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> Result<KeystoneSettings> {
+        KeystoneSettings::from_conf(&Conf::from_text("c.conf", text)?)
+    }
+
+    #[test]
+    fn password_auth_by_names() {
+        let s = settings(
+            "[keystone_authtoken]\nauth_type = password\nauth_url = http://k:5000\nusername = cinder\npassword = p$$w\n\
+             user_domain_name = Default\nproject_name = service\nproject_domain_name = Default\n",
+        )
+        .expect("settings");
+        assert_eq!(s.auth_url, "http://k:5000/v3");
+        let body = auth_body(&s.method);
+        assert_eq!(body["auth"]["identity"]["password"]["user"]["password"], "p$w");
+        assert_eq!(body["auth"]["identity"]["password"]["user"]["domain"]["name"], "Default");
+        assert_eq!(body["auth"]["scope"]["project"]["name"], "service");
+        assert!(!format!("{:?}", s.method).contains("p$w"));
+    }
+
+    #[test]
+    fn password_auth_by_ids_and_default_domain() {
+        let s = settings(
+            "[keystone_authtoken]\nauth_type = v3password\nauth_url = http://k/identity/v3/\nuser_id = u1\npassword = x\nproject_id = p1\n",
+        )
+        .expect("settings");
+        assert_eq!(s.auth_url, "http://k/identity/v3");
+        let body = auth_body(&s.method);
+        assert_eq!(body["auth"]["identity"]["password"]["user"]["id"], "u1");
+        assert_eq!(body["auth"]["scope"]["project"]["id"], "p1");
+        let s = settings(
+            "[keystone_authtoken]\nauth_type = password\nauth_url = http://k\nusername = c\npassword = x\ndefault_domain_id = default\n",
+        )
+        .expect("settings");
+        assert_eq!(auth_body(&s.method)["auth"]["identity"]["password"]["user"]["domain"]["id"], "default");
+    }
+
+    #[test]
+    fn application_credentials_carry_no_scope() {
+        let s = settings(
+            "[keystone_authtoken]\nauth_type = v3applicationcredential\nauth_url = http://k/v3\napplication_credential_id = ac\n\
+             application_credential_secret = shh\nproject_name = ignored\n",
+        )
+        .expect("settings");
+        let body = auth_body(&s.method);
+        assert_eq!(body["auth"]["identity"]["application_credential"]["id"], "ac");
+        assert!(body["auth"].get("scope").is_none());
+    }
+
+    #[test]
+    fn auth_section_redirects() {
+        let s = settings("[keystone_authtoken]\nauth_section = svc\n[svc]\nauth_type = password\nauth_url = http://k\nuser_id = u\npassword = x\n")
+            .expect("settings");
+        assert!(matches!(s.method, AuthMethod::Password { user: Ident::Id(ref u), .. } if u == "u"));
+    }
+
+    #[test]
+    fn missing_or_unsupported_settings_are_clear_errors() {
+        let e = settings("[keystone_authtoken]\nauth_url = http://k\n").expect_err("no type").to_string();
+        assert!(e.contains("[keystone_authtoken] auth_type"), "{e}");
+        let e = settings("[keystone_authtoken]\nauth_type = token\nauth_url = http://k\n").expect_err("token").to_string();
+        assert!(e.contains("not supported"), "{e}");
+        let e = settings("[keystone_authtoken]\nauth_type = password\nauth_url = http://k\nusername = c\npassword = x\n")
+            .expect_err("no domain")
+            .to_string();
+        assert!(e.contains("user_domain_name"), "{e}");
+    }
+
+    #[test]
+    fn endpoint_selection_by_interface_and_region() {
+        let catalog: Vec<CatalogEntry> = serde_json::from_value(json!([
+            {"type": "identity", "endpoints": [{"interface": "public", "url": "http://id", "region_id": "R1"}]},
+            {"type": "key-manager", "endpoints": [
+                {"interface": "public", "url": "http://pub1", "region_id": "R1"},
+                {"interface": "internal", "url": "http://int1", "region_id": "R1"},
+                {"interface": "public", "url": "http://pub2", "region_id": "R2"}]}
+        ]))
+        .expect("catalog");
+        assert_eq!(pick_endpoint(&catalog, "key-manager", "public", None).as_deref(), Some("http://pub1"));
+        assert_eq!(pick_endpoint(&catalog, "key-manager", "internalURL", None).as_deref(), Some("http://int1"));
+        assert_eq!(pick_endpoint(&catalog, "key-manager", "public", Some("R2")).as_deref(), Some("http://pub2"));
+        assert_eq!(pick_endpoint(&catalog, "key-manager", "admin", None), None);
+        assert_eq!(pick_endpoint(&catalog, "key-manager", "internal", Some("R2")), None);
+    }
+}

@@ -1,0 +1,81 @@
+//! keymigrate: move Cinder volumes encrypted with the ConfKeyManager's `fixed_key` into Barbican.
+//!
+//! `main.rs` only calls [`run`]: parse the command line, start logging, build the [`Settings`]
+//! once, dispatch to `cmd::<name>::run`, and turn the result into an exit code. The logic lives
+//! in this library so tests can call it directly.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod barbican;
+pub mod cli;
+pub mod cmd;
+pub mod conditions;
+pub mod conf;
+pub mod db;
+pub mod error;
+pub mod fault;
+pub mod http;
+pub mod journal;
+pub mod keystone;
+pub mod logging;
+pub mod migrate;
+pub mod output;
+pub mod plan;
+pub mod scope;
+pub mod secret;
+pub mod settings;
+pub mod state;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::Parser;
+
+use error::{exit, Error};
+pub use settings::Settings;
+
+/// Runs keymigrate with these arguments and returns the process exit code.
+pub fn run(argv: Vec<OsString>) -> u8 {
+    let cli = match cli::Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::DONE,
+                _ => exit::USAGE,
+            };
+            // clap formats help, version and usage errors itself.
+            let _ = e.print();
+            return code;
+        }
+    };
+    if let Err(e) = logging::init(cli.global.debug, cli.global.log_file.as_deref()) {
+        eprintln!("keymigrate: error: {e}");
+        return e.exit_code();
+    }
+    let to_file = cli.global.log_file.is_some();
+    let settings = match Settings::load(&cli, &argv, std::env::vars()) {
+        Ok(s) => s,
+        Err(e) => return report(&e, to_file),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = cmd::dispatch(&settings, &cli.command, &mut out).and_then(|o| {
+        out.flush().map_err(Error::Output)?;
+        Ok(o)
+    });
+    match result {
+        Ok(outcome) => outcome.exit_code(),
+        Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::DONE,
+        Err(e) => report(&e, to_file),
+    }
+}
+
+/// One line on stderr (also in the log file when there is one), and the error's exit code.
+fn report(e: &Error, log_to_file: bool) -> u8 {
+    if log_to_file {
+        log::error!("{e}");
+    }
+    eprintln!("keymigrate: error: {e}");
+    e.exit_code()
+}

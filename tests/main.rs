@@ -1,0 +1,8 @@
+//! keymigrate's integration tests: the real binary against real Cinder databases (SQLite,
+//! MariaDB, PostgreSQL) and a real Keystone and Barbican, all started by `scripts/test.sh`.
+
+mod support;
+
+mod errors;
+mod migrate;
+mod scan;

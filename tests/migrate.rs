@@ -1,0 +1,402 @@
+//! `migrate` against the real Keystone and Barbican, on every database backend: every migrated
+//! row's secret holds the key's exact bytes and is readable by the row's owner; untouched rows are
+//! untouched; interrupted and concurrent runs leave exactly one secret per row.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use crate::support::cloud::Cloud;
+use crate::support::*;
+
+/// A cloud-shaped database for one host: what each row is expected to become.
+struct Fixture {
+    db: CinderDb,
+    w: Workdir,
+    key: String,
+    conf: std::path::PathBuf,
+    state: std::path::PathBuf,
+    alice: String,
+    bob: String,
+    /// Rows that must end up migrated: (table, id) → owner.
+    migrated: BTreeMap<(String, String), String>,
+    /// Rows that must end up exactly as seeded: (table, id) → key.
+    untouched: BTreeMap<(String, String), Option<String>>,
+    /// Rows that must share another row's secret: (table, id) → (table, id).
+    shares: Vec<((String, String), (String, String))>,
+}
+
+static NEXT_GLANCE_ID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
+
+fn k(table: &str, id: &str) -> (String, String) {
+    (table.to_string(), id.to_string())
+}
+
+impl Fixture {
+    fn new(backend: Backend, auth: &str) -> Fixture {
+        let db = CinderDb::new(backend);
+        let mut w = Workdir::new();
+        let key = random_key();
+        let conf = w.conf(&db, Some(&key), &service_sections(auth));
+        let state = w.path("state");
+        Fixture {
+            db,
+            w,
+            key,
+            conf,
+            state,
+            alice: env("KEYMIGRATE_TEST_ALICE_ID"),
+            bob: env("KEYMIGRATE_TEST_BOB_ID"),
+            migrated: BTreeMap::new(),
+            untouched: BTreeMap::new(),
+            shares: Vec::new(),
+        }
+    }
+
+    /// A volume of `host` with a shared snapshot and glance row, a snapshot on another key, a
+    /// backup, and rows of another host that must not move.
+    fn seed_host(&mut self, host: &str) -> String {
+        let z = Some(ZERO);
+        let real = "11111111-2222-3333-4444-555555555555";
+        let (v1, v2, vr, vo) = (uuid(), uuid(), uuid(), uuid());
+        let (s1, s2, sr, b1, bo) = (uuid(), uuid(), uuid(), uuid(), uuid());
+        let gid = || NEXT_GLANCE_ID.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (g1, g2, g3) = (gid(), gid(), gid());
+        let (alice, bob) = (self.alice.clone(), self.bob.clone());
+        self.db
+            .volume(&v1, Some(&format!("{host}@lvm#pool")), Some(&alice), z)
+            .volume(&v2, Some(&format!("{host}@lvm")), Some(&bob), z)
+            .volume(&vr, Some(&format!("{host}@lvm#pool")), Some(&alice), Some(real))
+            .volume(&vo, Some(&format!("{host}X@lvm#pool")), Some(&alice), z)
+            .snapshot(&s1, &v1, Some(&alice), z, false)
+            .snapshot(&s2, &v1, Some(&alice), Some(real), false)
+            .snapshot(&sr, &vr, Some(&alice), z, false)
+            .glance(g1, Some(&v1), None, "cinder_encryption_key_id", ZERO, false)
+            .glance(g2, None, Some(&sr), "cinder_encryption_key_id", ZERO, false)
+            .glance(g3, Some(&vr), None, "cinder_encryption_key_id", ZERO, false)
+            .backup(&b1, &v1, Some(host), Some(&bob), z, false)
+            .backup(&bo, &v1, Some(&format!("{host}X")), Some(&bob), z, false);
+        for (t, id, owner) in [
+            ("volumes", &v1, &alice),
+            ("volumes", &v2, &bob),
+            ("snapshots", &s1, &alice),
+            ("snapshots", &sr, &alice),
+            ("volume_glance_metadata", &g1.to_string(), &alice),
+            ("volume_glance_metadata", &g2.to_string(), &alice),
+            ("volume_glance_metadata", &g3.to_string(), &alice),
+            ("backups", &b1, &bob),
+        ] {
+            self.migrated.insert(k(t, id), owner.clone());
+        }
+        for (t, id, key) in [
+            ("volumes", &vr, Some(real)),
+            ("volumes", &vo, z),
+            ("snapshots", &s2, Some(real)),
+            ("backups", &bo, z),
+        ] {
+            self.untouched.insert(k(t, id), key.map(String::from));
+        }
+        self.shares.push((k("snapshots", &s1), k("volumes", &v1)));
+        self.shares.push((k("volume_glance_metadata", &g1.to_string()), k("volumes", &v1)));
+        self.shares.push((k("volume_glance_metadata", &g2.to_string()), k("snapshots", &sr)));
+        v1
+    }
+
+    fn conf(&self) -> &str {
+        self.conf.to_str().expect("path")
+    }
+
+    fn migrate(&self, extra: &[&str]) -> Output {
+        self.migrate_env(extra, &[])
+    }
+
+    fn migrate_env(&self, extra: &[&str], vars: &[(&str, &str)]) -> Output {
+        let state = self.state.to_str().expect("path");
+        let mut args = vec!["--config-file", self.conf(), "migrate", "--state-dir", state];
+        args.extend(extra);
+        self.w.run_env(&args, vars)
+    }
+
+    /// The invariant, checked through Barbican's API as the service user and as each owner.
+    fn check(&self, cloud: &Cloud) {
+        let cinder = cloud.cinder();
+        let owners = [(self.alice.clone(), cloud.alice()), (self.bob.clone(), cloud.bob())];
+        let key = hex::decode(&self.key).expect("hex");
+        for ((table, id), owner) in &self.migrated {
+            let secret = self.db.key_of(table, id).unwrap_or_else(|| panic!("{table} {id} has no key"));
+            assert_ne!(secret, ZERO, "{table} {id} was not migrated ({:?})", self.db.backend);
+            let payload = cloud.payload(&cinder, &secret);
+            assert_eq!(payload.status, 200, "{table} {id}: secret {secret} unreadable");
+            assert_eq!(payload.body, key, "{table} {id}: secret {secret} does not hold the fixed key");
+            assert!(cloud.acl_users(&cinder, &secret).contains(owner), "{table} {id}: owner not in the ACL");
+            let token = &owners.iter().find(|(o, _)| o == owner).expect("owner").1;
+            let as_owner = cloud.payload(token, &secret);
+            assert_eq!((as_owner.status, &as_owner.body), (200, &key), "{table} {id}: the owner cannot read the key");
+            let meta = cloud.metadata(&cinder, &secret);
+            assert_eq!(meta["algorithm"], "AES");
+            assert_eq!(meta["bit_length"], 256);
+            assert_eq!(meta["secret_type"], "symmetric");
+        }
+        for ((table, id), key) in &self.untouched {
+            assert_eq!(&self.db.key_of(table, id), key, "{table} {id} must not change");
+        }
+        for (child, parent) in &self.shares {
+            assert_eq!(self.db.key_of(&child.0, &child.1), self.db.key_of(&parent.0, &parent.1), "{child:?} shares {parent:?}");
+        }
+        self.check_no_litter(cloud, &cinder);
+        self.w.assert_state_clean(&self.state);
+    }
+
+    /// Every secret named for one of this database's rows is the one a row points at.
+    fn check_no_litter(&self, cloud: &Cloud, cinder: &str) {
+        let all: Vec<String> = ["volumes", "snapshots", "backups", "volume_glance_metadata"]
+            .iter()
+            .flat_map(|t| self.db.keys(t).into_iter().filter_map(|(_, k)| k))
+            .collect();
+        for (table, id) in self.migrated.keys().chain(self.untouched.keys()) {
+            let noun = match table.as_str() {
+                "volumes" => "volume",
+                "snapshots" => "snapshot",
+                "backups" => "backup",
+                _ => "glance-metadata",
+            };
+            for secret in cloud.named(cinder, &format!("keymigrate-{noun}-{id}")) {
+                assert!(all.contains(&secret), "secret {secret} for {table} {id} is left unreferenced");
+            }
+            let count = cloud.named(cinder, &format!("keymigrate-{noun}-{id}")).len();
+            assert!(count <= 1, "{count} secrets for {table} {id}");
+        }
+    }
+}
+
+#[test]
+fn migrate_moves_every_row_of_a_host_on_every_backend() {
+    let cloud = Cloud::new();
+    for backend in BACKENDS {
+        let mut f = Fixture::new(backend, "password");
+        f.seed_host("hostA");
+        let out = f.migrate(&["--host", "hostA"]);
+        out.assert_code(0);
+        assert!(out.stderr.contains("Migrating volume "), "{}", out.stderr);
+        assert!(out.stderr.contains(" encryption key to Barbican"), "{}", out.stderr);
+        f.check(&cloud);
+
+        let out = f.w.run(&["--config-file", f.conf(), "status", "--host", "hostA"]);
+        out.assert_code(0);
+        assert!(out.stderr.contains("has no key IDs associated with the ConfKeyManager left"), "{}", out.stderr);
+
+        // A second run finds nothing to do and creates nothing.
+        let before = f.db.fingerprint();
+        let out = f.migrate(&["--host", "hostA", "-f", "json"]);
+        out.assert_code(0);
+        assert_eq!(out.json()["report"]["secrets_created"], 0);
+        assert_eq!(f.db.fingerprint(), before);
+
+        // The rest of the database, then the all-clear that lets fixed_key go.
+        let out = f.migrate(&["--all-hosts"]);
+        out.assert_code(0);
+        assert!(out.stderr.contains("No key IDs associated with the ConfKeyManager remain in the database"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn application_credentials_authenticate_like_cinder() {
+    let cloud = Cloud::new();
+    let mut f = Fixture::new(Backend::Sqlite, "appcred");
+    f.seed_host("hostB");
+    f.migrate(&["--host", "hostB"]).assert_code(0);
+    f.check(&cloud);
+}
+
+#[test]
+fn barbican_endpoint_comes_from_the_catalog_by_interface_and_region_or_the_flag() {
+    let cloud = Cloud::new();
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostC");
+    let base = std::fs::read_to_string(&f.conf).expect("conf");
+    // RegionTwo's public endpoint is a port nothing listens on.
+    let dead = base.replace("barbican_region_name = RegionOne", "barbican_region_name = RegionTwo");
+    std::fs::write(&f.conf, &dead).expect("write");
+    let out = f.migrate(&["--host", "hostC", "--retries", "0", "--timeout", "5"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("127.0.0.1:19319"), "{}", out.stderr);
+    // Its internal endpoint works.
+    std::fs::write(&f.conf, dead.replace("[barbican]\n", "[barbican]\nbarbican_endpoint_type = internal\n")).expect("write");
+    let out = f.migrate(&["--host", "hostC", "--max-count", "1"]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("Using Barbican at http://127.0.0.1:19312/v1"), "{}", out.stderr);
+    // An interface the catalog lacks is a clear error.
+    std::fs::write(&f.conf, dead.replace("[barbican]\n", "[barbican]\nbarbican_endpoint_type = admin\n")).expect("write");
+    f.migrate(&["--host", "hostC"]).assert_error(2, "no 'key-manager' endpoint for interface admin in region RegionTwo");
+    // The flag wins over the dead catalog entry; the explicit option too.
+    std::fs::write(&f.conf, &dead).expect("write");
+    let out = f.migrate(&["--host", "hostC", "--barbican-endpoint", &env("KEYMIGRATE_TEST_BARBICAN_URL")]);
+    out.assert_code(0);
+    f.check(&cloud);
+}
+
+#[test]
+fn max_count_runs_batches_until_done() {
+    let cloud = Cloud::new();
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostD");
+    let out = f.migrate(&["--host", "hostD", "--max-count", "2", "-f", "json"]);
+    out.assert_code(1);
+    assert_eq!(out.json()["report"]["migrated"], 2);
+    let out = f.w.run(&["--config-file", f.conf(), "status", "--host", "hostD"]);
+    out.assert_code(1);
+    loop {
+        let out = f.migrate(&["--host", "hostD", "--max-count", "2"]);
+        if out.code == 0 {
+            break;
+        }
+        out.assert_code(1);
+    }
+    f.check(&cloud);
+}
+
+#[test]
+fn a_run_killed_at_any_step_is_finished_by_the_next() {
+    let cloud = Cloud::new();
+    for point in ["journal", "stored", "recorded", "acl", "verified", "in-transaction", "committed", "finished"] {
+        for backend in [Backend::Sqlite, Backend::Mysql] {
+            let mut f = Fixture::new(backend, "password");
+            f.seed_host("hostE");
+            let spec = format!("{point}@2=kill");
+            let out = f.migrate_env(&["--host", "hostE"], &[("KEYMIGRATE_FAULT", &spec)]);
+            assert_eq!(out.code, -1, "{point}: the run should have been killed: {}", out.stderr);
+            let out = f.migrate(&["--host", "hostE"]);
+            out.assert_code(0);
+            f.check(&cloud);
+        }
+    }
+}
+
+#[test]
+fn a_second_run_on_the_same_scope_exits_1_at_once() {
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostF");
+    let gate = f.w.path("gate");
+    let gate_s = gate.to_str().expect("path").to_string();
+    let spec = format!("stored=wait:{gate_s}");
+    let state = f.state.to_str().expect("path").to_string();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_keymigrate"))
+        .args(["--config-file", f.conf(), "migrate", "--state-dir", &state, "--host", "hostF"])
+        .env("KEYMIGRATE_FAULT", &spec)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let reached = f.w.path("gate.reached");
+    for _ in 0..600 {
+        if reached.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(reached.exists(), "the first run never reached its pause point");
+    let out = f.migrate(&["--host", "hostF"]);
+    out.assert_error(1, "another keymigrate run holds the lock");
+    // A different host is not blocked by it.
+    let other = f.migrate(&["--host", "hostNone"]);
+    other.assert_code(0);
+    std::fs::write(&gate, "go").expect("open the gate");
+    assert!(first.wait().expect("wait").success());
+    f.check(&Cloud::new());
+}
+
+#[test]
+fn racing_runs_without_the_lock_leave_one_secret_per_row() {
+    let cloud = Cloud::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let mut f = Fixture::new(backend, "password");
+        for _ in 0..4 {
+            f.seed_host("hostG");
+        }
+        let runs: Vec<_> = (0..2)
+            .map(|i| {
+                let state = f.w.path(&format!("state-{i}"));
+                Command::new(env!("CARGO_BIN_EXE_keymigrate"))
+                    .args(["--config-file", f.conf(), "migrate", "--state-dir", state.to_str().expect("path"), "--host", "hostG"])
+                    .stderr(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for mut r in runs {
+            let status = r.wait().expect("wait");
+            assert!(status.code() == Some(0) || status.code() == Some(1), "{status:?}");
+        }
+        f.migrate(&["--host", "hostG"]).assert_code(0);
+        f.check(&cloud);
+    }
+}
+
+#[test]
+fn losing_the_compare_and_swap_deletes_the_new_secret() {
+    let cloud = Cloud::new();
+    let mut f = Fixture::new(Backend::Mysql, "password");
+    let v1 = f.seed_host("hostH");
+    let gate = f.w.path("gate");
+    let spec = format!("verified=wait:{}", gate.display());
+    let state = f.state.to_str().expect("path").to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_keymigrate"))
+        .args(["--config-file", f.conf(), "migrate", "--state-dir", &state, "--host", "hostH", "-f", "json"])
+        .env("KEYMIGRATE_FAULT", &spec)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let reached = f.w.path("gate.reached");
+    for _ in 0..600 {
+        if reached.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(reached.exists(), "never paused");
+    // Someone else (Cinder's own migrator, say) migrates the first volume meanwhile.
+    let theirs = cloud.store(&cloud.cinder(), "someone-else", &base64_of(&f.key), 256);
+    f.db.exec(&format!("UPDATE volumes SET encryption_key_id = '{theirs}' WHERE id = '{v1}'"));
+    std::fs::write(&gate, "go").expect("gate");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["report"]["lost"], 1);
+    assert_eq!(f.db.key_of("volumes", &v1).as_deref(), Some(theirs.as_str()));
+    assert!(cloud.named(&cloud.cinder(), &format!("keymigrate-volume-{v1}")).is_empty(), "the losing secret was left behind");
+    // The snapshot that shared v1 now has a volume that is not all-zeros: it got its own secret.
+    f.migrated.remove(&k("volumes", &v1));
+    f.shares.retain(|(_, p)| p.1 != v1);
+    f.check(&cloud);
+    cloud.delete(&cloud.cinder(), &theirs);
+}
+
+#[test]
+fn wrong_keystone_credentials_exit_2_without_writing() {
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostI");
+    let text = std::fs::read_to_string(&f.conf).expect("conf");
+    let password = env("KEYMIGRATE_TEST_CINDER_PASSWORD").replace('$', "$$");
+    std::fs::write(&f.conf, text.replace(&password, "not-the-password")).expect("write");
+    let before = f.db.fingerprint();
+    f.migrate(&["--host", "hostI"]).assert_error(2, "rejected the credentials");
+    assert_eq!(f.db.fingerprint(), before);
+}
+
+#[test]
+fn migrate_refuses_while_the_conf_key_manager_is_configured() {
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostJ");
+    let text = std::fs::read_to_string(&f.conf).expect("conf");
+    std::fs::write(&f.conf, text.replace("backend = barbican", "backend = cinder.keymgr.conf_key_mgr.ConfKeyManager")).expect("write");
+    let before = f.db.fingerprint();
+    let out = f.migrate(&["--host", "hostJ"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("Not migrating encryption keys because the ConfKeyManager is still in use."), "{}", out.stderr);
+    assert_eq!(f.db.fingerprint(), before);
+}
+
+fn base64_of(hex_key: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(hex::decode(hex_key).expect("hex"))
+}

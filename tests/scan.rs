@@ -1,0 +1,236 @@
+//! `scan` and `status` on every backend: exactly the rows the scope rules select, what migrate
+//! will do with each, exit codes, and proof that nothing is written.
+
+use std::collections::BTreeSet;
+
+use crate::support::*;
+
+/// Every edge case of scope and planning, in one database.
+fn seed(db: &CinderDb) {
+    let z = Some(ZERO);
+    let real = Some("11111111-2222-3333-4444-555555555555");
+    db.volume("v-a1", Some("hostA@lvm#pool"), Some("alice"), z)
+        .volume("v-a2", Some("hostA@lvm"), Some("alice"), z)
+        .volume("v-a3", Some("hostA"), Some("alice"), z)
+        .volume("v-aa", Some("hostAA@lvm#pool"), Some("alice"), z)
+        .volume("v-upper", Some("HOSTA@lvm#pool"), Some("alice"), z)
+        .volume("v-ceph", Some("hostA@ceph#rbd"), Some("bob"), z)
+        .volume("v-null", None, Some("alice"), z)
+        .volume("v-noowner", Some("hostA@lvm#pool"), None, z)
+        .volume("v-real", Some("hostA@lvm#pool"), Some("alice"), real)
+        .volume("v-nokey", Some("hostA@lvm#pool"), Some("alice"), None)
+        .volume("v-us1", Some("node_1@lvm#p"), Some("carol"), z)
+        .volume("v-usx", Some("nodeX1@lvm#p"), Some("carol"), z)
+        .volume("v-pct", Some("nodeabc@lvm#p"), Some("carol"), z)
+        .volume_full("v-del", Some("hostA@lvm#pool"), None, Some("alice"), z, true)
+        .volume_full("v-cl", Some("other@lvm#p"), Some("cl1@lvm#p"), Some("dave"), z, false);
+    db.snapshot("s-a1", "v-a1", Some("alice"), z, false)
+        .snapshot("s-a1-real", "v-a1", Some("alice"), real, false)
+        .snapshot("s-a1-del", "v-a1", Some("alice"), z, true)
+        .snapshot("s-real", "v-real", Some("alice"), z, false)
+        .snapshot("s-aa", "v-aa", Some("alice"), z, false)
+        .snapshot("s-noowner", "v-noowner", Some("alice"), z, false);
+    db.glance(1, Some("v-a1"), None, "cinder_encryption_key_id", ZERO, false)
+        .glance(2, None, Some("s-a1"), "cinder_encryption_key_id", ZERO, false)
+        .glance(3, Some("v-real"), None, "cinder_encryption_key_id", ZERO, false)
+        .glance(4, None, Some("s-real"), "cinder_encryption_key_id", ZERO, false)
+        .glance(5, Some("v-a1"), None, "other_key", ZERO, false)
+        .glance(6, Some("v-a1"), None, "cinder_encryption_key_id", ZERO, true)
+        .glance(7, None, Some("s-a1-real"), "cinder_encryption_key_id", ZERO, false)
+        .glance(8, Some("v-aa"), None, "cinder_encryption_key_id", ZERO, false);
+    db.backup("b-a", "v-a1", Some("hostA"), Some("alice"), z, false)
+        .backup("b-a2", "v-a1", Some("hostA@x"), Some("alice"), z, false)
+        .backup("b-b", "v-a1", Some("hostB"), Some("alice"), z, false)
+        .backup("b-del", "v-a1", Some("hostA"), Some("alice"), z, true)
+        .backup("b-real", "v-a1", Some("hostA"), Some("alice"), real, false);
+}
+
+fn rows(out: &Output) -> BTreeSet<(String, String, String)> {
+    out.json()["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            let action = match r["shares_with"].as_str() {
+                Some(w) => format!("{} {w}", r["action"].as_str().unwrap_or_default()),
+                None => r["action"].as_str().unwrap_or_default().to_string(),
+            };
+            (r["table"].as_str().unwrap_or_default().to_string(), r["id"].as_str().unwrap_or_default().to_string(), action)
+        })
+        .collect()
+}
+
+fn set(items: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
+    items.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect()
+}
+
+#[test]
+fn scan_selects_exactly_the_rows_of_a_host_on_every_backend() {
+    for backend in BACKENDS {
+        let db = CinderDb::new(backend);
+        seed(&db);
+        let mut w = Workdir::new();
+        let conf = w.conf(&db, Some(&random_key()), "");
+        let conf = conf.to_str().expect("path");
+        let before = db.fingerprint();
+
+        let out = w.run(&["--config-file", conf, "scan", "--host", "hostA", "-f", "json"]);
+        out.assert_code(1);
+        let expected = set(&[
+            ("volumes", "v-a1", "new_secret"),
+            ("volumes", "v-a2", "new_secret"),
+            ("volumes", "v-a3", "new_secret"),
+            ("volumes", "v-ceph", "new_secret"),
+            ("volumes", "v-noowner", "blocked"),
+            ("volumes", "v-null", "skipped"),
+            ("snapshots", "s-a1", "share_volume v-a1"),
+            ("snapshots", "s-real", "new_secret"),
+            ("snapshots", "s-noowner", "blocked"),
+            ("volume_glance_metadata", "1", "share_volume v-a1"),
+            ("volume_glance_metadata", "2", "share_volume v-a1"),
+            ("volume_glance_metadata", "3", "new_secret"),
+            ("volume_glance_metadata", "4", "share_snapshot s-real"),
+            ("volume_glance_metadata", "7", "share_volume v-a1"),
+            ("backups", "b-a", "new_secret"),
+            ("backups", "b-a2", "new_secret"),
+        ]);
+        assert_eq!(rows(&out), expected, "{backend:?}");
+        let doc = out.json();
+        assert_eq!(doc["deleted"]["volumes"], 1, "{backend:?}");
+        assert_eq!(doc["deleted"]["snapshots"], 1);
+        assert_eq!(doc["deleted"]["backups"], 1);
+        assert_eq!(doc["deleted"]["volume_glance_metadata"], 1);
+        assert_eq!(doc["counts"]["volumes"]["blocked"], 1);
+        assert_eq!(doc["scope"]["description"], "host hostA; backups of hostA");
+
+        // Backend and pool levels, case, and literal wildcards.
+        let host = |h: &str| {
+            let out = w.run(&["--config-file", conf, "scan", "--host", h, "-f", "json", "--backup-host", "none"]);
+            rows(&out).into_iter().filter(|r| r.0 == "volumes").map(|r| r.1).collect::<BTreeSet<_>>()
+        };
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(host("hostA@lvm"), ids(&["v-a1", "v-a2", "v-noowner", "v-null"]), "{backend:?}");
+        assert_eq!(host("hostA@lvm#pool"), ids(&["v-a1", "v-noowner", "v-null"]), "{backend:?}");
+        assert_eq!(host("hosta"), ids(&["v-null"]), "case-sensitive on {backend:?}");
+        assert_eq!(host("node_1"), ids(&["v-us1", "v-null"]), "_ is literal on {backend:?}");
+        assert_eq!(host("node%"), ids(&["v-null"]), "% is literal on {backend:?}");
+
+        let out = w.run(&["--config-file", conf, "scan", "--cluster", "cl1@lvm", "-f", "json"]);
+        assert!(rows(&out).contains(&("volumes".into(), "v-cl".into(), "new_secret".into())), "{backend:?}");
+
+        let out = w.run(&["--config-file", conf, "scan", "--all-hosts", "-f", "json"]);
+        let all = rows(&out);
+        for id in ["v-aa", "v-upper", "v-null", "v-usx", "v-pct", "v-cl"] {
+            assert!(all.contains(&("volumes".into(), id.into(), "new_secret".into())), "{id} on {backend:?}");
+        }
+        assert!(all.contains(&("backups".into(), "b-b".into(), "new_secret".into())));
+        assert_eq!(db.fingerprint(), before, "scan wrote to the {backend:?} database");
+    }
+}
+
+#[test]
+fn scan_and_status_never_write() {
+    for backend in BACKENDS {
+        let db = CinderDb::new(backend);
+        seed(&db);
+        let mut w = Workdir::new();
+        let conf = w.conf(&db, Some(&random_key()), "");
+        let conf = conf.to_str().expect("path");
+        let before = db.fingerprint();
+        let sqlite_bytes = (backend == Backend::Sqlite).then(|| std::fs::read(db.url.trim_start_matches("sqlite:///")).expect("read"));
+        for args in [
+            vec!["scan", "--all-hosts"],
+            vec!["scan", "--host", "hostA", "-f", "value"],
+            vec!["status", "--all-hosts", "-f", "json"],
+            vec!["status"],
+            vec!["migrate", "--dry-run", "--all-hosts"],
+        ] {
+            let mut full = vec!["--config-file", conf];
+            full.extend(args.iter());
+            let out = w.run(&full);
+            assert!(out.code == 1 || out.code == 0, "{args:?} on {backend:?}: {}", out.stderr);
+        }
+        assert_eq!(db.fingerprint(), before, "{backend:?}");
+        if let Some(bytes) = sqlite_bytes {
+            assert_eq!(std::fs::read(db.url.trim_start_matches("sqlite:///")).expect("read"), bytes, "the SQLite file changed");
+        }
+    }
+}
+
+#[test]
+fn status_counts_scope_and_database_and_sets_the_exit_code() {
+    for backend in BACKENDS {
+        let db = CinderDb::new(backend);
+        seed(&db);
+        let mut w = Workdir::new();
+        let key = random_key();
+        let conf = w.conf(&db, Some(&key), "");
+        let conf = conf.to_str().expect("path");
+        let out = w.run(&["--config-file", conf, "status", "--host", "hostA", "-f", "json"]);
+        out.assert_code(1);
+        let doc = out.json();
+        assert_eq!(doc["scope"]["tables"]["volumes"]["total"], 5, "{backend:?}");
+        assert_eq!(doc["scope"]["tables"]["snapshots"]["total"], 3);
+        assert_eq!(doc["scope"]["tables"]["volume_glance_metadata"]["total"], 5);
+        assert_eq!(doc["scope"]["tables"]["backups"]["total"], 2);
+        assert_eq!(doc["database"]["tables"]["volumes"], 12);
+        assert_eq!(doc["done"], false);
+
+        // The default output is one line; Cinder's status sentences go to the log.
+        let out = w.run(&["--config-file", conf, "status", "--host", "nobody"]);
+        out.assert_code(0);
+        assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+        assert!(out.stdout.starts_with("done: 0 row(s) left in scope"), "{}", out.stdout);
+        assert!(out.stderr.contains("There are still 12 volume(s) using the ConfKeyManager's all-zeros encryption key ID."), "{}", out.stderr);
+
+        // Rows remain but the ConfKeyManager is still configured: an operator must act.
+        let conf2 = w.write("ckm.conf", &format!("[database]\nconnection = {}\n[key_manager]\nbackend = cinder.keymgr.conf_key_mgr.ConfKeyManager\nfixed_key = {key}\n", db.url));
+        let out = w.run(&["--config-file", conf2.to_str().expect("path"), "status", "--all-hosts"]);
+        out.assert_code(2);
+        assert!(out.stderr.contains("Not migrating encryption keys because the ConfKeyManager is still in use."), "{}", out.stderr);
+
+        // Rows remain but fixed_key is gone: the volumes can no longer be migrated.
+        let conf3 = w.write("nokey.conf", &format!("[database]\nconnection = {}\n", db.url));
+        let out = w.run(&["--config-file", conf3.to_str().expect("path"), "status", "--all-hosts"]);
+        out.assert_code(2);
+        assert!(out.stderr.contains("fixed_key is not in use"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn scope_is_derived_from_cinder_conf_like_cinder_volume() {
+    let db = CinderDb::new(Backend::Sqlite);
+    seed(&db);
+    let mut w = Workdir::new();
+    let key = random_key();
+    w.guard_key(&key);
+    let conf = w.write(
+        "cinder.conf",
+        &format!(
+            "[DEFAULT]\nhost = hostA\nenabled_backends = lvm, ceph\n[ceph]\nbackend_host = hostA\n[database]\nconnection = {}\n[key_manager]\nfixed_key = {key}\n",
+            db.url
+        ),
+    );
+    let out = w.run(&["--config-file", conf.to_str().expect("path"), "scan", "-f", "json"]);
+    out.assert_code(1);
+    assert_eq!(out.json()["scope"]["description"], "host hostA@lvm, host hostA@ceph; backups of hostA");
+    let ids: BTreeSet<String> = rows(&out).into_iter().filter(|r| r.0 == "volumes").map(|r| r.1).collect();
+    assert_eq!(ids, ["v-a1", "v-a2", "v-ceph", "v-noowner", "v-null"].iter().map(|s| s.to_string()).collect());
+    assert!(out.stderr.contains("Scope: host hostA@lvm, host hostA@ceph"), "{}", out.stderr);
+}
+
+#[test]
+fn table_and_value_formats() {
+    let db = CinderDb::new(Backend::Sqlite);
+    db.volume("v1", Some("h@b#p"), Some("alice"), Some(ZERO));
+    let mut w = Workdir::new();
+    let conf = w.conf(&db, Some(&random_key()), "");
+    let conf = conf.to_str().expect("path");
+    let out = w.run(&["--config-file", conf, "scan", "--host", "h"]);
+    out.assert_code(1);
+    assert!(out.stdout.contains("| Table   | ID | Host  | Owner | Action     |"), "{}", out.stdout);
+    let out = w.run(&["--config-file", conf, "scan", "--host", "h", "-f", "value", "-c", "ID", "-c", "Action"]);
+    assert_eq!(out.stdout, "v1 new secret\n");
+    let out = w.run(&["--config-file", conf, "scan", "--host", "h", "-c", "Nope"]);
+    out.assert_error(127, "unknown column");
+}

@@ -1,0 +1,397 @@
+//! Test support: a real Cinder database (built by Cinder's own migrations) on SQLite, MariaDB
+//! or PostgreSQL, seeded per test; the real `keymigrate` binary run against it; and a client for
+//! the real Keystone and Barbican that `scripts/testenv.sh up` started on loopback.
+//!
+//! Every run of the binary is checked for leaked secrets: the fixed key (hex, base64), the
+//! database and Keystone passwords never appear in its output.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use rand::Rng;
+
+pub const ZERO: &str = "00000000-0000-0000-0000-000000000000";
+
+/// A variable `scripts/testenv.sh up` exports; the suite cannot run without it.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through scripts/test.sh, which starts the real servers")
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Mysql,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 3] = [Backend::Sqlite, Backend::Mysql, Backend::Postgres];
+
+/// A fresh Cinder database for one test, dropped afterwards.
+pub struct CinderDb {
+    pub backend: Backend,
+    /// `[database] connection` as an operator writes it (SQLAlchemy form).
+    pub url: String,
+    /// The URL diesel connects with, for the test's own queries.
+    diesel_url: String,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl CinderDb {
+    pub fn new(backend: Backend) -> CinderDb {
+        let name = format!("km_{}", rand::rng().random_range(0..u64::MAX) % 1_000_000_000_000);
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("cinder.sqlite");
+                std::fs::copy(env("KEYMIGRATE_TEST_SQLITE_TEMPLATE"), &path).expect("copy the SQLite template");
+                CinderDb {
+                    backend,
+                    url: format!("sqlite:///{}", path.display()),
+                    diesel_url: path.display().to_string(),
+                    name,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Mysql => {
+                let admin = env("KEYMIGRATE_TEST_MYSQL_URL");
+                let mut conn = MysqlConnection::establish(&admin).expect("connect to MariaDB");
+                conn.batch_execute(&format!("CREATE DATABASE {name} CHARACTER SET utf8")).expect("create database");
+                let schema = std::fs::read_to_string(env("KEYMIGRATE_TEST_MYSQL_SCHEMA")).expect("schema dump");
+                let diesel_url = format!("{admin}/{name}");
+                let mut db = MysqlConnection::establish(&diesel_url).expect("connect");
+                db.batch_execute(&format!("SET FOREIGN_KEY_CHECKS=0;\n{schema}\nSET FOREIGN_KEY_CHECKS=1;"))
+                    .expect("load Cinder's schema");
+                let url = format!("mysql+pymysql://kmtest:kmtest-pw@127.0.0.1:13306/{name}?charset=utf8");
+                CinderDb { backend, url, diesel_url, name, _dir: None }
+            }
+            Backend::Postgres => {
+                let admin = env("KEYMIGRATE_TEST_PG_URL");
+                let mut conn = PgConnection::establish(&format!("{admin}/postgres")).expect("connect to PostgreSQL");
+                conn.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE cinder_template")).expect("create database");
+                let diesel_url = format!("{admin}/{name}");
+                let url = format!("postgresql+psycopg2://kmtest:kmtest-pw@127.0.0.1:15432/{name}");
+                CinderDb { backend, url, diesel_url, name, _dir: None }
+            }
+        }
+        .with_volume_type()
+    }
+
+    fn with_volume_type(self) -> CinderDb {
+        self.exec("INSERT INTO volume_types (id, name, deleted, is_public) VALUES ('kmtest-vt', 'kmtest', false, true)");
+        self
+    }
+
+    pub fn conn(&self) -> keymigrate::db::AnyConnection {
+        use keymigrate::db::AnyConnection;
+        match self.backend {
+            Backend::Sqlite => AnyConnection::Sqlite(SqliteConnection::establish(&self.diesel_url).expect("connect")),
+            Backend::Mysql => AnyConnection::Mysql(MysqlConnection::establish(&self.diesel_url).expect("connect")),
+            Backend::Postgres => AnyConnection::Postgresql(PgConnection::establish(&self.diesel_url).expect("connect")),
+        }
+    }
+
+    pub fn exec(&self, sql: &str) {
+        self.conn().batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// A live volume. `key` is its encryption_key_id (None for NULL).
+    pub fn volume(&self, id: &str, host: Option<&str>, user: Option<&str>, key: Option<&str>) -> &Self {
+        self.volume_full(id, host, None, user, key, false)
+    }
+
+    pub fn volume_full(&self, id: &str, host: Option<&str>, cluster: Option<&str>, user: Option<&str>, key: Option<&str>, deleted: bool) -> &Self {
+        self.exec(&format!(
+            "INSERT INTO volumes (id, deleted, host, cluster_name, user_id, project_id, encryption_key_id, volume_type_id, status, \
+             created_at, updated_at, use_quota) VALUES ({}, {deleted}, {}, {}, {}, 'proj-1', {}, 'kmtest-vt', 'available', \
+             '2025-01-01 00:00:00', '2025-01-01 00:00:00', true)",
+            q(Some(id)), q(host), q(cluster), q(user), q(key)
+        ));
+        self
+    }
+
+    pub fn snapshot(&self, id: &str, volume_id: &str, user: Option<&str>, key: Option<&str>, deleted: bool) -> &Self {
+        self.exec(&format!(
+            "INSERT INTO snapshots (id, deleted, volume_id, user_id, project_id, encryption_key_id, volume_type_id, status, \
+             created_at, updated_at, use_quota) VALUES ({}, {deleted}, {}, {}, 'proj-1', {}, 'kmtest-vt', 'available', \
+             '2025-01-01 00:00:00', '2025-01-01 00:00:00', true)",
+            q(Some(id)), q(Some(volume_id)), q(user), q(key)
+        ));
+        self
+    }
+
+    pub fn backup(&self, id: &str, volume_id: &str, host: Option<&str>, user: Option<&str>, key: Option<&str>, deleted: bool) -> &Self {
+        self.exec(&format!(
+            "INSERT INTO backups (id, deleted, volume_id, host, user_id, project_id, encryption_key_id, status, \
+             created_at, updated_at) VALUES ({}, {deleted}, {}, {}, {}, 'proj-1', {}, 'available', \
+             '2025-01-01 00:00:00', '2025-01-01 00:00:00')",
+            q(Some(id)), q(Some(volume_id)), q(host), q(user), q(key)
+        ));
+        self
+    }
+
+    /// A glance-metadata row of a volume (`volume_id`) or of a snapshot (`snapshot_id`).
+    pub fn glance(&self, id: i32, volume_id: Option<&str>, snapshot_id: Option<&str>, key: &str, value: &str, deleted: bool) -> &Self {
+        self.exec(&format!(
+            "INSERT INTO volume_glance_metadata (id, deleted, volume_id, snapshot_id, {k}, value, created_at, updated_at) \
+             VALUES ({id}, {deleted}, {}, {}, {}, {}, '2025-01-01 00:00:00', '2025-01-01 00:00:00')",
+            q(volume_id), q(snapshot_id), q(Some(key)), q(Some(value)),
+            k = if self.backend == Backend::Mysql { "`key`" } else { "key" }
+        ));
+        self
+    }
+
+    /// `encryption_key_id` (or glance `value`) of every row of a table, by id.
+    pub fn keys(&self, table: &str) -> Vec<(String, Option<String>)> {
+        use keymigrate::db::schema::*;
+        let mut c = self.conn();
+        match table {
+            "volumes" => volumes::table.select((volumes::id, volumes::encryption_key_id)).order(volumes::id).load(&mut c),
+            "snapshots" => snapshots::table.select((snapshots::id, snapshots::encryption_key_id)).order(snapshots::id).load(&mut c),
+            "backups" => backups::table.select((backups::id, backups::encryption_key_id)).order(backups::id).load(&mut c),
+            "volume_glance_metadata" => volume_glance_metadata::table
+                .select((volume_glance_metadata::id, volume_glance_metadata::value))
+                .order(volume_glance_metadata::id)
+                .load::<(i32, Option<String>)>(&mut c)
+                .map(|v| v.into_iter().map(|(i, k)| (i.to_string(), k)).collect()),
+            other => panic!("unknown table {other}"),
+        }
+        .expect("read keys")
+    }
+
+    pub fn key_of(&self, table: &str, id: &str) -> Option<String> {
+        self.keys(table).into_iter().find(|(i, _)| i == id).and_then(|(_, k)| k)
+    }
+
+    /// A full dump of the four tables, to prove a command wrote nothing.
+    pub fn fingerprint(&self) -> String {
+        use keymigrate::db::schema::*;
+        let mut c = self.conn();
+        let v: Vec<(String, Option<String>, Option<chrono::NaiveDateTime>)> =
+            volumes::table.select((volumes::id, volumes::encryption_key_id, volumes::updated_at)).order(volumes::id).load(&mut c).expect("volumes");
+        let s: Vec<(String, Option<String>, Option<chrono::NaiveDateTime>)> = snapshots::table
+            .select((snapshots::id, snapshots::encryption_key_id, snapshots::updated_at))
+            .order(snapshots::id)
+            .load(&mut c)
+            .expect("snapshots");
+        let b: Vec<(String, Option<String>, Option<chrono::NaiveDateTime>)> =
+            backups::table.select((backups::id, backups::encryption_key_id, backups::updated_at)).order(backups::id).load(&mut c).expect("backups");
+        let g: Vec<(i32, Option<String>, Option<chrono::NaiveDateTime>)> = volume_glance_metadata::table
+            .select((volume_glance_metadata::id, volume_glance_metadata::value, volume_glance_metadata::updated_at))
+            .order(volume_glance_metadata::id)
+            .load(&mut c)
+            .expect("glance");
+        format!("{v:?}\n{s:?}\n{b:?}\n{g:?}")
+    }
+}
+
+impl Drop for CinderDb {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
+        match self.backend {
+            Backend::Sqlite => {}
+            Backend::Mysql => {
+                if let Ok(mut c) = MysqlConnection::establish(&env("KEYMIGRATE_TEST_MYSQL_URL")) {
+                    let _ = c.batch_execute(&sql);
+                }
+            }
+            Backend::Postgres => {
+                if let Ok(mut c) = PgConnection::establish(&format!("{}/postgres", env("KEYMIGRATE_TEST_PG_URL"))) {
+                    let _ = c.batch_execute(&format!("{sql} WITH (FORCE)"));
+                }
+            }
+        }
+    }
+}
+
+/// An SQL literal or NULL.
+pub fn q(v: Option<&str>) -> String {
+    match v {
+        Some(s) => format!("'{}'", s.replace('\'', "''")),
+        None => "NULL".into(),
+    }
+}
+
+/// A random 32-byte fixed_key, as hex.
+pub fn random_key() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    hex::encode(bytes)
+}
+
+/// A place for one test's files (config, state directory, HOME).
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+    /// Strings that must never appear in any output of the binary.
+    pub secrets: Vec<String>,
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        let mut secrets = vec!["kmtest-pw".to_string()];
+        for var in ["KEYMIGRATE_TEST_CINDER_PASSWORD", "KEYMIGRATE_TEST_APPCRED_SECRET", "KEYMIGRATE_TEST_ALICE_PASSWORD"] {
+            if let Ok(v) = std::env::var(var) {
+                secrets.push(v);
+            }
+        }
+        Workdir { dir: tempfile::tempdir().expect("tempdir"), secrets }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    /// Registers a fixed key so every later run is checked for it (hex either case, base64).
+    pub fn guard_key(&mut self, hex_key: &str) {
+        let bytes = hex::decode(hex_key).expect("hex");
+        self.secrets.push(hex_key.to_lowercase());
+        self.secrets.push(hex_key.to_uppercase());
+        self.secrets.push(base64::engine::general_purpose::STANDARD.encode(&bytes));
+        self.secrets.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes));
+    }
+
+    /// A cinder.conf for `db` with `fixed_key` and anything in `extra` (whole sections).
+    pub fn conf(&mut self, db: &CinderDb, fixed_key: Option<&str>, extra: &str) -> PathBuf {
+        let key = match fixed_key {
+            Some(k) => {
+                if !k.is_empty() && hex::decode(k).is_ok() {
+                    self.guard_key(k);
+                }
+                format!("fixed_key = {k}\n")
+            }
+            None => String::new(),
+        };
+        self.write(
+            "cinder.conf",
+            &format!("[DEFAULT]\nhost = testhost\n\n[database]\nconnection = {}\n\n[key_manager]\nbackend = barbican\n{key}\n{extra}", db.url),
+        )
+    }
+
+    /// Runs the binary with `args`, HOME in the workdir and no OS_* variables from outside.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    pub fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymigrate"));
+        cmd.args(args).env("HOME", self.dir.path()).env_remove("RUST_LOG").current_dir(self.dir.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OS_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run keymigrate");
+        let output = Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        self.assert_no_leak(&output.stdout, "stdout");
+        self.assert_no_leak(&output.stderr, "stderr");
+        assert!(!output.stderr.contains("panicked"), "keymigrate panicked:\n{}", output.stderr);
+        output
+    }
+
+    pub fn assert_no_leak(&self, text: &str, what: &str) {
+        for s in &self.secrets {
+            assert!(!text.contains(s.as_str()), "{what} leaks a secret:\n{text}");
+        }
+    }
+
+    /// Every file under the workdir's state directory is scanned too.
+    pub fn assert_state_clean(&self, state: &Path) {
+        for entry in walk(state) {
+            let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap_or_default()).into_owned();
+            self.assert_no_leak(&text, &entry.display().to_string());
+        }
+    }
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+impl Output {
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// The error line: one line, on stderr, naming the problem.
+    #[track_caller]
+    pub fn assert_error(&self, code: i32, needle: &str) -> &Self {
+        self.assert_code(code);
+        let errors: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("keymigrate: error:")).collect();
+        assert_eq!(errors.len(), 1, "expected one error line:\n{}", self.stderr);
+        assert!(errors[0].contains(needle), "error line lacks {needle:?}: {}", errors[0]);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+pub mod cloud;
+
+/// A random UUID-shaped id, so tests sharing one Barbican never collide.
+pub fn uuid() -> String {
+    let b: [u8; 16] = rand::rng().random();
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// `[keystone_authtoken]` and `[barbican]` for the cinder service user on the test Keystone.
+pub fn service_sections(auth: &str) -> String {
+    let password = env("KEYMIGRATE_TEST_CINDER_PASSWORD").replace('$', "$$");
+    let keystone = env("KEYMIGRATE_TEST_KEYSTONE_URL");
+    let versionless = keystone.trim_end_matches("/v3");
+    match auth {
+        "password" => format!(
+            "[keystone_authtoken]\nauth_type = password\nauth_url = {versionless}\nusername = {}\npassword = {password}\n\
+             user_domain_name = Default\nproject_name = {}\nproject_domain_name = Default\n\n[barbican]\nbarbican_region_name = RegionOne\n",
+            env("KEYMIGRATE_TEST_CINDER_USER"),
+            env("KEYMIGRATE_TEST_CINDER_PROJECT")
+        ),
+        "appcred" => format!(
+            "[keystone_authtoken]\nauth_type = v3applicationcredential\nauth_url = {keystone}\napplication_credential_id = {}\n\
+             application_credential_secret = {}\n\n[barbican]\nbarbican_region_name = RegionOne\n",
+            env("KEYMIGRATE_TEST_APPCRED_ID"),
+            env("KEYMIGRATE_TEST_APPCRED_SECRET").replace('$', "$$")
+        ),
+        other => panic!("unknown auth {other}"),
+    }
+}
