@@ -304,11 +304,6 @@ pub fn is_uuid(s: &str) -> bool {
         && s.char_indices().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() })
 }
 
-/// The deterministic secret name for a row: lets a later run find what an interrupted run made.
-pub fn secret_name(noun: &str, id: &str) -> String {
-    format!("keymigrate-{noun}-{id}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

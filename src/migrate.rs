@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::barbican::{self, ApiError, Barbican};
+use crate::barbican::{ApiError, Barbican};
 use crate::conditions::FixedKey;
 use crate::db::swap::{RowState, Swapped};
 use crate::db::{Cursor, Db};
@@ -147,7 +147,7 @@ impl Engine<'_> {
 
     fn attempt(&mut self, unit: &Unit) -> Result<()> {
         log::info!("Migrating {} {} encryption key to Barbican", unit.table.noun(), unit.id);
-        match self.migrate_unit(unit, false) {
+        match self.migrate_unit(unit, &unit.secret_name(), false) {
             Ok(()) => Ok(()),
             Err(UnitError::Failed(m)) => {
                 self.report.failed += 1;
@@ -169,12 +169,11 @@ impl Engine<'_> {
     }
 
     /// `sweep`: also delete secrets an interrupted run may have made for this unit.
-    fn migrate_unit(&mut self, unit: &Unit, sweep: bool) -> Result<(), UnitError> {
-        let name = barbican::secret_name(unit.table.noun(), &unit.id);
-        let mut entry = Entry { table: unit.table, id: unit.id.clone(), name: name.clone(), secret: None };
+    fn migrate_unit(&mut self, unit: &Unit, name: &str, sweep: bool) -> Result<(), UnitError> {
+        let mut entry = Entry { table: unit.table, id: unit.id.clone(), name: name.to_string(), secret: None };
         self.journal.write(&entry)?;
         fault::point("journal");
-        let stored = match self.barbican.store(&name, self.key) {
+        let stored = match self.barbican.store(name, self.key) {
             Ok(s) => s,
             Err(e) => {
                 // Nothing to clean up unless a request may have gone through; the entry stays
@@ -195,7 +194,7 @@ impl Engine<'_> {
         }
         fault::point("recorded");
         let readers = self.readers(unit.table, &unit.id, unit.owner.as_deref())?;
-        self.finish_unit(unit.table, &unit.id, &name, &stored.id, &readers, sweep || stored.maybe_orphaned)
+        self.finish_unit(unit.table, &unit.id, name, &stored.id, &readers, sweep || stored.maybe_orphaned)
     }
 
     /// ACL, read-back, compare-and-swap, then clean up. Shared by new units and recovered ones.
@@ -337,12 +336,13 @@ impl Engine<'_> {
                     owner: state.and_then(|s| s.owner),
                     project: None,
                     action: Action::NewSecret,
+                    parent: None,
                 };
                 if unit.owner.as_deref().is_none_or(str::is_empty) {
                     self.journal.finish(entry.table, &entry.id)?;
                     return Ok(());
                 }
-                self.migrate_unit(&unit, true)
+                self.migrate_unit(&unit, &entry.name, true)
             }
             (None, false) => {
                 self.sweep(entry.table, &entry.id, &entry.name)?;

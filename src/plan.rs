@@ -77,6 +77,21 @@ pub struct Unit {
     pub owner: Option<String>,
     pub project: Option<String>,
     pub action: Action,
+    /// The volume or snapshot a glance-metadata row belongs to (its id is only a per-database
+    /// integer); `None` for other tables.
+    pub parent: Option<String>,
+}
+
+impl Unit {
+    /// The deterministic name of this unit's secret: globally unique, so that a later run (or
+    /// another Cinder database sharing the Barbican project) can never mistake one row's
+    /// secret for another's.
+    pub fn secret_name(&self) -> String {
+        match &self.parent {
+            Some(parent) => format!("keymigrate-{}-{parent}-{}", self.table.noun(), self.id),
+            None => format!("keymigrate-{}-{}", self.table.noun(), self.id),
+        }
+    }
 }
 
 /// A row on the all-zeros key that keymigrate reports but never touches.
@@ -140,7 +155,15 @@ fn volume_item(scope: &Scope, v: VolumeRow) -> Option<Item> {
         return None;
     }
     let action = owner_action(&v.user_id);
-    Some(Item::Unit(Unit { table: Table::Volumes, id: v.id, host: v.host, owner: v.user_id, project: v.project_id, action }))
+    Some(Item::Unit(Unit {
+        table: Table::Volumes,
+        id: v.id,
+        host: v.host,
+        owner: v.user_id,
+        project: v.project_id,
+        action,
+        parent: None,
+    }))
 }
 
 fn backup_unit(scope: &Scope, b: BackupRow) -> Option<Unit> {
@@ -148,7 +171,7 @@ fn backup_unit(scope: &Scope, b: BackupRow) -> Option<Unit> {
         return None;
     }
     let action = owner_action(&b.user_id);
-    Some(Unit { table: Table::Backups, id: b.id, host: b.host, owner: b.user_id, project: b.project_id, action })
+    Some(Unit { table: Table::Backups, id: b.id, host: b.host, owner: b.user_id, project: b.project_id, action, parent: None })
 }
 
 /// Sharing a volume's secret: blocked with the volume when the volume has no owner.
@@ -177,6 +200,7 @@ pub fn snapshot_unit(scope: &Scope, s: SnapshotRow) -> Option<Unit> {
         owner: s.user_id,
         project: s.project_id,
         action,
+        parent: None,
     })
 }
 
@@ -205,6 +229,7 @@ pub fn glance_unit(scope: &Scope, g: GlanceRow) -> Option<Unit> {
         owner,
         project,
         action,
+        parent: g.volume_id.or(g.snapshot_id),
     })
 }
 

@@ -23,6 +23,8 @@ struct Fixture {
     untouched: BTreeMap<(String, String), Option<String>>,
     /// Rows that must share another row's secret: (table, id) → (table, id).
     shares: Vec<((String, String), (String, String))>,
+    /// The secret name keymigrate gives each row: (table, id) → name.
+    names: BTreeMap<(String, String), String>,
 }
 
 static NEXT_GLANCE_ID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
@@ -49,6 +51,7 @@ impl Fixture {
             migrated: BTreeMap::new(),
             untouched: BTreeMap::new(),
             shares: Vec::new(),
+            names: BTreeMap::new(),
         }
     }
 
@@ -94,6 +97,15 @@ impl Fixture {
             ("backups", &bo, z),
         ] {
             self.untouched.insert(k(t, id), key.map(String::from));
+        }
+        for (t, id) in [("volumes", &v1), ("volumes", &v2), ("volumes", &vr), ("volumes", &vo), ("snapshots", &s1), ("snapshots", &s2)] {
+            self.names.insert(k(t, id), format!("keymigrate-{}-{id}", &t[..t.len() - 1]));
+        }
+        for (t, id) in [("snapshots", &sr), ("backups", &b1), ("backups", &bo)] {
+            self.names.insert(k(t, id), format!("keymigrate-{}-{id}", &t[..t.len() - 1]));
+        }
+        for (g, parent) in [(g1, &v1), (g2, &sr), (g3, &vr)] {
+            self.names.insert(k("volume_glance_metadata", &g.to_string()), format!("keymigrate-glance-metadata-{parent}-{g}"));
         }
         self.shares.push((k("snapshots", &s1), k("volumes", &v1)));
         self.shares.push((k("volume_glance_metadata", &g1.to_string()), k("volumes", &v1)));
@@ -152,17 +164,12 @@ impl Fixture {
             .iter()
             .flat_map(|t| self.db.keys(t).into_iter().filter_map(|(_, k)| k))
             .collect();
-        for (table, id) in self.migrated.keys().chain(self.untouched.keys()) {
-            let noun = match table.as_str() {
-                "volumes" => "volume",
-                "snapshots" => "snapshot",
-                "backups" => "backup",
-                _ => "glance-metadata",
-            };
-            for secret in cloud.named(cinder, &format!("keymigrate-{noun}-{id}")) {
-                assert!(all.contains(&secret), "secret {secret} for {table} {id} is left unreferenced");
+        for ((table, id), name) in &self.names {
+            let found = cloud.named(cinder, name);
+            for secret in &found {
+                assert!(all.contains(secret), "secret {secret} for {table} {id} is left unreferenced");
             }
-            let count = cloud.named(cinder, &format!("keymigrate-{noun}-{id}")).len();
+            let count = found.len();
             assert!(count <= 1, "{count} secrets for {table} {id}");
         }
     }
