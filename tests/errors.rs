@@ -106,3 +106,13 @@ fn a_database_without_cinders_tables_is_refused() {
     let conf = w.write("c.conf", &format!("[database]\nconnection = sqlite:///{}\n[key_manager]\nfixed_key = {key}\n", wrong.display()));
     w.run(&["--config-file", conf_arg(&conf), "status"]).assert_error(2, "volumes");
 }
+
+#[test]
+fn without_database_connection_cinders_default_is_used_and_named() {
+    let mut w = Workdir::new();
+    let key = random_key();
+    w.guard_key(&key);
+    let conf = w.write("c.conf", &format!("[DEFAULT]\nstate_path = {}\n[key_manager]\nfixed_key = {key}\n", w.path("state").display()));
+    let out = w.run(&["--config-file", conf_arg(&conf), "status"]);
+    out.assert_error(2, &format!("no such file: {}/cinder.sqlite", w.path("state").display()));
+}

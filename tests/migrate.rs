@@ -407,3 +407,23 @@ fn base64_of(hex_key: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(hex::decode(hex_key).expect("hex"))
 }
+
+#[test]
+fn the_error_budget_stops_the_run_after_more_than_max_errors_failures() {
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    for _ in 0..3 {
+        f.seed_host("hostK");
+    }
+    let before = f.db.fingerprint();
+    // Keystone works, but nothing listens where Barbican is said to be: every unit fails.
+    let out = f.migrate(&["--host", "hostK", "--barbican-endpoint", "http://127.0.0.1:19319", "--retries", "0"]);
+    out.assert_error(2, "aborted after 4 failed unit(s)");
+    assert_eq!(out.stderr.matches("Error migrating encryption key of").count(), 4, "{}", out.stderr);
+    assert!(out.stderr.contains("Aborting encryption key migration (too many errors)."));
+    assert_eq!(f.db.fingerprint(), before);
+    let out = f.migrate(&["--host", "hostK", "--barbican-endpoint", "http://127.0.0.1:19319", "--retries", "0", "--max-errors", "0"]);
+    out.assert_error(2, "aborted after 1 failed unit(s)");
+    // Nothing was stored, so the next run starts clean and finishes.
+    f.migrate(&["--host", "hostK"]).assert_code(0);
+    f.check(&Cloud::new());
+}

@@ -85,20 +85,49 @@ fn row_cells(item: &Item) -> Vec<String> {
     }
 }
 
-fn row_json(item: &Item) -> serde_json::Value {
+/// One element of the JSON `rows` array (documented in docs/).
+#[derive(serde::Serialize)]
+struct RowJson<'a> {
+    table: plan::Table,
+    id: &'a str,
+    host: Option<&'a str>,
+    owner: Option<&'a str>,
+    project: Option<&'a str>,
+    action: &'static str,
+    shares_with: Option<&'a str>,
+    reason: Option<&'static str>,
+}
+
+fn row_json(item: &Item) -> RowJson<'_> {
     match item {
         Item::Unit(u) => {
-            let (action, with, reason) = match &u.action {
+            let (action, shares_with, reason) = match &u.action {
                 Action::NewSecret => ("new_secret", None, None),
                 Action::ShareVolume(v) => ("share_volume", Some(v.as_str()), None),
                 Action::ShareSnapshot(s) => ("share_snapshot", Some(s.as_str()), None),
                 Action::Blocked(r) => ("blocked", None, Some(*r)),
             };
-            serde_json::json!({"table": u.table, "id": u.id, "host": u.host, "owner": u.owner, "project": u.project,
-                "action": action, "shares_with": with, "reason": reason})
+            RowJson {
+                table: u.table,
+                id: &u.id,
+                host: u.host.as_deref(),
+                owner: u.owner.as_deref(),
+                project: u.project.as_deref(),
+                action,
+                shares_with,
+                reason,
+            }
         }
-        Item::Skipped(s) => serde_json::json!({"table": s.table, "id": s.id, "host": null, "owner": null, "project": null,
-            "action": "skipped", "shares_with": null, "reason": s.reason}),
+        Item::Skipped(s) => RowJson {
+            table: s.table,
+            id: &s.id,
+            host: None,
+            owner: None,
+            project: None,
+            action: "skipped",
+            shares_with: None,
+            reason: Some(s.reason),
+        },
     }
 }
 
