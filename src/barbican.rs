@@ -81,6 +81,13 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// A failed store, and whether a secret may have been created anyway (a request that reached
+/// Barbican but whose answer was lost).
+pub struct StoreFailed {
+    pub error: ApiError,
+    pub maybe_created: bool,
+}
+
 /// The outcome of storing a secret.
 pub struct Stored {
     pub id: String,
@@ -115,7 +122,7 @@ impl Barbican {
     }
 
     /// POST /v1/secrets: a symmetric AES secret holding exactly `key`, base64 on the wire.
-    pub fn store(&self, name: &str, key: &FixedKey) -> Result<Stored, ApiError> {
+    pub fn store(&self, name: &str, key: &FixedKey) -> Result<Stored, StoreFailed> {
         let payload = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key.bytes()));
         let body = json!({
             "name": name,
@@ -127,21 +134,25 @@ impl Barbican {
             "payload_content_encoding": "base64",
         });
         let mut maybe_orphaned = false;
-        let r = self.call("POST", "/secrets", Body::Json(&body), None, &mut maybe_orphaned)?;
+        let result = self.call("POST", "/secrets", Body::Json(&body), None, &mut maybe_orphaned);
         drop(body);
+        let failed = |error: ApiError, maybe_created: bool| StoreFailed { error, maybe_created };
+        let r = result.map_err(|e| failed(e, maybe_orphaned))?;
         if r.status != 201 && r.status != 200 {
-            return Err(ApiError::Rejected(format!("storing secret {name}: {}", r.error_text())));
+            return Err(failed(ApiError::Rejected(format!("storing secret {name}: {}", r.error_text())), maybe_orphaned));
         }
         #[derive(serde::Deserialize)]
         struct Created {
             secret_ref: Option<String>,
         }
-        let created: Created = r.json().map_err(|e| ApiError::Rejected(format!("storing secret {name}: {e}")))?;
+        // From here on Barbican said 201: a secret exists even if its answer is unusable.
+        let created: Created =
+            r.json().map_err(|e| failed(ApiError::Rejected(format!("storing secret {name}: {e}")), true))?;
         let secret_ref = created
             .secret_ref
-            .ok_or_else(|| ApiError::Rejected(format!("storing secret {name}: the answer has no secret_ref")))?;
+            .ok_or_else(|| failed(ApiError::Rejected(format!("storing secret {name}: the answer has no secret_ref")), true))?;
         let id = secret_id(&secret_ref).ok_or_else(|| {
-            ApiError::Rejected(format!("storing secret {name}: secret_ref is not a Barbican secret reference"))
+            failed(ApiError::Rejected(format!("storing secret {name}: secret_ref is not a Barbican secret reference")), true)
         })?;
         Ok(Stored { id, maybe_orphaned })
     }

@@ -131,18 +131,24 @@ impl Engine<'_> {
                         return Ok(());
                     }
                     self.attempt(&unit)?;
-                    if self.report.failed > self.opts.max_errors {
-                        self.report.stopped_early = true;
-                        log::error!("Aborting encryption key migration (too many errors).");
-                        return Err(Error::Aborted(format!(
-                            "aborted after {} failed unit(s) (more than --max-errors {})",
-                            self.report.failed, self.opts.max_errors
-                        )));
-                    }
+                    self.check_budget()?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Cinder's rule: stop once more than `max_errors` units have failed.
+    fn check_budget(&mut self) -> Result<()> {
+        if self.report.failed <= self.opts.max_errors {
+            return Ok(());
+        }
+        self.report.stopped_early = true;
+        log::error!("Aborting encryption key migration (too many errors).");
+        Err(Error::Aborted(format!(
+            "aborted after {} failed unit(s) (more than --max-errors {})",
+            self.report.failed, self.opts.max_errors
+        )))
     }
 
     fn attempt(&mut self, unit: &Unit) -> Result<()> {
@@ -175,13 +181,13 @@ impl Engine<'_> {
         fault::point("journal");
         let stored = match self.barbican.store(name, self.key) {
             Ok(s) => s,
-            Err(e) => {
-                // Nothing to clean up unless a request may have gone through; the entry stays
-                // for the next run's name-based sweep in that case.
-                if matches!(e, ApiError::Rejected(_)) {
+            Err(failed) => {
+                // Nothing to clean up unless a request may have gone through; the entry then
+                // stays for the next run's name-based sweep.
+                if !failed.maybe_created {
                     self.journal.finish(unit.table, &unit.id)?;
                 }
-                return Err(api(e));
+                return Err(api(failed.error));
             }
         };
         self.report.secrets_created += 1;
@@ -298,6 +304,7 @@ impl Engine<'_> {
                 Err(UnitError::Failed(m)) => {
                     self.report.failed += 1;
                     log::error!("Error finishing {} {} left by an interrupted run: {m}", entry.table.noun(), entry.id);
+                    self.check_budget()?;
                 }
                 Err(UnitError::Fatal(e)) => return Err(e),
             }

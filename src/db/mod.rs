@@ -9,7 +9,9 @@ pub mod swap;
 pub mod url;
 
 use diesel::connection::SimpleConnection;
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool};
 use diesel::{MysqlConnection, PgConnection, SqliteConnection};
 
 use crate::conditions::ZERO_KEY_ID;
@@ -220,19 +222,12 @@ impl SnapshotRef {
 pub enum Cursor {
     Start,
     Text(String),
-    Int(i32),
+    Int(i64),
     End,
 }
 
 impl Cursor {
-    fn text(&self) -> Option<&str> {
-        match self {
-            Cursor::Text(t) => Some(t),
-            _ => None,
-        }
-    }
-
-    fn int(&self) -> Option<i32> {
+    fn int(&self) -> Option<i64> {
         match self {
             Cursor::Int(i) => Some(*i),
             _ => None,
@@ -248,6 +243,16 @@ impl Cursor {
     }
 }
 
+/// `NOT deleted`: the same rows as Cinder's `deleted = false` (NULL is neither), written so that
+/// SQLite walks the primary key in order instead of the `(deleted, …)` indexes, which would make
+/// every keyset page a full scan and a sort.
+fn live<C>(deleted: C) -> diesel::dsl::not<C>
+where
+    C: Expression<SqlType = diesel::sql_types::Nullable<diesel::sql_types::Bool>>,
+{
+    diesel::dsl::not(deleted)
+}
+
 macro_rules! volume_ref_columns {
     () => {
         (volumes::host, volumes::cluster_name, volumes::user_id, volumes::encryption_key_id, volumes::deleted)
@@ -257,60 +262,96 @@ macro_rules! volume_ref_columns {
 impl Db {
     /// The next page of live volumes on the all-zeros key, in id order.
     pub fn zero_volumes(&mut self, cursor: &mut Cursor) -> Result<Vec<VolumeRow>> {
+        let rowid = self.rowid("volumes");
         let mut q = volumes::table
-            .select((volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id))
-            .filter(volumes::deleted.eq(false))
+            .select((sql::<BigInt>(rowid), (volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id)))
+            .filter(live(volumes::deleted))
             .filter(volumes::encryption_key_id.eq(ZERO_KEY_ID))
-            .order(volumes::id)
             .limit(BATCH)
             .into_boxed();
-        if let Some(a) = cursor.text() {
-            q = q.filter(volumes::id.gt(a.to_string()));
+        q = match self.backend {
+            Backend::Sqlite => q.order(sql::<BigInt>(rowid)),
+            _ => q.order(volumes::id),
+        };
+        match cursor {
+            Cursor::Int(k) => q = q.filter(sql::<Bool>(rowid).sql(" > ").bind::<BigInt, _>(*k)),
+            Cursor::Text(t) => q = q.filter(volumes::id.gt(t.clone())),
+            _ => {}
         }
-        let page = q.load::<VolumeRow>(&mut self.conn).map_err(|e| self.error("reading volumes", e))?;
-        cursor.advance(&page, |r| Cursor::Text(r.id.clone()));
-        Ok(page)
+        let page = q.load::<(i64, VolumeRow)>(&mut self.conn).map_err(|e| self.error("reading volumes", e))?;
+        let sqlite = self.backend == Backend::Sqlite;
+        cursor.advance(&page, |(k, r)| if sqlite { Cursor::Int(*k) } else { Cursor::Text(r.id.clone()) });
+        Ok(page.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// SQLite walks tables in rowid order: sequential reads, where the id's index would make
+    /// every row a random read. Other databases walk the primary key.
+    fn rowid(&self, table: &str) -> &'static str {
+        match (self.backend, table) {
+            (Backend::Sqlite, "volumes") => "volumes.rowid",
+            (Backend::Sqlite, "snapshots") => "snapshots.rowid",
+            (Backend::Sqlite, "backups") => "backups.rowid",
+            (Backend::Mysql, _) => "CAST(0 AS SIGNED)",
+            _ => "CAST(0 AS BIGINT)",
+        }
     }
 
     /// The next page of live snapshots on the all-zeros key, with their volume.
     pub fn zero_snapshots(&mut self, cursor: &mut Cursor) -> Result<Vec<SnapshotRow>> {
+        let rowid = self.rowid("snapshots");
         let mut q = snapshots::table
             .left_join(volumes::table.on(volumes::id.nullable().eq(snapshots::volume_id)))
             .select((
-                snapshots::id,
-                snapshots::volume_id,
-                snapshots::user_id,
-                snapshots::project_id,
-                volume_ref_columns!().nullable(),
+                sql::<BigInt>(rowid),
+                (
+                    snapshots::id,
+                    snapshots::volume_id,
+                    snapshots::user_id,
+                    snapshots::project_id,
+                    volume_ref_columns!().nullable(),
+                ),
             ))
-            .filter(snapshots::deleted.eq(false))
+            .filter(live(snapshots::deleted))
             .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
-            .order(snapshots::id)
             .limit(BATCH)
             .into_boxed();
-        if let Some(a) = cursor.text() {
-            q = q.filter(snapshots::id.gt(a.to_string()));
+        q = match self.backend {
+            Backend::Sqlite => q.order(sql::<BigInt>(rowid)),
+            _ => q.order(snapshots::id),
+        };
+        match cursor {
+            Cursor::Int(k) => q = q.filter(sql::<Bool>(rowid).sql(" > ").bind::<BigInt, _>(*k)),
+            Cursor::Text(t) => q = q.filter(snapshots::id.gt(t.clone())),
+            _ => {}
         }
-        let page = q.load::<SnapshotRow>(&mut self.conn).map_err(|e| self.error("reading snapshots", e))?;
-        cursor.advance(&page, |r| Cursor::Text(r.id.clone()));
-        Ok(page)
+        let page = q.load::<(i64, SnapshotRow)>(&mut self.conn).map_err(|e| self.error("reading snapshots", e))?;
+        let sqlite = self.backend == Backend::Sqlite;
+        cursor.advance(&page, |(k, r)| if sqlite { Cursor::Int(*k) } else { Cursor::Text(r.id.clone()) });
+        Ok(page.into_iter().map(|(_, r)| r).collect())
     }
 
     /// The next page of live backups on the all-zeros key.
     pub fn zero_backups(&mut self, cursor: &mut Cursor) -> Result<Vec<BackupRow>> {
+        let rowid = self.rowid("backups");
         let mut q = backups::table
-            .select((backups::id, backups::host, backups::user_id, backups::project_id))
-            .filter(backups::deleted.eq(false))
+            .select((sql::<BigInt>(rowid), (backups::id, backups::host, backups::user_id, backups::project_id)))
+            .filter(live(backups::deleted))
             .filter(backups::encryption_key_id.eq(ZERO_KEY_ID))
-            .order(backups::id)
             .limit(BATCH)
             .into_boxed();
-        if let Some(a) = cursor.text() {
-            q = q.filter(backups::id.gt(a.to_string()));
+        q = match self.backend {
+            Backend::Sqlite => q.order(sql::<BigInt>(rowid)),
+            _ => q.order(backups::id),
+        };
+        match cursor {
+            Cursor::Int(k) => q = q.filter(sql::<Bool>(rowid).sql(" > ").bind::<BigInt, _>(*k)),
+            Cursor::Text(t) => q = q.filter(backups::id.gt(t.clone())),
+            _ => {}
         }
-        let page = q.load::<BackupRow>(&mut self.conn).map_err(|e| self.error("reading backups", e))?;
-        cursor.advance(&page, |r| Cursor::Text(r.id.clone()));
-        Ok(page)
+        let page = q.load::<(i64, BackupRow)>(&mut self.conn).map_err(|e| self.error("reading backups", e))?;
+        let sqlite = self.backend == Backend::Sqlite;
+        cursor.advance(&page, |(k, r)| if sqlite { Cursor::Int(*k) } else { Cursor::Text(r.id.clone()) });
+        Ok(page.into_iter().map(|(_, r)| r).collect())
     }
 
     /// The next page of live `volume_glance_metadata` rows whose `cinder_encryption_key_id` is
@@ -332,17 +373,17 @@ impl Db {
                     .nullable(),
                 volume_ref_columns!().nullable(),
             ))
-            .filter(vgm::deleted.eq(false))
+            .filter(live(vgm::deleted))
             .filter(vgm::key.eq(GLANCE_KEY))
             .filter(vgm::value.eq(ZERO_KEY_ID))
             .order(vgm::id)
             .limit(BATCH)
             .into_boxed();
         if let Some(a) = cursor.int() {
-            q = q.filter(vgm::id.gt(a));
+            q = q.filter(vgm::id.gt(i32::try_from(a).unwrap_or(i32::MAX)));
         }
         let rows = q.load::<Row>(&mut self.conn).map_err(|e| self.error("reading volume_glance_metadata", e))?;
-        cursor.advance(&rows, |r| Cursor::Int(r.0));
+        cursor.advance(&rows, |r| Cursor::Int(i64::from(r.0)));
         Ok(rows
             .into_iter()
             .map(|(id, volume_id, snapshot_id, snapshot, volume)| {
