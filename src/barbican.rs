@@ -176,6 +176,19 @@ impl Barbican {
         }
     }
 
+    /// GET /v1/secrets/{id}: the secret's name, or `None` when there is no such secret.
+    pub fn name_of(&self, id: &str) -> Result<Option<String>, ApiError> {
+        let r = self.call("GET", &format!("/secrets/{id}"), Body::None, None, &mut false)?;
+        match r.status {
+            200 => {
+                let v: serde_json::Value = r.json().map_err(ApiError::Rejected)?;
+                Ok(Some(v["name"].as_str().unwrap_or_default().to_string()))
+            }
+            404 => Ok(None),
+            _ => Err(ApiError::Rejected(format!("reading secret {id}: {}", r.error_text()))),
+        }
+    }
+
     /// GET /v1/secrets/{id}/acl: the users granted read, and whether project access is on.
     pub fn read_acl(&self, id: &str) -> Result<(Vec<String>, bool), ApiError> {
         let r = self.call("GET", &format!("/secrets/{id}/acl"), Body::None, None, &mut false)?;

@@ -68,6 +68,12 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Report how many rows are left, for the scope and for the whole database.
     Status(StatusArgs),
+    /// Check every row keymigrate migrated: its secret holds exactly the fixed key and its
+    /// owner can read it. Run this before removing fixed_key; exit 0 when every row holds.
+    Verify(VerifyArgs),
+    /// Put the all-zeros key ID back on rows keymigrate migrated, then delete those secrets.
+    /// Only while fixed_key is configured, and only for secrets that still hold it.
+    Rollback(RollbackArgs),
 }
 
 /// Whose rows: Cinder's host strings (`host`, `host@backend`, `host@backend#pool`).
@@ -149,6 +155,13 @@ pub struct MigrateArgs {
     #[arg(long = "state-dir", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub service: ServiceOpts,
+}
+
+/// How Keystone and Barbican are reached.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceOpts {
     /// Barbican's URL, instead of [barbican] barbican_endpoint or Keystone's catalog.
     #[arg(long = "barbican-endpoint", value_name = "URL")]
     pub barbican_endpoint: Option<String>,
@@ -163,12 +176,44 @@ pub struct MigrateArgs {
     pub retries: u32,
 }
 
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub scope: ScopeOpts,
+    #[command(flatten)]
+    pub output: OutputOpts,
+    #[command(flatten)]
+    pub service: ServiceOpts,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub scope: ScopeOpts,
+    #[command(flatten)]
+    pub output: OutputOpts,
+    #[command(flatten)]
+    pub service: ServiceOpts,
+
+    /// List what would be rolled back; write nothing, delete nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
+    /// Where the scope's lock lives (shared with `migrate`, so the two never run at once).
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
 impl Command {
     pub fn scope(&self) -> &ScopeOpts {
         match self {
             Command::Scan(a) => &a.scope,
             Command::Status(a) => &a.scope,
             Command::Migrate(a) => &a.scope,
+            Command::Verify(a) => &a.scope,
+            Command::Rollback(a) => &a.scope,
         }
     }
 }

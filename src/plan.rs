@@ -6,7 +6,7 @@
 //! unit gets a secret of its own (a snapshot's glance rows share the snapshot's). Each backup gets
 //! its own.
 
-use crate::db::{BackupRow, Cursor, Db, GlanceRow, SnapshotRow, VolumeRef, VolumeRow};
+use crate::db::{BackupRow, Cursor, Db, GlanceRow, Keys, SnapshotRow, VolumeRef, VolumeRow};
 use crate::error::Result;
 use crate::scope::Scope;
 
@@ -136,13 +136,13 @@ pub fn walk(db: &mut Db, scope: &Scope, tables: &[Table], mut each: impl FnMut(I
 /// scope); `cursor` becomes [`Cursor::End`] after the last page.
 pub fn page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Result<Vec<Item>> {
     Ok(match table {
-        Table::Volumes => db.zero_volumes(cursor)?.into_iter().filter_map(|v| volume_item(scope, v)).collect(),
+        Table::Volumes => db.volumes_page(Keys::Zero, cursor)?.into_iter().filter_map(|v| volume_item(scope, v)).collect(),
         Table::Snapshots => {
-            db.zero_snapshots(cursor)?.into_iter().filter_map(|s| snapshot_unit(scope, s).map(Item::Unit)).collect()
+            db.snapshots_page(Keys::Zero, cursor)?.into_iter().filter_map(|s| snapshot_unit(scope, s).map(Item::Unit)).collect()
         }
-        Table::Backups => db.zero_backups(cursor)?.into_iter().filter_map(|b| backup_unit(scope, b).map(Item::Unit)).collect(),
+        Table::Backups => db.backups_page(Keys::Zero, cursor)?.into_iter().filter_map(|b| backup_unit(scope, b).map(Item::Unit)).collect(),
         Table::VolumeGlanceMetadata => {
-            db.zero_glance_metadata(cursor)?.into_iter().filter_map(|g| glance_unit(scope, g).map(Item::Unit)).collect()
+            db.glance_metadata_page(Keys::Zero, cursor)?.into_iter().filter_map(|g| glance_unit(scope, g).map(Item::Unit)).collect()
         }
     })
 }
@@ -230,6 +230,58 @@ pub fn glance_unit(scope: &Scope, g: GlanceRow) -> Option<Unit> {
         project,
         action,
         parent: g.volume_id.or(g.snapshot_id),
+    })
+}
+
+/// A live, in-scope row on a key other than the all-zeros ID: what `verify` and `rollback` look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyed {
+    pub table: Table,
+    pub id: String,
+    pub key: String,
+    pub owner: Option<String>,
+}
+
+/// The next page of one table's rows on other keys, filtered by the same scope rules as units.
+pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Result<Vec<Keyed>> {
+    let keyed = |table, id, key: Option<String>, owner| key.map(|key| Keyed { table, id, key, owner });
+    Ok(match table {
+        Table::Volumes => db
+            .volumes_page(Keys::Migrated, cursor)?
+            .into_iter()
+            .filter(|v| scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()))
+            .filter_map(|v| keyed(table, v.id, v.key, v.user_id))
+            .collect(),
+        Table::Snapshots => db
+            .snapshots_page(Keys::Migrated, cursor)?
+            .into_iter()
+            .filter(|s| {
+                let v = s.volume.as_ref();
+                scope.volume_in_scope(v.and_then(|v| v.host.as_deref()), v.and_then(|v| v.cluster_name.as_deref()))
+            })
+            .filter_map(|s| keyed(table, s.id, s.key, s.user_id))
+            .collect(),
+        Table::Backups => db
+            .backups_page(Keys::Migrated, cursor)?
+            .into_iter()
+            .filter(|b| scope.backup_in_scope(b.host.as_deref()))
+            .filter_map(|b| keyed(table, b.id, b.key, b.user_id))
+            .collect(),
+        Table::VolumeGlanceMetadata => db
+            .glance_metadata_page(Keys::Migrated, cursor)?
+            .into_iter()
+            .filter(|g| {
+                let v = g.volume.as_ref();
+                scope.volume_in_scope(v.and_then(|v| v.host.as_deref()), v.and_then(|v| v.cluster_name.as_deref()))
+            })
+            .filter_map(|g| {
+                let owner = match &g.snapshot {
+                    Some(s) => s.user_id.clone(),
+                    None => g.volume.as_ref().and_then(|v| v.user_id.clone()),
+                };
+                keyed(table, g.id.to_string(), g.key, owner)
+            })
+            .collect(),
     })
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::barbican::BarbicanSettings;
-use crate::cli::{self, Cli, Command, MigrateArgs};
+use crate::cli::{self, Cli, Command, ServiceOpts};
 use crate::http::RetryPolicy;
 use crate::keystone::KeystoneSettings;
 use crate::conditions::Conditions;
@@ -33,12 +33,12 @@ pub struct Services {
 }
 
 impl Services {
-    fn load(conf: &Conf, args: &MigrateArgs) -> Result<Services> {
+    fn load(conf: &Conf, args: &ServiceOpts, state_dir: Option<&PathBuf>) -> Result<Services> {
         let timeout = Duration::from_secs(args.timeout.max(1));
         let mut keystone = KeystoneSettings::from_conf(conf)?;
         keystone.timeout = keystone.timeout.min(timeout);
         let barbican = BarbicanSettings::from_conf(conf, args.barbican_endpoint.as_deref(), timeout)?;
-        let state_dir = match &args.state_dir {
+        let state_dir = match state_dir {
             Some(d) => d.clone(),
             None => {
                 let state_path = conf.get(&conf::STATE_PATH)?.map(|v| v.value.expose().to_string()).unwrap_or_default();
@@ -75,7 +75,13 @@ impl Settings {
         }
         let scope = Scope::resolve(&scope_args, &conf)?;
         let services = match &cli.command {
-            Command::Migrate(args) if !args.dry_run && conditions.is_ready() => Some(Services::load(&conf, args)?),
+            Command::Migrate(args) if !args.dry_run && conditions.is_ready() => {
+                Some(Services::load(&conf, &args.service, args.state_dir.as_ref())?)
+            }
+            Command::Verify(args) if conditions.is_ready() => Some(Services::load(&conf, &args.service, None)?),
+            Command::Rollback(args) if conditions.is_ready() => {
+                Some(Services::load(&conf, &args.service, args.state_dir.as_ref())?)
+            }
             _ => None,
         };
         Ok(Settings { conf, conditions, database, scope, services })

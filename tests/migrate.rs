@@ -59,7 +59,10 @@ impl Fixture {
     /// backup, and rows of another host that must not move.
     fn seed_host(&mut self, host: &str) -> String {
         let z = Some(ZERO);
-        let real = "11111111-2222-3333-4444-555555555555";
+        // A key that some other tool stored in Barbican: keymigrate must leave it alone.
+        let cloud = Cloud::new();
+        let real = cloud.store(&cloud.cinder(), "created-by-someone-else", &base64_of(&random_key()), 256);
+        let real = real.as_str();
         let (v1, v2, vr, vo) = (uuid(), uuid(), uuid(), uuid());
         let (s1, s2, sr, b1, bo) = (uuid(), uuid(), uuid(), uuid(), uuid());
         let gid = || NEXT_GLANCE_ID.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -426,4 +429,80 @@ fn the_error_budget_stops_the_run_after_more_than_max_errors_failures() {
     // Nothing was stored, so the next run starts clean and finishes.
     f.migrate(&["--host", "hostK"]).assert_code(0);
     f.check(&Cloud::new());
+}
+
+#[test]
+fn verify_confirms_every_migrated_row_and_catches_a_secret_altered_behind_its_back() {
+    let cloud = Cloud::new();
+    let mut f = Fixture::new(Backend::Postgres, "password");
+    let v1 = f.seed_host("hostL");
+    f.migrate(&["--host", "hostL"]).assert_code(0);
+    let out = f.w.run(&["--config-file", f.conf(), "verify", "--host", "hostL", "-f", "json"]);
+    out.assert_code(0);
+    let doc = out.json();
+    assert_eq!(doc["ok"], 8, "{doc}");
+    assert_eq!(doc["problems"], 0);
+    assert_eq!(doc["not_made_by_keymigrate"], 2, "the real-keyed volume and snapshot are counted, not judged");
+
+    // Someone points v1 at a keymigrate-looking secret that holds other bytes.
+    let cinder = cloud.cinder();
+    let fake = cloud.store(&cinder, &format!("keymigrate-volume-{v1}-fake"), &base64_of(&random_key()), 256);
+    f.db.exec(&format!("UPDATE volumes SET encryption_key_id = '{fake}' WHERE id = '{v1}'"));
+    let out = f.w.run(&["--config-file", f.conf(), "verify", "--host", "hostL"]);
+    out.assert_code(2);
+    assert!(out.stdout.contains("secret does not hold the fixed key"), "{}", out.stdout);
+    // Rollback refuses that row (the all-zeros ID would give it the wrong key) and only it.
+    let out = f.w.run(&["--config-file", f.conf(), "rollback", "--host", "hostL", "--state-dir", f.state.to_str().expect("path")]);
+    out.assert_code(2);
+    assert_eq!(f.db.key_of("volumes", &v1).as_deref(), Some(fake.as_str()));
+    cloud.delete(&cinder, &fake);
+}
+
+#[test]
+fn rollback_puts_the_all_zeros_id_back_and_deletes_the_secrets() {
+    let cloud = Cloud::new();
+    for backend in [Backend::Sqlite, Backend::Mysql] {
+        let mut f = Fixture::new(backend, "password");
+        f.seed_host("hostM");
+        f.migrate(&["--host", "hostM"]).assert_code(0);
+        let migrated: Vec<(String, String, String)> = f
+            .migrated
+            .keys()
+            .map(|(t, id)| (t.clone(), id.clone(), f.db.key_of(t, id).expect("key")))
+            .collect();
+        let before = f.db.fingerprint();
+        let state = f.state.to_str().expect("path").to_string();
+        let out = f.w.run(&["--config-file", f.conf(), "rollback", "--host", "hostM", "--dry-run", "-f", "json"]);
+        out.assert_code(0);
+        assert_eq!(out.json()["rolled_back"], 8, "{backend:?}");
+        assert_eq!(f.db.fingerprint(), before, "a dry run wrote");
+
+        let out = f.w.run(&["--config-file", f.conf(), "rollback", "--host", "hostM", "--state-dir", &state]);
+        out.assert_code(0);
+        let cinder = cloud.cinder();
+        for (t, id, secret) in &migrated {
+            assert_eq!(f.db.key_of(t, id).as_deref(), Some(ZERO), "{t} {id} on {backend:?}");
+            assert_eq!(cloud.payload(&cinder, secret).status, 404, "secret {secret} of {t} {id} was not deleted");
+        }
+        for ((t, id), key) in &f.untouched {
+            assert_eq!(&f.db.key_of(t, id), key, "{t} {id} must not change");
+        }
+        // And forward again: the same end state as a first migration.
+        f.migrate(&["--host", "hostM"]).assert_code(0);
+        f.check(&cloud);
+    }
+}
+
+#[test]
+fn rollback_and_verify_refuse_without_fixed_key() {
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostN");
+    f.migrate(&["--host", "hostN"]).assert_code(0);
+    let text = std::fs::read_to_string(&f.conf).expect("conf");
+    let without: String = text.lines().filter(|l| !l.starts_with("fixed_key")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&f.conf, without).expect("write");
+    let before = f.db.fingerprint();
+    f.w.run(&["--config-file", f.conf(), "rollback", "--host", "hostN"]).assert_error(2, "needs fixed_key");
+    f.w.run(&["--config-file", f.conf(), "verify", "--host", "hostN"]).assert_error(2, "needs fixed_key");
+    assert_eq!(f.db.fingerprint(), before);
 }

@@ -1,8 +1,10 @@
 //! One module per subcommand, each with a `run` that takes the settings and its own arguments.
 
 pub mod migrate;
+pub mod rollback;
 pub mod scan;
 pub mod status;
+pub mod verify;
 
 use std::io::Write;
 
@@ -17,6 +19,8 @@ pub fn dispatch(settings: &Settings, command: &Command, out: &mut dyn Write) -> 
         Command::Scan(args) => scan::run(settings, args, out),
         Command::Status(args) => status::run(settings, args, out),
         Command::Migrate(args) => migrate::run(settings, args, out),
+        Command::Verify(args) => verify::run(settings, args, out),
+        Command::Rollback(args) => rollback::run(settings, args, out),
     }
 }
 

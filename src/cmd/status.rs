@@ -116,7 +116,7 @@ pub fn log_status(settings: &Settings, tally: &Tally, database: &TableCounts) {
         );
     } else if tally.units() == 0 {
         log::info!(
-            "Scope {} has no key IDs associated with the ConfKeyManager left; {} row(s) remain elsewhere, so keep fixed_key.",
+            "Scope [{}] has no key IDs associated with the ConfKeyManager left; {} row(s) remain elsewhere, so keep fixed_key.",
             settings.scope.describe(),
             database.total()
         );

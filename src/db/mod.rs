@@ -153,6 +153,7 @@ pub struct VolumeRow {
     pub cluster_name: Option<String>,
     pub user_id: Option<String>,
     pub project_id: Option<String>,
+    pub key: Option<String>,
 }
 
 /// A live snapshot that uses the all-zeros key ID, with what it needs of its volume.
@@ -162,6 +163,7 @@ pub struct SnapshotRow {
     pub volume_id: Option<String>,
     pub user_id: Option<String>,
     pub project_id: Option<String>,
+    pub key: Option<String>,
     pub volume: Option<VolumeRef>,
 }
 
@@ -188,6 +190,7 @@ pub struct BackupRow {
     pub host: Option<String>,
     pub user_id: Option<String>,
     pub project_id: Option<String>,
+    pub key: Option<String>,
 }
 
 /// A live glance-metadata row holding the all-zeros key ID, with its owning volume or snapshot.
@@ -196,6 +199,7 @@ pub struct GlanceRow {
     pub id: i32,
     pub volume_id: Option<String>,
     pub snapshot_id: Option<String>,
+    pub key: Option<String>,
     /// The volume the row belongs to: directly, or through its snapshot.
     pub volume: Option<VolumeRef>,
     /// The snapshot the row belongs to, when it belongs to one.
@@ -215,6 +219,15 @@ impl SnapshotRef {
     pub fn is_zero_and_live(&self) -> bool {
         self.deleted == Some(false) && self.encryption_key_id.as_deref() == Some(ZERO_KEY_ID)
     }
+}
+
+/// Which rows a walk selects by key ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// Still on the ConfKeyManager's all-zeros key ID.
+    Zero,
+    /// On any other (non-NULL) key ID: candidates for `verify` and `rollback`.
+    Migrated,
 }
 
 /// Where a keyset-paginated walk of one table stands.
@@ -260,15 +273,18 @@ macro_rules! volume_ref_columns {
 }
 
 impl Db {
-    /// The next page of live volumes on the all-zeros key, in id order.
-    pub fn zero_volumes(&mut self, cursor: &mut Cursor) -> Result<Vec<VolumeRow>> {
+    /// The next page of live volumes on the all-zeros key (or, for `Keys::Migrated`, on another key).
+    pub fn volumes_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<VolumeRow>> {
         let rowid = self.rowid("volumes");
         let mut q = volumes::table
-            .select((sql::<BigInt>(rowid), (volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id)))
+            .select((sql::<BigInt>(rowid), (volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id, volumes::encryption_key_id)))
             .filter(live(volumes::deleted))
-            .filter(volumes::encryption_key_id.eq(ZERO_KEY_ID))
             .limit(BATCH)
             .into_boxed();
+        q = match keys {
+            Keys::Zero => q.filter(volumes::encryption_key_id.eq(ZERO_KEY_ID)),
+            Keys::Migrated => q.filter(volumes::encryption_key_id.ne(ZERO_KEY_ID)),
+        };
         q = match self.backend {
             Backend::Sqlite => q.order(sql::<BigInt>(rowid)),
             _ => q.order(volumes::id),
@@ -297,7 +313,7 @@ impl Db {
     }
 
     /// The next page of live snapshots on the all-zeros key, with their volume.
-    pub fn zero_snapshots(&mut self, cursor: &mut Cursor) -> Result<Vec<SnapshotRow>> {
+    pub fn snapshots_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<SnapshotRow>> {
         let rowid = self.rowid("snapshots");
         let mut q = snapshots::table
             .left_join(volumes::table.on(volumes::id.nullable().eq(snapshots::volume_id)))
@@ -308,13 +324,17 @@ impl Db {
                     snapshots::volume_id,
                     snapshots::user_id,
                     snapshots::project_id,
+                    snapshots::encryption_key_id,
                     volume_ref_columns!().nullable(),
                 ),
             ))
             .filter(live(snapshots::deleted))
-            .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
             .limit(BATCH)
             .into_boxed();
+        q = match keys {
+            Keys::Zero => q.filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID)),
+            Keys::Migrated => q.filter(snapshots::encryption_key_id.ne(ZERO_KEY_ID)),
+        };
         q = match self.backend {
             Backend::Sqlite => q.order(sql::<BigInt>(rowid)),
             _ => q.order(snapshots::id),
@@ -331,14 +351,17 @@ impl Db {
     }
 
     /// The next page of live backups on the all-zeros key.
-    pub fn zero_backups(&mut self, cursor: &mut Cursor) -> Result<Vec<BackupRow>> {
+    pub fn backups_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<BackupRow>> {
         let rowid = self.rowid("backups");
         let mut q = backups::table
-            .select((sql::<BigInt>(rowid), (backups::id, backups::host, backups::user_id, backups::project_id)))
+            .select((sql::<BigInt>(rowid), (backups::id, backups::host, backups::user_id, backups::project_id, backups::encryption_key_id)))
             .filter(live(backups::deleted))
-            .filter(backups::encryption_key_id.eq(ZERO_KEY_ID))
             .limit(BATCH)
             .into_boxed();
+        q = match keys {
+            Keys::Zero => q.filter(backups::encryption_key_id.eq(ZERO_KEY_ID)),
+            Keys::Migrated => q.filter(backups::encryption_key_id.ne(ZERO_KEY_ID)),
+        };
         q = match self.backend {
             Backend::Sqlite => q.order(sql::<BigInt>(rowid)),
             _ => q.order(backups::id),
@@ -356,8 +379,8 @@ impl Db {
 
     /// The next page of live `volume_glance_metadata` rows whose `cinder_encryption_key_id` is
     /// all zeros, with the volume (directly or through the snapshot) and snapshot they belong to.
-    pub fn zero_glance_metadata(&mut self, cursor: &mut Cursor) -> Result<Vec<GlanceRow>> {
-        type Row = (i32, Option<String>, Option<String>, Option<SnapshotRef>, Option<VolumeRef>);
+    pub fn glance_metadata_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<GlanceRow>> {
+        type Row = (i32, Option<String>, Option<String>, Option<String>, Option<SnapshotRef>, Option<VolumeRef>);
         // A row belongs to a volume directly, or to a snapshot and through it to a volume.
         let owning_volume_id = diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
             "COALESCE(volume_glance_metadata.volume_id, snapshots.volume_id)",
@@ -369,16 +392,20 @@ impl Db {
                 vgm::id,
                 vgm::volume_id,
                 vgm::snapshot_id,
+                vgm::value,
                 (snapshots::volume_id, snapshots::user_id, snapshots::project_id, snapshots::encryption_key_id, snapshots::deleted)
                     .nullable(),
                 volume_ref_columns!().nullable(),
             ))
             .filter(live(vgm::deleted))
             .filter(vgm::key.eq(GLANCE_KEY))
-            .filter(vgm::value.eq(ZERO_KEY_ID))
             .order(vgm::id)
             .limit(BATCH)
             .into_boxed();
+        q = match keys {
+            Keys::Zero => q.filter(vgm::value.eq(ZERO_KEY_ID)),
+            Keys::Migrated => q.filter(vgm::value.ne(ZERO_KEY_ID)),
+        };
         if let Some(a) = cursor.int() {
             q = q.filter(vgm::id.gt(i32::try_from(a).unwrap_or(i32::MAX)));
         }
@@ -386,10 +413,10 @@ impl Db {
         cursor.advance(&rows, |r| Cursor::Int(i64::from(r.0)));
         Ok(rows
             .into_iter()
-            .map(|(id, volume_id, snapshot_id, snapshot, volume)| {
+            .map(|(id, volume_id, snapshot_id, key, snapshot, volume)| {
                 // A left join of no row yields a tuple of NULLs, not None.
                 let snapshot = snapshot.filter(|_| snapshot_id.is_some());
-                GlanceRow { id, volume_id, snapshot_id, volume, snapshot }
+                GlanceRow { id, volume_id, snapshot_id, key, volume, snapshot }
             })
             .collect())
     }

@@ -108,6 +108,33 @@ impl Db {
         }
     }
 
+    /// Rollback: puts the all-zeros ID back on one row, only if it still points at `secret`.
+    /// Returns whether the row was rewritten.
+    pub fn unswap(&mut self, table: Table, id: &str, secret: &str) -> Result<bool> {
+        let now = chrono::Utc::now().naive_utc();
+        let conn = &mut self.conn;
+        let n = match table {
+            Table::Volumes => diesel::update(volumes::table.filter(volumes::id.eq(id)).filter(volumes::encryption_key_id.eq(secret)))
+                .set((volumes::encryption_key_id.eq(ZERO_KEY_ID), volumes::updated_at.eq(now)))
+                .execute(conn),
+            Table::Snapshots => {
+                diesel::update(snapshots::table.filter(snapshots::id.eq(id)).filter(snapshots::encryption_key_id.eq(secret)))
+                    .set((snapshots::encryption_key_id.eq(ZERO_KEY_ID), snapshots::updated_at.eq(now)))
+                    .execute(conn)
+            }
+            Table::Backups => diesel::update(backups::table.filter(backups::id.eq(id)).filter(backups::encryption_key_id.eq(secret)))
+                .set((backups::encryption_key_id.eq(ZERO_KEY_ID), backups::updated_at.eq(now)))
+                .execute(conn),
+            Table::VolumeGlanceMetadata => {
+                let Ok(gid) = id.parse::<i32>() else { return Ok(false) };
+                diesel::update(vgm::table.filter(vgm::id.eq(gid)).filter(vgm::key.eq(GLANCE_KEY)).filter(vgm::value.eq(secret)))
+                    .set((vgm::value.eq(ZERO_KEY_ID), vgm::updated_at.eq(now)))
+                    .execute(conn)
+            }
+        };
+        n.map(|n| n == 1).map_err(|e| self.error(&format!("rolling back {} {id}", table.noun()), e))
+    }
+
     /// The row's current state, or `None` when it does not exist.
     pub fn row_state(&mut self, table: Table, id: &str) -> Result<Option<RowState>> {
         type R = (Option<String>, Option<bool>, Option<String>);

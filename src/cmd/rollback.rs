@@ -1,0 +1,87 @@
+//! `keymigrate rollback`: back out a migration while fixed_key is still configured. Rows whose
+//! secret keymigrate made and which still holds exactly the fixed key get the all-zeros key ID
+//! back (compare-and-swap from that secret); a secret no row uses any more is then deleted.
+//! Rows on a secret that no longer holds the fixed key are refused: the all-zeros ID would
+//! point them at the wrong key.
+
+use std::io::Write;
+
+use crate::cli::RollbackArgs;
+use crate::db::{Access, Cursor, Db};
+use crate::error::{Error, Outcome, Result};
+use crate::journal::Journal;
+use crate::output::{Format, Table};
+use crate::plan;
+use crate::settings::Settings;
+
+use super::verify::{connect, Facts, Inspector};
+
+const HEADERS: [&str; 4] = ["Table", "ID", "Key ID", "Result"];
+
+pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Result<Outcome> {
+    super::log_conditions(&settings.conditions);
+    let (key, services, barbican) = connect(settings, "rollback")?;
+    let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+    let mut db = Db::connect(&settings.database, access)?;
+    // The same lock as migrate: the two never run on one scope at once.
+    let _journal = if args.dry_run { None } else { Some(Journal::open(&services.state_dir, &settings.scope)?) };
+    let mut inspector = Inspector::new(&barbican, key);
+    let format = args.output.format.unwrap_or(Format::Table);
+    let (mut done, mut refused, mut deleted) = (0u64, 0u64, 0u64);
+    let mut rows_json = Vec::new();
+    let mut table = (format != Format::Json).then(|| Table::new(&mut *out, format, &HEADERS, &args.output.column)).transpose()?;
+    for t in plan::Table::ALL {
+        let mut cursor = Cursor::Start;
+        while cursor != Cursor::End {
+            let page = plan::keyed_page(&mut db, &settings.scope, t, &mut cursor)?;
+            for row in page {
+                let result = match inspector.facts(&row.key)? {
+                    Facts::NotOurs | Facts::Missing => continue,
+                    Facts::Ours { holds_key: false, .. } => {
+                        refused += 1;
+                        log::error!(
+                            "Not rolling back {} {}: secret {} does not hold the fixed key",
+                            row.table.noun(),
+                            row.id,
+                            row.key
+                        );
+                        "refused: secret does not hold the fixed key"
+                    }
+                    Facts::Ours { holds_key: true, .. } if args.dry_run => {
+                        done += 1;
+                        "would roll back"
+                    }
+                    Facts::Ours { holds_key: true, .. } => {
+                        if db.unswap(row.table, &row.id, &row.key)? {
+                            done += 1;
+                            log::info!("Rolled back {} {} from Barbican key ID {} to the all-zeros key ID", row.table.noun(), row.id, row.key);
+                            if !db.is_referenced(&row.key)? && barbican.delete(&row.key).map_err(|e| Error::Service(e.to_string()))? {
+                                deleted += 1;
+                                log::info!("Deleted secret {}", row.key);
+                            }
+                            "rolled back"
+                        } else {
+                            "changed meanwhile; left alone"
+                        }
+                    }
+                };
+                match table.as_mut() {
+                    Some(table) => table.row(vec![row.table.name().into(), row.id.clone(), row.key.clone(), result.into()])?,
+                    None => rows_json.push(serde_json::json!({"table": row.table, "id": row.id, "key_id": row.key, "result": result})),
+                }
+            }
+        }
+    }
+    if let Some(table) = table {
+        table.finish()?;
+    }
+    if format == Format::Json {
+        let doc = serde_json::json!({"dry_run": args.dry_run, "scope": settings.scope.describe(), "rows": rows_json,
+            "rolled_back": done, "secrets_deleted": deleted, "refused": refused});
+        serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
+        writeln!(out).map_err(Error::Output)?;
+    }
+    let verb = if args.dry_run { "would roll back" } else { "rolled back" };
+    log::info!("Rollback: {verb} {done} row(s), deleted {deleted} secret(s), refused {refused} row(s)");
+    Ok(if refused == 0 { Outcome::Done } else { Outcome::NeedsOperator })
+}
