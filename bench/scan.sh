@@ -53,7 +53,8 @@ measure() {  # label, command...
   local label=$1; shift
   "$@" >/dev/null 2>/dev/null || true   # warm the page cache
   local out
-  out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+  /usr/bin/time -f '%e %M' -o "$DIR/time.out" "$@" >/dev/null 2>/dev/null || true   # scan exits 1: rows remain
+  out=$(tail -1 "$DIR/time.out")
   printf '%-44s %8s s %8s MB\n' "$label" "${out% *}" "$(awk "BEGIN { printf \"%.1f\", ${out#* } / 1024 }")"
 }
 rows=$(python3 -c "import sqlite3; c=sqlite3.connect('$DB'); print(sum(c.execute('select count(*) from '+t).fetchone()[0] for t in ['volumes','snapshots','backups','volume_glance_metadata']))")
