@@ -74,6 +74,15 @@ pub enum Command {
     /// Put the all-zeros key ID back on rows keymigrate migrated, then delete those secrets.
     /// Only while fixed_key is configured, and only for secrets that still hold it.
     Rollback(RollbackArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout, e.g.
+    /// `keymigrate completions bash > /etc/bash_completion.d/keymigrate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the keymigrate(1) man page (roff) on stdout, e.g.
+    /// `keymigrate man > /usr/local/share/man/man1/keymigrate.1`.
+    Man,
 }
 
 /// Whose rows: Cinder's host strings (`host`, `host@backend`, `host@backend#pool`).
@@ -207,14 +216,37 @@ pub struct RollbackArgs {
 }
 
 impl Command {
-    pub fn scope(&self) -> &ScopeOpts {
+    /// The scope flags, for commands that read Cinder's database.
+    pub fn scope(&self) -> Option<&ScopeOpts> {
         match self {
-            Command::Scan(a) => &a.scope,
-            Command::Status(a) => &a.scope,
-            Command::Migrate(a) => &a.scope,
-            Command::Verify(a) => &a.scope,
-            Command::Rollback(a) => &a.scope,
+            Command::Scan(a) => Some(&a.scope),
+            Command::Status(a) => Some(&a.scope),
+            Command::Migrate(a) => Some(&a.scope),
+            Command::Verify(a) => Some(&a.scope),
+            Command::Rollback(a) => Some(&a.scope),
+            Command::Completions { .. } | Command::Man => None,
         }
+    }
+}
+
+/// Writes the completion script or man page generated from these same definitions.
+pub fn generate(command: &Command, out: &mut dyn std::io::Write) -> std::io::Result<bool> {
+    use clap::CommandFactory;
+    match command {
+        Command::Completions { shell } => {
+            // Generated into memory: clap_complete panics on a write error such as a closed pipe.
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "keymigrate", &mut buf);
+            out.write_all(&buf)?;
+            Ok(true)
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command().after_help(EXIT_CODES)).render(&mut buf)?;
+            out.write_all(&buf)?;
+            Ok(true)
+        }
+        _ => Ok(false),
     }
 }
 

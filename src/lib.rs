@@ -49,6 +49,15 @@ pub fn run(argv: Vec<OsString>) -> u8 {
             return code;
         }
     };
+    // Completions and the man page need no configuration.
+    let mut stdout = std::io::stdout().lock();
+    match cli::generate(&cli.command, &mut stdout) {
+        Ok(true) => return exit::DONE,
+        Ok(false) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return exit::DONE,
+        Err(e) => return report(&Error::Output(e), false),
+    }
+    drop(stdout);
     if let Err(e) = logging::init(cli.global.debug, cli.global.log_file.as_deref()) {
         eprintln!("keymigrate: error: {e}");
         return e.exit_code();

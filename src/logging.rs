@@ -10,11 +10,13 @@ use crate::error::{Error, Result};
 
 pub fn init(debug: bool, log_file: Option<&Path>) -> Result<()> {
     let mut builder = env_logger::Builder::new();
-    let default = if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info };
-    builder.filter_level(log::LevelFilter::Warn).filter_module("keymigrate", default);
-    if let Ok(spec) = std::env::var("RUST_LOG") {
-        if !spec.trim().is_empty() {
+    match std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty()) {
+        Some(spec) => {
             builder.parse_filters(&spec);
+        }
+        None => {
+            let level = if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info };
+            builder.filter_level(log::LevelFilter::Warn).filter_module("keymigrate", level);
         }
     }
     builder.format(|buf, record| {

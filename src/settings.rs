@@ -61,7 +61,8 @@ impl Settings {
         }
         let conditions = Conditions::from_conf(&conf)?;
         let database = database_url(&conf)?;
-        let s = cli.command.scope();
+        let default_scope = cli::ScopeOpts::default();
+        let s = cli.command.scope().unwrap_or(&default_scope);
         let scope_args = ScopeArgs {
             hosts: s.host.clone(),
             clusters: s.cluster.clone(),

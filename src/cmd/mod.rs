@@ -21,6 +21,7 @@ pub fn dispatch(settings: &Settings, command: &Command, out: &mut dyn Write) -> 
         Command::Migrate(args) => migrate::run(settings, args, out),
         Command::Verify(args) => verify::run(settings, args, out),
         Command::Rollback(args) => rollback::run(settings, args, out),
+        Command::Completions { .. } | Command::Man => Ok(Outcome::Done),
     }
 }
 
