@@ -231,7 +231,7 @@ mod tests {
     fn one(text: &str) -> (String, String, String) {
         let all = entries(text);
         assert_eq!(all.len(), 1, "{text:?}: {all:?}");
-        let (s, k, v, _) = all.into_iter().next().unwrap();
+        let (s, k, v, _) = all.into_iter().next().expect("test input");
         (s, k, v)
     }
 
@@ -248,9 +248,9 @@ mod tests {
 
     #[test]
     fn empty_file_has_no_entries() {
-        assert!(parse(b"").unwrap().is_empty());
-        assert!(parse(b"\n\n   \n").unwrap().is_empty());
-        assert!(parse(b"# only a comment\n[DEFAULT]\n").unwrap().is_empty());
+        assert!(parse(b"").expect("test input").is_empty());
+        assert!(parse(b"\n\n   \n").expect("test input").is_empty());
+        assert!(parse(b"# only a comment\n[DEFAULT]\n").expect("test input").is_empty());
     }
 
     #[test]
@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn comments_only_at_column_zero() {
-        assert!(parse(b"[DEFAULT]\n# a = b\n; c = d\n").unwrap().is_empty());
+        assert!(parse(b"[DEFAULT]\n# a = b\n; c = d\n").expect("test input").is_empty());
         // `#` not in column 0 and not indented: an assignment whose key starts with `#`.
         assert_eq!(one("[DEFAULT]\n\u{c}# a = b\n").1, "# a");
     }

@@ -266,6 +266,30 @@ where
     diesel::dsl::not(deleted)
 }
 
+/// The rest of a keyset-paginated page query, shared by the three UUID-keyed tables: the key
+/// filter, the order (rowid on SQLite, id elsewhere), the cursor, and advancing it.
+macro_rules! keyset_page {
+    ($db:ident, $keys:ident, $cursor:ident, $rowid:ident, $base:ident, $table:ident, $row:ty, $what:literal) => {{
+        let mut q = match $keys {
+            Keys::Zero => $base.filter($table::encryption_key_id.eq(ZERO_KEY_ID)),
+            Keys::Migrated => $base.filter($table::encryption_key_id.ne(ZERO_KEY_ID)),
+        };
+        q = match $db.backend {
+            Backend::Sqlite => q.order(sql::<BigInt>($rowid)),
+            _ => q.order($table::id),
+        };
+        match $cursor {
+            Cursor::Int(k) => q = q.filter(sql::<Bool>($rowid).sql(" > ").bind::<BigInt, _>(*k)),
+            Cursor::Text(t) => q = q.filter($table::id.gt(t.clone())),
+            _ => {}
+        }
+        let page = q.limit(BATCH).load::<(i64, $row)>(&mut $db.conn).map_err(|e| $db.error($what, e))?;
+        let sqlite = $db.backend == Backend::Sqlite;
+        $cursor.advance(&page, |(k, r)| if sqlite { Cursor::Int(*k) } else { Cursor::Text(r.id.clone()) });
+        Ok(page.into_iter().map(|(_, r)| r).collect())
+    }};
+}
+
 macro_rules! volume_ref_columns {
     () => {
         (volumes::host, volumes::cluster_name, volumes::user_id, volumes::encryption_key_id, volumes::deleted)
@@ -276,28 +300,11 @@ impl Db {
     /// The next page of live volumes on the all-zeros key (or, for `Keys::Migrated`, on another key).
     pub fn volumes_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<VolumeRow>> {
         let rowid = self.rowid("volumes");
-        let mut q = volumes::table
+        let base = volumes::table
             .select((sql::<BigInt>(rowid), (volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id, volumes::encryption_key_id)))
             .filter(live(volumes::deleted))
-            .limit(BATCH)
             .into_boxed();
-        q = match keys {
-            Keys::Zero => q.filter(volumes::encryption_key_id.eq(ZERO_KEY_ID)),
-            Keys::Migrated => q.filter(volumes::encryption_key_id.ne(ZERO_KEY_ID)),
-        };
-        q = match self.backend {
-            Backend::Sqlite => q.order(sql::<BigInt>(rowid)),
-            _ => q.order(volumes::id),
-        };
-        match cursor {
-            Cursor::Int(k) => q = q.filter(sql::<Bool>(rowid).sql(" > ").bind::<BigInt, _>(*k)),
-            Cursor::Text(t) => q = q.filter(volumes::id.gt(t.clone())),
-            _ => {}
-        }
-        let page = q.load::<(i64, VolumeRow)>(&mut self.conn).map_err(|e| self.error("reading volumes", e))?;
-        let sqlite = self.backend == Backend::Sqlite;
-        cursor.advance(&page, |(k, r)| if sqlite { Cursor::Int(*k) } else { Cursor::Text(r.id.clone()) });
-        Ok(page.into_iter().map(|(_, r)| r).collect())
+        keyset_page!(self, keys, cursor, rowid, base, volumes, VolumeRow, "reading volumes")
     }
 
     /// SQLite walks tables in rowid order: sequential reads, where the id's index would make
@@ -315,7 +322,7 @@ impl Db {
     /// The next page of live snapshots on the all-zeros key, with their volume.
     pub fn snapshots_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<SnapshotRow>> {
         let rowid = self.rowid("snapshots");
-        let mut q = snapshots::table
+        let base = snapshots::table
             .left_join(volumes::table.on(volumes::id.nullable().eq(snapshots::volume_id)))
             .select((
                 sql::<BigInt>(rowid),
@@ -329,52 +336,18 @@ impl Db {
                 ),
             ))
             .filter(live(snapshots::deleted))
-            .limit(BATCH)
             .into_boxed();
-        q = match keys {
-            Keys::Zero => q.filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID)),
-            Keys::Migrated => q.filter(snapshots::encryption_key_id.ne(ZERO_KEY_ID)),
-        };
-        q = match self.backend {
-            Backend::Sqlite => q.order(sql::<BigInt>(rowid)),
-            _ => q.order(snapshots::id),
-        };
-        match cursor {
-            Cursor::Int(k) => q = q.filter(sql::<Bool>(rowid).sql(" > ").bind::<BigInt, _>(*k)),
-            Cursor::Text(t) => q = q.filter(snapshots::id.gt(t.clone())),
-            _ => {}
-        }
-        let page = q.load::<(i64, SnapshotRow)>(&mut self.conn).map_err(|e| self.error("reading snapshots", e))?;
-        let sqlite = self.backend == Backend::Sqlite;
-        cursor.advance(&page, |(k, r)| if sqlite { Cursor::Int(*k) } else { Cursor::Text(r.id.clone()) });
-        Ok(page.into_iter().map(|(_, r)| r).collect())
+        keyset_page!(self, keys, cursor, rowid, base, snapshots, SnapshotRow, "reading snapshots")
     }
 
     /// The next page of live backups on the all-zeros key.
     pub fn backups_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<BackupRow>> {
         let rowid = self.rowid("backups");
-        let mut q = backups::table
+        let base = backups::table
             .select((sql::<BigInt>(rowid), (backups::id, backups::host, backups::user_id, backups::project_id, backups::encryption_key_id)))
             .filter(live(backups::deleted))
-            .limit(BATCH)
             .into_boxed();
-        q = match keys {
-            Keys::Zero => q.filter(backups::encryption_key_id.eq(ZERO_KEY_ID)),
-            Keys::Migrated => q.filter(backups::encryption_key_id.ne(ZERO_KEY_ID)),
-        };
-        q = match self.backend {
-            Backend::Sqlite => q.order(sql::<BigInt>(rowid)),
-            _ => q.order(backups::id),
-        };
-        match cursor {
-            Cursor::Int(k) => q = q.filter(sql::<Bool>(rowid).sql(" > ").bind::<BigInt, _>(*k)),
-            Cursor::Text(t) => q = q.filter(backups::id.gt(t.clone())),
-            _ => {}
-        }
-        let page = q.load::<(i64, BackupRow)>(&mut self.conn).map_err(|e| self.error("reading backups", e))?;
-        let sqlite = self.backend == Backend::Sqlite;
-        cursor.advance(&page, |(k, r)| if sqlite { Cursor::Int(*k) } else { Cursor::Text(r.id.clone()) });
-        Ok(page.into_iter().map(|(_, r)| r).collect())
+        keyset_page!(self, keys, cursor, rowid, base, backups, BackupRow, "reading backups")
     }
 
     /// The next page of live `volume_glance_metadata` rows whose `cinder_encryption_key_id` is

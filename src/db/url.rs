@@ -841,10 +841,10 @@ mod tests {
     /// The user and password a diesel MySQL URL or a libpq URI carries, decoded as they decode
     /// them (`%XX` only).
     fn decoded_credentials(conn: &str) -> (String, Option<String>) {
-        let rest = conn.split_once("://").unwrap().1;
+        let rest = conn.split_once("://").expect("test input").1;
         let at = rest.find('@').expect("userinfo");
         let info = &rest[..at];
-        let dec = |s: &str| percent_decode_str(s).decode_utf8().unwrap().into_owned();
+        let dec = |s: &str| percent_decode_str(s).decode_utf8().expect("test input").into_owned();
         match info.split_once(':') {
             Some((u, p)) => (dec(u), Some(dec(p))),
             None => (dec(info), None),
@@ -855,30 +855,30 @@ mod tests {
 
     #[test]
     fn sqlalchemy_splitting() {
-        let sa = SaUrl::parse("mysql+pymysql://u:p@h:3306/db?x=1").unwrap();
+        let sa = SaUrl::parse("mysql+pymysql://u:p@h:3306/db?x=1").expect("test input");
         assert_eq!(
             (sa.name, sa.username, sa.password, sa.host, sa.port, sa.database, sa.query),
             ("mysql+pymysql", Some("u"), Some("p"), Some(SaHost::Name("h")), Some("3306"), Some("db"), Some("x=1"))
         );
         // The password runs to the first `@`: `/`, `:` and `?` are fine in it.
-        let sa = SaUrl::parse("mysql://u:a/b:c?d@h/db").unwrap();
+        let sa = SaUrl::parse("mysql://u:a/b:c?d@h/db").expect("test input");
         assert_eq!((sa.username, sa.password, sa.host), (Some("u"), Some("a/b:c?d"), Some(SaHost::Name("h"))));
         // Without a password, the user ends at the last `@` before the first `:` or `/`.
-        let sa = SaUrl::parse("mysql://a@b@h:1/db").unwrap();
+        let sa = SaUrl::parse("mysql://a@b@h:1/db").expect("test input");
         assert_eq!(
             (sa.username, sa.password, sa.host, sa.port),
             (Some("a@b"), None, Some(SaHost::Name("h")), Some("1"))
         );
         // No userinfo at all.
-        let sa = SaUrl::parse("mysql://h/db").unwrap();
+        let sa = SaUrl::parse("mysql://h/db").expect("test input");
         assert_eq!((sa.username, sa.host, sa.database), (None, Some(SaHost::Name("h")), Some("db")));
         // IPv6.
-        let sa = SaUrl::parse("mysql://u:p@[::1]:3307/db").unwrap();
+        let sa = SaUrl::parse("mysql://u:p@[::1]:3307/db").expect("test input");
         assert_eq!((sa.host, sa.port), (Some(SaHost::Ipv6("::1")), Some("3307")));
         // SQLite forms.
-        let sa = SaUrl::parse("sqlite:////var/lib/cinder/cinder.sqlite").unwrap();
+        let sa = SaUrl::parse("sqlite:////var/lib/cinder/cinder.sqlite").expect("test input");
         assert_eq!((sa.host, sa.database), (None, Some("/var/lib/cinder/cinder.sqlite")));
-        let sa = SaUrl::parse("sqlite://").unwrap();
+        let sa = SaUrl::parse("sqlite://").expect("test input");
         assert_eq!((sa.host, sa.database), (None, None));
     }
 
@@ -929,8 +929,8 @@ mod tests {
         assert_eq!(conn("sqlite:///data/./x/../cinder.db"), "/srv/cinder/data/cinder.db");
         assert_eq!(conn("sqlite:///../../../x.db"), "/x.db");
         assert_eq!(conn("sqlite+pysqlite:////a//b/"), "/a/b");
-        assert_eq!(translate("sqlite:///rel.db", Path::new("/")).unwrap().connection_string(), "/rel.db");
-        assert_eq!(translate("sqlite:///rel.db", Path::new("/srv/")).unwrap().connection_string(), "/srv/rel.db");
+        assert_eq!(translate("sqlite:///rel.db", Path::new("/")).expect("test input").connection_string(), "/rel.db");
+        assert_eq!(translate("sqlite:///rel.db", Path::new("/srv/")).expect("test input").connection_string(), "/srv/rel.db");
         // Python keeps exactly two leading slashes.
         assert_eq!(conn("sqlite://///x.db"), "//x.db");
         assert_eq!(conn("sqlite:///////x.db"), "/x.db");
@@ -974,7 +974,7 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let cwd = Path::new(std::ffi::OsStr::from_bytes(b"/srv/\xff"));
         assert_eq!(translate("sqlite:///x.db", cwd).unwrap_err(), UrlError::NonUtf8WorkingDirectory);
-        assert_eq!(translate("sqlite:////x.db", cwd).unwrap().connection_string(), "/x.db");
+        assert_eq!(translate("sqlite:////x.db", cwd).expect("test input").connection_string(), "/x.db");
     }
 
     #[test]
@@ -1202,7 +1202,7 @@ mod tests {
                 assert_eq!(password.as_deref(), Some(want), "{url}");
                 // Only unreserved characters and escapes: nothing the `url` crate or libpq would
                 // read as a delimiter.
-                let info = u.connection_string().split_once("://").unwrap().1.split_once('@').unwrap().0;
+                let info = u.connection_string().split_once("://").expect("test input").1.split_once('@').expect("test input").0;
                 assert!(info.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%:".contains(&b)), "{info}");
                 assert_eq!(u.redacted, format!("{scheme}://cinder:***@db.example.com/cinder"));
             }
