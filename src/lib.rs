@@ -21,6 +21,7 @@ pub mod logging;
 pub mod migrate;
 pub mod output;
 pub mod plan;
+pub mod progress;
 pub mod scope;
 pub mod secret;
 pub mod settings;

@@ -35,6 +35,8 @@ pub fn init(debug: bool, log_file: Option<&Path>) -> Result<()> {
             path.display()
         )))?;
         builder.target(env_logger::Target::Pipe(Box::new(file)));
+    } else {
+        builder.target(env_logger::Target::Pipe(Box::new(crate::progress::Stderr)));
     }
     builder.try_init().map_err(|e| Error::Internal(format!("logger: {e}")))
 }

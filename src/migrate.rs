@@ -17,6 +17,7 @@ use crate::db::swap::{RowState, Swapped};
 use crate::db::{Cursor, Db};
 use crate::error::{Error, Result};
 use crate::fault;
+use crate::progress;
 use crate::journal::{Entry, Journal};
 use crate::plan::{self, Action, Item, Table, Unit};
 use crate::scope::Scope;
@@ -152,6 +153,7 @@ impl Engine<'_> {
     }
 
     fn attempt(&mut self, unit: &Unit) -> Result<()> {
+        progress::inc(1);
         log::info!("Migrating {} {} encryption key to Barbican", unit.table.noun(), unit.id);
         match self.migrate_unit(unit, &unit.secret_name(), false) {
             Ok(()) => Ok(()),

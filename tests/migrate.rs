@@ -506,3 +506,33 @@ fn rollback_and_verify_refuse_without_fixed_key() {
     f.w.run(&["--config-file", f.conf(), "verify", "--host", "hostN"]).assert_error(2, "needs fixed_key");
     assert_eq!(f.db.fingerprint(), before);
 }
+
+#[test]
+fn every_reporting_command_speaks_table_json_and_value() {
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostO");
+    let conf = f.conf().to_string();
+    let run = |args: &[&str]| {
+        let mut full = vec!["--config-file", conf.as_str()];
+        full.extend(args);
+        f.w.run(&full)
+    };
+    let out = run(&["status", "--host", "hostO", "-f", "table"]);
+    assert!(out.stdout.contains("| Table                  | Scope | Database | Deleted |"), "{}", out.stdout);
+    let out = run(&["status", "--host", "hostO", "-f", "value", "-c", "Scope"]);
+    assert_eq!(out.stdout.lines().last(), Some("8"), "{}", out.stdout);
+    let out = run(&["migrate", "--host", "hostO", "--dry-run", "-f", "json"]);
+    assert_eq!(out.json()["report"]["migrated"], 5, "five new secrets: two volumes, a snapshot, a glance row, a backup");
+    assert_eq!(out.json()["dry_run"], true);
+    f.migrate(&["--host", "hostO"]).assert_code(0);
+    assert!(!f.migrate(&["--host", "hostO"]).stderr.contains("ETA"), "no progress bar without a terminal");
+    let out = run(&["verify", "--host", "hostO", "-f", "value", "-c", "Result"]);
+    out.assert_code(0);
+    assert_eq!(out.stdout.lines().filter(|l| *l == "ok").count(), 8, "{}", out.stdout);
+    let out = run(&["verify", "--host", "hostO"]);
+    assert!(out.stdout.starts_with("+-"), "{}", out.stdout);
+    assert!(out.stdout.contains("| Key ID "), "{}", out.stdout);
+    let out = run(&["rollback", "--host", "hostO", "--dry-run", "-f", "value", "-c", "Result"]);
+    out.assert_code(0);
+    assert_eq!(out.stdout.lines().filter(|l| *l == "would roll back").count(), 8, "{}", out.stdout);
+}

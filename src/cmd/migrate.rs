@@ -30,9 +30,19 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
             let journal = Journal::open(&services.state_dir, scope)?;
             let keystone = Arc::new(Keystone::new(services.keystone.clone(), services.retry)?);
             let barbican = Barbican::connect(&services.barbican, keystone, services.retry)?;
+            if crate::progress::wanted() {
+                let mut todo = Tally::default();
+                plan::walk(&mut db, scope, &plan::Table::ALL, |item| {
+                    todo.add(&item);
+                    Ok(())
+                })?;
+                let total = u64::try_from(todo.new_secrets()).unwrap_or_default();
+                crate::progress::start(Some(args.max_count.map_or(total, |m| m.min(total))), "migrating");
+            }
             let mut engine =
                 Engine { db: &mut db, barbican: &barbican, key, journal: &journal, opts, report: Report::default() };
             let result = engine.run(scope);
+            crate::progress::finish();
             let report = engine.report.clone();
             finish(settings, &mut db, report, result.err(), args, out)
         }

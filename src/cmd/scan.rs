@@ -23,6 +23,25 @@ pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<
     output::select_columns(&HEADERS, &args.output.column)?;
 
     let mut tally = Tally::default();
+    // A spinner only when the results go to a file or a pipe: on a terminal they would mix.
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        crate::progress::start(None, "scanning");
+    }
+    let result = write_plan(&mut db, settings, args, format, &mut tally, out);
+    crate::progress::finish();
+    result?;
+    log::info!(
+        "Scan found {} unit(s) in scope ({} new secret(s) needed, {} blocked); {} row(s) with a NULL host not in scope",
+        tally.units(),
+        tally.new_secrets(),
+        tally.blocked(),
+        tally.skipped
+    );
+    Ok(super::outcome(conditions, &tally))
+}
+
+fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format, tally: &mut Tally, out: &mut dyn Write) -> Result<()> {
+    let (conditions, scope) = (&settings.conditions, &settings.scope);
     if format == Format::Json {
         let head = serde_json::json!({
             "conditions": super::conditions_json(conditions),
@@ -32,8 +51,9 @@ pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<
         // Stream: the head object's fields, then the rows array one element at a time.
         write!(out, "{},\"rows\":[", head.strip_suffix('}').unwrap_or(&head)).map_err(Error::Output)?;
         let mut first = true;
-        plan::walk(&mut db, scope, &plan::Table::ALL, |item| {
+        plan::walk(db, scope, &plan::Table::ALL, |item| {
             tally.add(&item);
+            crate::progress::inc(1);
             if !first {
                 out.write_all(b",").map_err(Error::Output)?;
             }
@@ -41,7 +61,7 @@ pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<
             serde_json::to_writer(&mut *out, &row_json(&item)).map_err(|e| Error::Output(e.into()))
         })?;
         let deleted = db.count_zero(true)?;
-        let tail = serde_json::json!({"counts": tally, "deleted": deleted, "units": tally.units(), "new_secrets": tally.new_secrets()});
+        let tail = serde_json::json!({"counts": &*tally, "deleted": deleted, "units": tally.units(), "new_secrets": tally.new_secrets()});
         let tail = serde_json::to_string(&tail).map_err(|e| Error::Internal(e.to_string()))?;
         writeln!(out, "],{}", tail.strip_prefix('{').unwrap_or(&tail)).map_err(Error::Output)?;
     } else {
@@ -50,24 +70,18 @@ pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<
             writeln!(out, "Scope: {} (from {})", scope.describe(), scope.source).map_err(Error::Output)?;
         }
         let mut table = Table::new(out, format, &HEADERS, &args.output.column)?;
-        plan::walk(&mut db, scope, &plan::Table::ALL, |item| {
+        plan::walk(db, scope, &plan::Table::ALL, |item| {
             tally.add(&item);
+            crate::progress::inc(1);
             table.row(row_cells(&item))
         })?;
         table.finish()?;
         if format == Format::Table {
             let deleted = db.count_zero(true)?;
-            write_counts(out, &tally, &deleted)?;
+            write_counts(out, tally, &deleted)?;
         }
     }
-    log::info!(
-        "Scan found {} unit(s) in scope ({} new secret(s) needed, {} blocked); {} row(s) with a NULL host not in scope",
-        tally.units(),
-        tally.new_secrets(),
-        tally.blocked(),
-        tally.skipped
-    );
-    Ok(super::outcome(conditions, &tally))
+    Ok(())
 }
 
 fn row_cells(item: &Item) -> Vec<String> {
