@@ -159,6 +159,15 @@ pub struct MigrateArgs {
     #[arg(long = "dry-run")]
     pub dry_run: bool,
 
+    /// Units whose Barbican steps (store, grant, read back) run at once. Database writes stay
+    /// one short transaction at a time. Barbican, not keymigrate, is usually the limit.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+
+    /// Store at most this many secrets per second, to spare a busy Barbican. Default: no limit.
+    #[arg(long = "max-rate", value_name = "KEYS_PER_SECOND")]
+    pub max_rate: Option<f64>,
+
     /// Where the lock and the journal of in-flight work live (created 0700).
     /// Default: [DEFAULT] state_path/keymigrate, i.e. /var/lib/cinder/keymigrate.
     #[arg(long = "state-dir", value_name = "DIR")]

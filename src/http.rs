@@ -144,7 +144,10 @@ impl Client {
             }
         };
         let mut response = result.map_err(|e| {
-            let maybe_sent = !matches!(e, ureq::Error::HostNotFound | ureq::Error::ConnectionFailed);
+            // Refused or unresolvable: the request never left this machine.
+            let never_sent = matches!(e, ureq::Error::HostNotFound | ureq::Error::ConnectionFailed)
+                || matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
+            let maybe_sent = !never_sent;
             fail(e, maybe_sent)
         })?;
         let status = response.status().as_u16();

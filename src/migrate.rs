@@ -9,7 +9,10 @@
 //! * Every secret in flight is in the journal before it is created, under a name that
 //!   identifies its row, so a run killed at any instant is finished or cleaned up by the next.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::barbican::{ApiError, Barbican};
 use crate::conditions::FixedKey;
@@ -28,6 +31,10 @@ pub struct Options {
     pub max_count: Option<u64>,
     /// Abort once more than this many units have failed (Cinder's MAX_KEY_MIGRATION_ERRORS is 3).
     pub max_errors: u64,
+    /// Units whose Barbican steps run at once (`--workers`). Database writes stay on one thread.
+    pub workers: usize,
+    /// At most this many secrets stored per second (`--max-rate`), to spare a busy Barbican.
+    pub max_rate: Option<f64>,
 }
 
 /// What a run did.
@@ -113,9 +120,11 @@ impl Engine<'_> {
     pub fn run(&mut self, scope: &Scope) -> Result<()> {
         self.recover()?;
         log::info!("Starting migration of ConfKeyManager keys.");
+        let mut dispatched = 0u64;
         for table in Table::ALL {
             let mut cursor = Cursor::Start;
             while cursor != Cursor::End {
+                let mut jobs = Vec::new();
                 for item in plan::page(self.db, scope, table, &mut cursor)? {
                     let Item::Unit(unit) = item else { continue };
                     match &unit.action {
@@ -127,16 +136,96 @@ impl Engine<'_> {
                         // Rewritten with its volume or snapshot.
                         Action::ShareVolume(_) | Action::ShareSnapshot(_) => continue,
                     }
-                    if self.opts.max_count.is_some_and(|m| self.report.migrated + self.report.failed + self.report.lost >= m) {
+                    if self.opts.max_count.is_some_and(|m| dispatched >= m) {
                         self.report.stopped_early = true;
-                        return Ok(());
+                        break;
                     }
-                    self.attempt(&unit)?;
-                    self.check_budget()?;
+                    dispatched += 1;
+                    let readers = self.readers(unit.table, &unit.id, unit.owner.as_deref())?;
+                    jobs.push(Job { name: unit.secret_name(), table: unit.table, id: unit.id, readers, sweep: false });
+                }
+                self.run_jobs(jobs)?;
+                if self.report.stopped_early {
+                    return Ok(());
                 }
             }
         }
         Ok(())
+    }
+
+    /// Runs the Barbican half of each job on `workers` threads and the database half, in the
+    /// order results arrive, on this one. Stops dispatching at the first fatal error or when the
+    /// error budget is spent, and still finishes every job already in flight.
+    fn run_jobs(&mut self, jobs: Vec<Job>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let (barbican, key, journal) = (self.barbican, self.key, self.journal);
+        let workers = self.opts.workers.clamp(1, jobs.len());
+        let pacer = self.opts.max_rate.filter(|r| *r > 0.0).map(Pacer::new);
+        let queue = Mutex::new(VecDeque::from(jobs));
+        let stop = AtomicBool::new(false);
+        let mut first_error: Option<Error> = None;
+        // One ticket per job in flight: a worker takes one before starting a job and this thread
+        // hands it back once the job's result is handled, so no more than `workers` jobs are
+        // ever past the point where the run could still decide to stop.
+        let (ticket_tx, ticket_rx) = mpsc::sync_channel::<()>(workers);
+        for _ in 0..workers {
+            let _ = ticket_tx.send(());
+        }
+        let tickets = Mutex::new(ticket_rx);
+        let mut ticket_tx = Some(ticket_tx);
+        std::thread::scope(|s| {
+            let (tx, rx) = mpsc::channel::<(Job, Half)>();
+            for _ in 0..workers {
+                let (tx, queue, stop, pacer, tickets) = (tx.clone(), &queue, &stop, pacer.as_ref(), &tickets);
+                s.spawn(move || loop {
+                    let ticket = tickets.lock().ok().map(|t| t.recv());
+                    if !matches!(ticket, Some(Ok(()))) || stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Some(job) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
+                    if let Some(p) = pacer {
+                        p.wait();
+                    }
+                    log::info!("Migrating {} {} encryption key to Barbican", job.table.noun(), job.id);
+                    let half = barbican_half(barbican, key, journal, &job);
+                    if tx.send((job, half)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            for (job, half) in rx {
+                progress::inc(1);
+                match self.db_half(&job, half) {
+                    Ok(()) => {}
+                    Err(UnitError::Failed(m)) => {
+                        self.report.failed += 1;
+                        log::error!("Error migrating encryption key of {} {}: {m}", job.table.noun(), job.id);
+                        if let Err(e) = self.check_budget() {
+                            stop.store(true, Ordering::SeqCst);
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                    Err(UnitError::Fatal(e)) => {
+                        stop.store(true, Ordering::SeqCst);
+                        first_error.get_or_insert(e);
+                    }
+                }
+                if stop.load(Ordering::SeqCst) {
+                    // No more tickets: waiting workers wake up and leave.
+                    ticket_tx = None;
+                } else if let Some(t) = &ticket_tx {
+                    let _ = t.send(());
+                }
+            }
+        });
+        drop(ticket_tx);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Cinder's rule: stop once more than `max_errors` units have failed.
@@ -152,20 +241,6 @@ impl Engine<'_> {
         )))
     }
 
-    fn attempt(&mut self, unit: &Unit) -> Result<()> {
-        progress::inc(1);
-        log::info!("Migrating {} {} encryption key to Barbican", unit.table.noun(), unit.id);
-        match self.migrate_unit(unit, &unit.secret_name(), false) {
-            Ok(()) => Ok(()),
-            Err(UnitError::Failed(m)) => {
-                self.report.failed += 1;
-                log::error!("Error migrating encryption key of {} {}: {m}", unit.table.noun(), unit.id);
-                Ok(())
-            }
-            Err(UnitError::Fatal(e)) => Err(e),
-        }
-    }
-
     /// The readers the unit's secret must have: its owner, and for a volume the owners of the
     /// all-zeros snapshots that share it.
     fn readers(&mut self, table: Table, id: &str, owner: Option<&str>) -> Result<Vec<String>> {
@@ -176,55 +251,38 @@ impl Engine<'_> {
         Ok(readers.into_iter().collect())
     }
 
-    /// `sweep`: also delete secrets an interrupted run may have made for this unit.
-    fn migrate_unit(&mut self, unit: &Unit, name: &str, sweep: bool) -> Result<(), UnitError> {
-        let mut entry = Entry { table: unit.table, id: unit.id.clone(), name: name.to_string(), secret: None };
-        self.journal.write(&entry)?;
-        fault::point("journal");
-        let stored = match self.barbican.store(name, self.key) {
-            Ok(s) => s,
-            Err(failed) => {
+    /// The database half of a job: compare-and-swap a verified secret in, or clean up after a
+    /// failed Barbican half.
+    fn db_half(&mut self, job: &Job, half: Half) -> Result<(), UnitError> {
+        match half {
+            Half::Verified { secret, maybe_orphaned } => {
+                self.report.secrets_created += 1;
+                self.swap_in(job, &secret, job.sweep || maybe_orphaned)
+            }
+            Half::Failed { secret: Some(secret), error, .. } => {
+                self.report.secrets_created += 1;
+                // The secret is ours and nothing points at it; leave nothing behind if we can.
+                if self.discard(&secret).is_ok() {
+                    self.journal.finish(job.table, &job.id)?;
+                }
+                Err(error)
+            }
+            Half::Failed { secret: None, maybe_created, error } => {
                 // Nothing to clean up unless a request may have gone through; the entry then
                 // stays for the next run's name-based sweep.
-                if !failed.maybe_created {
-                    self.journal.finish(unit.table, &unit.id)?;
+                if !maybe_created {
+                    self.journal.finish(job.table, &job.id)?;
                 }
-                return Err(api(failed.error));
+                Err(error)
             }
-        };
-        self.report.secrets_created += 1;
-        fault::point("stored");
-        entry.secret = Some(stored.id.clone());
-        if let Err(e) = self.journal.write(&entry) {
-            // Unrecorded secrets must not outlive this run: it is ours and unreferenced.
-            self.discard(&stored.id)?;
-            return Err(UnitError::Fatal(e));
         }
-        fault::point("recorded");
-        let readers = self.readers(unit.table, &unit.id, unit.owner.as_deref())?;
-        self.finish_unit(unit.table, &unit.id, name, &stored.id, &readers, sweep || stored.maybe_orphaned)
     }
 
-    /// ACL, read-back, compare-and-swap, then clean up. Shared by new units and recovered ones.
-    fn finish_unit(
-        &mut self,
-        table: Table,
-        id: &str,
-        name: &str,
-        secret: &str,
-        readers: &[String],
-        sweep: bool,
-    ) -> Result<(), UnitError> {
-        let prepared = self.prepare(secret, readers);
-        if let Err(e) = prepared {
-            // The secret is ours and nothing points at it yet; try to leave nothing behind.
-            if self.discard(secret).is_ok() {
-                self.journal.finish(table, id)?;
-            }
-            return Err(e);
-        }
+    /// Compare-and-swap, then clean up. Shared by new units and recovered ones.
+    fn swap_in(&mut self, job: &Job, secret: &str, sweep: bool) -> Result<(), UnitError> {
+        let (table, id) = (job.table, job.id.as_str());
         fault::point("verified");
-        match self.db.swap(table, id, secret, readers)? {
+        match self.db.swap(table, id, secret, &job.readers)? {
             Ok(rows) => {
                 fault::point("committed");
                 log::info!("Migrated {} {id} to Barbican key ID {secret} ({rows})", table.noun());
@@ -238,25 +296,10 @@ impl Engine<'_> {
             }
         }
         if sweep {
-            self.sweep(table, id, name)?;
+            self.sweep(table, id, &job.name)?;
         }
         self.journal.finish(table, id)?;
         fault::point("finished");
-        Ok(())
-    }
-
-    /// Grants read and proves the secret holds exactly the key.
-    fn prepare(&self, secret: &str, readers: &[String]) -> Result<(), UnitError> {
-        self.barbican.grant_read(secret, readers).map_err(api)?;
-        fault::point("acl");
-        let payload = self.barbican.payload(secret).map_err(api)?;
-        if payload.as_slice() != self.key.bytes() {
-            return Err(UnitError::Failed(format!(
-                "secret {secret} read back {} byte(s) that are not the fixed key ({} bytes); not using it",
-                payload.len(),
-                self.key.bytes().len()
-            )));
-        }
         Ok(())
     }
 
@@ -323,7 +366,14 @@ impl Engine<'_> {
                 let owner = state.and_then(|s| s.owner);
                 let readers = self.readers(entry.table, &entry.id, owner.as_deref())?;
                 log::info!("Resuming {} {} with secret {secret}", entry.table.noun(), entry.id);
-                self.finish_unit(entry.table, &entry.id, &entry.name, secret, &readers, true)
+                let job = Job { table: entry.table, id: entry.id.clone(), name: entry.name.clone(), readers, sweep: true };
+                if let Err(e) = grant_and_verify(self.barbican, self.key, secret, &job.readers) {
+                    if self.discard(secret).is_ok() {
+                        self.journal.finish(entry.table, &entry.id)?;
+                    }
+                    return Err(e);
+                }
+                self.swap_in(&job, secret, true)
             }
             (Some(secret), false) => {
                 if state.as_ref().and_then(|s| s.key.as_deref()) == Some(secret.as_str()) {
@@ -338,20 +388,15 @@ impl Engine<'_> {
             (None, true) => {
                 // Killed while storing: whatever Barbican made is found by name once the unit is
                 // done. Do the unit now, whatever the scope is today.
-                let unit = Unit {
-                    table: entry.table,
-                    id: entry.id.clone(),
-                    host: None,
-                    owner: state.and_then(|s| s.owner),
-                    project: None,
-                    action: Action::NewSecret,
-                    parent: None,
-                };
-                if unit.owner.as_deref().is_none_or(str::is_empty) {
+                let owner = state.and_then(|s| s.owner).filter(|o| !o.is_empty());
+                if owner.is_none() {
                     self.journal.finish(entry.table, &entry.id)?;
                     return Ok(());
                 }
-                self.migrate_unit(&unit, &entry.name, true)
+                let readers = self.readers(entry.table, &entry.id, owner.as_deref())?;
+                let job = Job { table: entry.table, id: entry.id.clone(), name: entry.name.clone(), readers, sweep: true };
+                let half = barbican_half(self.barbican, self.key, self.journal, &job);
+                self.db_half(&job, half)
             }
             (None, false) => {
                 self.sweep(entry.table, &entry.id, &entry.name)?;
@@ -359,5 +404,91 @@ impl Engine<'_> {
                 Ok(())
             }
         }
+    }
+}
+
+/// One unit as the workers see it.
+struct Job {
+    table: Table,
+    id: String,
+    /// The deterministic secret name.
+    name: String,
+    /// Who must be able to read the secret.
+    readers: Vec<String>,
+    /// Also delete secrets an interrupted run may have made for this unit.
+    sweep: bool,
+}
+
+/// The result of a job's Barbican half.
+enum Half {
+    /// Stored, readable by the readers, and read back as exactly the key.
+    Verified { secret: String, maybe_orphaned: bool },
+    /// Did not get that far. `secret`: the one stored, if any.
+    Failed { secret: Option<String>, maybe_created: bool, error: UnitError },
+}
+
+/// Journal, store, record, grant, verify: everything of a unit that talks to Barbican and none
+/// of what touches the database. Runs on a worker thread.
+fn barbican_half(barbican: &Barbican, key: &FixedKey, journal: &Journal, job: &Job) -> Half {
+    let failed = |secret, maybe_created, error| Half::Failed { secret, maybe_created, error };
+    let mut entry = Entry { table: job.table, id: job.id.clone(), name: job.name.clone(), secret: None };
+    if let Err(e) = journal.write(&entry) {
+        return failed(None, false, UnitError::Fatal(e));
+    }
+    fault::point("journal");
+    let stored = match barbican.store(&job.name, key) {
+        Ok(s) => s,
+        Err(f) => return failed(None, f.maybe_created, api(f.error)),
+    };
+    fault::point("stored");
+    entry.secret = Some(stored.id.clone());
+    if let Err(e) = journal.write(&entry) {
+        // Unrecorded secrets must not outlive this run: the database half deletes it.
+        return failed(Some(stored.id), true, UnitError::Fatal(e));
+    }
+    fault::point("recorded");
+    match grant_and_verify(barbican, key, &stored.id, &job.readers) {
+        Ok(()) => Half::Verified { secret: stored.id, maybe_orphaned: stored.maybe_orphaned },
+        Err(e) => failed(Some(stored.id), true, e),
+    }
+}
+
+/// Grants read and proves the secret holds exactly the key.
+fn grant_and_verify(barbican: &Barbican, key: &FixedKey, secret: &str, readers: &[String]) -> Result<(), UnitError> {
+    barbican.grant_read(secret, readers).map_err(api)?;
+    fault::point("acl");
+    let payload = barbican.payload(secret).map_err(api)?;
+    if payload.as_slice() != key.bytes() {
+        return Err(UnitError::Failed(format!(
+            "secret {secret} read back {} byte(s) that are not the fixed key ({} bytes); not using it",
+            payload.len(),
+            key.bytes().len()
+        )));
+    }
+    Ok(())
+}
+
+/// Spaces secret creations at least `1 / rate` seconds apart, across all workers.
+struct Pacer {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(rate: f64) -> Pacer {
+        Pacer { interval: Duration::from_secs_f64(1.0 / rate), next: Mutex::new(Instant::now()) }
+    }
+
+    fn wait(&self) {
+        let wait = match self.next.lock() {
+            Ok(mut next) => {
+                let now = Instant::now();
+                let at = (*next).max(now);
+                *next = at + self.interval;
+                at - now
+            }
+            Err(_) => Duration::ZERO,
+        };
+        std::thread::sleep(wait);
     }
 }
