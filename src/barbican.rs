@@ -71,12 +71,14 @@ pub enum ApiError {
     Forbidden(String),
     /// Any other refusal, or an answer keymigrate cannot use.
     Rejected(String),
+    /// Stop the run: Keystone rejected the credentials.
+    Fatal(String),
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ApiError::Transient(m) | ApiError::Forbidden(m) | ApiError::Rejected(m) => f.write_str(m),
+            ApiError::Transient(m) | ApiError::Forbidden(m) | ApiError::Rejected(m) | ApiError::Fatal(m) => f.write_str(m),
         }
     }
 }
@@ -108,6 +110,8 @@ impl Barbican {
     pub fn connect(settings: &BarbicanSettings, keystone: Arc<Keystone>, retry: http::RetryPolicy) -> Result<Barbican> {
         let http = Client::new(&settings.tls, settings.timeout, retry)
             .map_err(|e| Error::config_value("[barbican] verify_ssl_path", e))?;
+        // Authenticate before anything else: bad credentials stop the run at once.
+        keystone.token()?;
         let url = match &settings.endpoint {
             Some(e) => e.clone(),
             None => keystone.endpoint("key-manager", &settings.endpoint_type, settings.region.as_deref())?,
@@ -255,6 +259,7 @@ impl Barbican {
         loop {
             let token = self.keystone.token().map_err(|e| match e {
                 Error::Service(m) => ApiError::Transient(m),
+                Error::Credentials(m) => ApiError::Fatal(m),
                 other => ApiError::Rejected(other.to_string()),
             })?;
             let mut headers = vec![("X-Auth-Token", token.expose()), ("OpenStack-API-Version", "key-manager 1.1")];

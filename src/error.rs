@@ -70,6 +70,11 @@ pub enum Error {
     #[error("{0}")]
     Service(String),
 
+    /// Keystone rejected the configured credentials: never retried, so that a timer cannot
+    /// lock the service account out.
+    #[error("{0}")]
+    Credentials(String),
+
     /// The state directory (journal and lock) cannot be used.
     #[error("state directory {}: {message}", path.display())]
     State { path: PathBuf, message: String },
@@ -101,6 +106,7 @@ impl Error {
             Error::Locked { .. } => exit::MORE,
             Error::Database { .. }
             | Error::Service(_)
+            | Error::Credentials(_)
             | Error::State { .. }
             | Error::Aborted(_)
             | Error::Output(_) => exit::INTERVENTION,

@@ -52,7 +52,14 @@ impl Journal {
             .write(true)
             .mode(0o600)
             .open(&lock_path)
-            .map_err(|e| fail(format!("cannot open lock {}: {e}", lock_path.display())))?;
+            .map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    " (run keymigrate as the same user every time, e.g. cinder, or fix the ownership of the state directory)"
+                } else {
+                    ""
+                };
+                fail(format!("cannot open lock {}: {e}{hint}", lock_path.display()))
+            })?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),

@@ -256,7 +256,7 @@ impl Keystone {
         match response.status {
             201 | 200 => {}
             401 => {
-                return Err(Error::Service(format!(
+                return Err(Error::Credentials(format!(
                     "Keystone at {where_} rejected the credentials in [keystone_authtoken] ({})",
                     response.error_text()
                 )))

@@ -13,6 +13,11 @@ pub fn init(debug: bool, log_file: Option<&Path>) -> Result<()> {
     match std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty()) {
         Some(spec) => {
             builder.parse_filters(&spec);
+            // Their debug and trace output includes request bodies and headers: the fixed key
+            // and tokens. No RUST_LOG may turn it on.
+            for quiet in ["ureq", "ureq_proto", "rustls", "rustls_platform_verifier"] {
+                builder.filter_module(quiet, log::LevelFilter::Warn);
+            }
         }
         None => {
             let level = if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info };

@@ -111,6 +111,7 @@ fn api(e: ApiError) -> UnitError {
         ApiError::Forbidden(m) => UnitError::Fatal(Error::Service(format!(
             "Barbican refused (quota or policy): {m}; check the [keystone_authtoken] user's roles and the project's secret quota"
         ))),
+        ApiError::Fatal(m) => UnitError::Fatal(Error::Credentials(m)),
         ApiError::Transient(m) | ApiError::Rejected(m) => UnitError::Failed(m),
     }
 }

@@ -83,13 +83,16 @@ pub struct Unit {
 }
 
 impl Unit {
-    /// The deterministic name of this unit's secret: globally unique, so that a later run (or
-    /// another Cinder database sharing the Barbican project) can never mistake one row's
-    /// secret for another's.
+    /// The name of this unit's secret for one attempt: the row it is for, and a random tag
+    /// that the journal records before the secret is created. A later run finds what an
+    /// interrupted attempt made by this exact name, and can never mistake another attempt's
+    /// secret for it (another run, or a copy of this database sharing the Barbican project,
+    /// uses other tags).
     pub fn secret_name(&self) -> String {
+        let tag: u32 = rand::random();
         match &self.parent {
-            Some(parent) => format!("keymigrate-{}-{parent}-{}", self.table.noun(), self.id),
-            None => format!("keymigrate-{}-{}", self.table.noun(), self.id),
+            Some(parent) => format!("keymigrate-{}-{parent}-{}-{tag:08x}", self.table.noun(), self.id),
+            None => format!("keymigrate-{}-{}-{tag:08x}", self.table.noun(), self.id),
         }
     }
 }

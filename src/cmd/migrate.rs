@@ -85,9 +85,8 @@ fn finish(
     super::status::log_status(settings, &left, &database);
     if !args.dry_run {
         log::info!(
-            "Migration summary: {} unit(s) migrated ({} rows: {}), {} recovered from an interrupted run, {} lost to another run, {} failed; {} left in scope",
+            "Migration summary: {} secret(s) stored and in use ({}), {} recovered from an interrupted run, {} lost to another run, {} failed; {} row(s) left in scope",
             report.migrated,
-            report.rows.total(),
             report.rows,
             report.recovered,
             report.lost,

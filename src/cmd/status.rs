@@ -109,11 +109,13 @@ pub fn log_status(settings: &Settings, tally: &Tally, database: &TableCounts) {
             database.volume_glance_metadata
         );
     }
-    if database.total() == 0 {
+    if database.total() == 0 && settings.conditions.is_ready() {
         log::info!(
             "No key IDs associated with the ConfKeyManager remain in the database: \
-             [key_manager] fixed_key can be removed once every volume has been verified."
+             [key_manager] fixed_key can be removed once `keymigrate verify --all-hosts` passes."
         );
+    } else if database.total() == 0 {
+        log::info!("No key IDs associated with the ConfKeyManager remain in the database.");
     } else if tally.units() == 0 {
         log::info!(
             "Scope [{}] has no key IDs associated with the ConfKeyManager left; {} row(s) remain elsewhere, so keep fixed_key.",

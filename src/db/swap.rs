@@ -46,6 +46,9 @@ impl std::fmt::Display for Swapped {
                 parts.push(format!("{n} {what}{}", if n == 1 { "" } else { "s" }));
             }
         }
+        if parts.is_empty() {
+            return f.write_str("no rows");
+        }
         f.write_str(&parts.join(", "))
     }
 }

@@ -98,16 +98,26 @@ impl Cloud {
 
     /// IDs of the service project's secrets named exactly `name`.
     pub fn named(&self, token: &str, name: &str) -> Vec<String> {
+        self.listed(token, name, |n| n == name)
+    }
+
+    /// IDs of the service project's secrets whose name starts with `prefix` (keymigrate adds a
+    /// random tag per attempt to the row's name).
+    pub fn named_like(&self, token: &str, prefix: &str) -> Vec<String> {
+        self.listed(token, &format!("{prefix}%25"), |n| n.starts_with(prefix))
+    }
+
+    fn listed(&self, token: &str, query: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
         let mut out = Vec::new();
         let mut offset = 0;
         loop {
-            let url = format!("{}/v1/secrets?name={name}&limit=100&offset={offset}", self.barbican);
+            let url = format!("{}/v1/secrets?name={query}&limit=100&offset={offset}", self.barbican);
             let (r, _) = self.send("GET", &url, Some(token), None, None);
             assert_eq!(r.status, 200, "list: {}", String::from_utf8_lossy(&r.body));
             let v = r.json();
             let page = v["secrets"].as_array().cloned().unwrap_or_default();
             for s in &page {
-                if s["name"].as_str() == Some(name) {
+                if s["name"].as_str().is_some_and(&keep) {
                     let r = s["secret_ref"].as_str().unwrap_or_default();
                     out.push(r.rsplit('/').next().unwrap_or_default().to_string());
                 }
