@@ -570,3 +570,26 @@ fn cleanup_never_touches_the_secrets_of_a_copy_of_the_database() {
     // are named for the same rows, so the litter check does not apply here).
     prod.check_rows(&cloud);
 }
+
+#[test]
+fn a_403_from_barbican_stops_the_run_with_exit_2() {
+    // A user Barbican lets read but not create: every POST is refused with 403 (policy), like a
+    // project over its secret quota.
+    let cloud = Cloud::new();
+    let name = format!("reader-{}", &uuid()[..8]);
+    let user = cloud.create_user(&name, "reader-pw", "service", "reader");
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostQ");
+    let text = std::fs::read_to_string(&f.conf).expect("conf");
+    let password = env("KEYMIGRATE_TEST_CINDER_PASSWORD").replace('$', "$$");
+    let text = text
+        .replace(&format!("username = {}", env("KEYMIGRATE_TEST_CINDER_USER")), &format!("username = {name}"))
+        .replace(&password, "reader-pw");
+    std::fs::write(&f.conf, text).expect("write");
+    let before = f.db.fingerprint();
+    let out = f.migrate(&["--host", "hostQ", "--workers", "1"]);
+    out.assert_error(2, "Barbican refused (quota or policy)");
+    assert_eq!(out.stderr.matches("Migrating volume").count(), 1, "stopped at the first 403:\n{}", out.stderr);
+    assert_eq!(f.db.fingerprint(), before);
+    cloud.delete_user(&user);
+}

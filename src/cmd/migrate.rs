@@ -22,6 +22,9 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
     super::log_conditions(conditions);
     let scope = &settings.scope;
     log::info!("Scope: {} (from {})", scope.describe(), scope.source);
+    if !args.output.column.is_empty() {
+        return Err(Error::Usage("migrate prints a summary, not columns: -c applies to scan, status, verify and rollback".into()));
+    }
     if args.max_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         return Err(Error::Usage("--max-rate must be a positive number of keys per second".into()));
     }
@@ -99,7 +102,7 @@ fn finish(
             let doc = serde_json::json!({
                 "dry_run": args.dry_run,
                 "conditions": super::conditions_json(&settings.conditions),
-                "scope": settings.scope.describe(),
+                "scope": super::scope_json(&settings.scope),
                 "report": &report,
                 "remaining": {"scope": left.units(), "blocked": left.blocked(), "database": database.total()},
                 "error": error.as_ref().map(|e| e.to_string()),

@@ -46,6 +46,11 @@ pub fn log_conditions(conditions: &Conditions) {
     }
 }
 
+/// JSON for the scope block of every report.
+pub fn scope_json(scope: &crate::scope::Scope) -> serde_json::Value {
+    serde_json::json!({"description": scope.describe(), "source": scope.source, "all_hosts": scope.all})
+}
+
 /// JSON for the conditions block of every report.
 pub fn conditions_json(conditions: &Conditions) -> serde_json::Value {
     let bits = match conditions {

@@ -76,7 +76,7 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
         table.finish()?;
     }
     if format == Format::Json {
-        let doc = serde_json::json!({"dry_run": args.dry_run, "scope": settings.scope.describe(), "rows": rows_json,
+        let doc = serde_json::json!({"dry_run": args.dry_run, "scope": super::scope_json(&settings.scope), "rows": rows_json,
             "rolled_back": done, "secrets_deleted": deleted, "refused": refused});
         serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
         writeln!(out).map_err(Error::Output)?;

@@ -45,7 +45,7 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
     if format == Format::Json {
         let head = serde_json::json!({
             "conditions": super::conditions_json(conditions),
-            "scope": {"description": scope.describe(), "source": scope.source, "all_hosts": scope.all},
+            "scope": super::scope_json(scope),
         });
         let head = serde_json::to_string(&head).map_err(|e| Error::Internal(e.to_string()))?;
         // Stream: the head object's fields, then the rows array one element at a time.

@@ -138,7 +138,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
         }
     }
     if format == Format::Json {
-        let doc = serde_json::json!({"scope": settings.scope.describe(), "rows": rows_json, "ok": ok, "problems": bad,
+        let doc = serde_json::json!({"scope": super::scope_json(&settings.scope), "rows": rows_json, "ok": ok, "problems": bad,
             "not_made_by_keymigrate": others});
         serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
         writeln!(out).map_err(Error::Output)?;

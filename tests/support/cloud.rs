@@ -80,6 +80,31 @@ impl Cloud {
         self.token("bob", &env("KEYMIGRATE_TEST_BOB_PASSWORD"), "demo")
     }
 
+    /// Creates a user of the Default domain with only `role` on `project`, as Keystone's admin.
+    /// Returns the user's id.
+    pub fn create_user(&self, name: &str, password: &str, project: &str, role: &str) -> String {
+        let admin = self.token("admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin");
+        let body = json!({"user": {"name": name, "password": password, "domain_id": "default"}});
+        let (r, _) = self.send("POST", &format!("{}/users", self.keystone), Some(&admin), Some(&body), None);
+        assert_eq!(r.status, 201, "create user: {}", String::from_utf8_lossy(&r.body));
+        let user = r.json()["user"]["id"].as_str().unwrap_or_default().to_string();
+        let first_id = |path: &str, key: &str| {
+            let (r, _) = self.send("GET", &format!("{}/{path}", self.keystone), Some(&admin), None, None);
+            r.json()[key][0]["id"].as_str().unwrap_or_default().to_string()
+        };
+        let role_id = first_id(&format!("roles?name={role}"), "roles");
+        let project_id = first_id(&format!("projects?name={project}"), "projects");
+        let url = format!("{}/projects/{project_id}/users/{user}/roles/{role_id}", self.keystone);
+        let (r, _) = self.send("PUT", &url, Some(&admin), None, None);
+        assert_eq!(r.status, 204, "assign role: {}", String::from_utf8_lossy(&r.body));
+        user
+    }
+
+    pub fn delete_user(&self, id: &str) {
+        let admin = self.token("admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin");
+        self.send("DELETE", &format!("{}/users/{id}", self.keystone), Some(&admin), None, None);
+    }
+
     pub fn payload(&self, token: &str, id: &str) -> Reply {
         self.send("GET", &format!("{}/v1/secrets/{id}/payload", self.barbican), Some(token), None, Some("application/octet-stream")).0
     }
