@@ -593,3 +593,16 @@ fn a_403_from_barbican_stops_the_run_with_exit_2() {
     assert_eq!(f.db.fingerprint(), before);
     cloud.delete_user(&user);
 }
+
+#[test]
+fn no_log_level_leaks_the_key_or_a_token() {
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostR");
+    // Workdir::run checks every output for the key (hex, base64) and the passwords.
+    let out = f.migrate_env(&["--host", "hostR"], &[("RUST_LOG", "trace")]);
+    out.assert_code(0);
+    let lower = out.stderr.to_lowercase();
+    assert!(!lower.contains("x-auth-token") && !lower.contains("x-subject-token"), "{}", out.stderr);
+    assert!(out.stderr.contains("Migrated volume"), "{}", out.stderr);
+    f.check(&Cloud::new());
+}

@@ -27,7 +27,7 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
     let _journal = if args.dry_run { None } else { Some(Journal::open(&services.state_dir, &settings.scope)?) };
     let mut inspector = Inspector::new(&barbican, key);
     let format = args.output.format.unwrap_or(Format::Table);
-    let (mut done, mut refused, mut deleted) = (0u64, 0u64, 0u64);
+    let (mut done, mut refused, mut deleted, mut changed, mut missing) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut rows_json = Vec::new();
     let mut table = (format != Format::Json).then(|| Table::new(&mut *out, format, &HEADERS, &args.output.column)).transpose()?;
     for t in plan::Table::ALL {
@@ -36,7 +36,12 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
             let page = plan::keyed_page(&mut db, &settings.scope, t, &mut cursor)?;
             for row in page {
                 let result = match inspector.facts(&row.key)? {
-                    Facts::NotOurs | Facts::Missing => continue,
+                    Facts::NotOurs => continue,
+                    Facts::Missing => {
+                        missing += 1;
+                        log::warn!("{} {} points at secret {}, which does not exist: left alone", row.table.noun(), row.id, row.key);
+                        "left alone: secret missing"
+                    }
                     Facts::Ours { holds_key: false, .. } => {
                         refused += 1;
                         log::error!(
@@ -61,6 +66,7 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
                             }
                             "rolled back"
                         } else {
+                            changed += 1;
                             "changed meanwhile; left alone"
                         }
                     }
@@ -77,7 +83,8 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
     }
     if format == Format::Json {
         let doc = serde_json::json!({"dry_run": args.dry_run, "scope": super::scope_json(&settings.scope), "rows": rows_json,
-            "rolled_back": done, "secrets_deleted": deleted, "refused": refused});
+            "rolled_back": done, "secrets_deleted": deleted, "refused": refused, "changed_meanwhile": changed,
+            "secret_missing": missing});
         serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
         writeln!(out).map_err(Error::Output)?;
     }

@@ -137,9 +137,21 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
             table.finish()?;
         }
     }
+    // Rows still on the all-zeros ID are not verify's to judge, but fixed_key cannot go yet.
+    let mut left = plan::Tally::default();
+    plan::walk(&mut db, &settings.scope, &plan::Table::ALL, |item| {
+        left.add(&item);
+        Ok(())
+    })?;
+    if left.units() > 0 {
+        log::warn!(
+            "{} row(s) in scope still use the all-zeros key ID: run `keymigrate migrate` before removing fixed_key",
+            left.units()
+        );
+    }
     if format == Format::Json {
         let doc = serde_json::json!({"scope": super::scope_json(&settings.scope), "rows": rows_json, "ok": ok, "problems": bad,
-            "not_made_by_keymigrate": others});
+            "not_made_by_keymigrate": others, "still_on_all_zeros": left.units()});
         serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
         writeln!(out).map_err(Error::Output)?;
     }
