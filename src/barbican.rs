@@ -121,10 +121,6 @@ impl Barbican {
         Ok(Barbican { http, keystone, base })
     }
 
-    pub fn base_url(&self) -> String {
-        http::redact_url(&self.base)
-    }
-
     /// POST /v1/secrets: a symmetric AES secret holding exactly `key`, base64 on the wire.
     pub fn store(&self, name: &str, key: &FixedKey) -> Result<Stored, StoreFailed> {
         let payload = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key.bytes()));
