@@ -5,5 +5,6 @@ mod support;
 
 mod cli;
 mod errors;
-mod migrate;
+mod faults;
+pub mod migrate;
 mod scan;

@@ -9,8 +9,8 @@ use crate::support::cloud::Cloud;
 use crate::support::*;
 
 /// A cloud-shaped database for one host: what each row is expected to become.
-struct Fixture {
-    db: CinderDb,
+pub struct Fixture {
+    pub db: CinderDb,
     w: Workdir,
     key: String,
     conf: std::path::PathBuf,
@@ -18,7 +18,7 @@ struct Fixture {
     alice: String,
     bob: String,
     /// Rows that must end up migrated: (table, id) → owner.
-    migrated: BTreeMap<(String, String), String>,
+    pub migrated: BTreeMap<(String, String), String>,
     /// Rows that must end up exactly as seeded: (table, id) → key.
     untouched: BTreeMap<(String, String), Option<String>>,
     /// Rows that must share another row's secret: (table, id) → (table, id).
@@ -29,12 +29,12 @@ struct Fixture {
 
 static NEXT_GLANCE_ID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
 
-fn k(table: &str, id: &str) -> (String, String) {
+pub fn k(table: &str, id: &str) -> (String, String) {
     (table.to_string(), id.to_string())
 }
 
 impl Fixture {
-    fn new(backend: Backend, auth: &str) -> Fixture {
+    pub fn new(backend: Backend, auth: &str) -> Fixture {
         let db = CinderDb::new(backend);
         let mut w = Workdir::new();
         let key = random_key();
@@ -57,7 +57,7 @@ impl Fixture {
 
     /// A volume of `host` with a shared snapshot and glance row, a snapshot on another key, a
     /// backup, and rows of another host that must not move.
-    fn seed_host(&mut self, host: &str) -> String {
+    pub fn seed_host(&mut self, host: &str) -> String {
         let z = Some(ZERO);
         // A key that some other tool stored in Barbican: keymigrate must leave it alone.
         let cloud = Cloud::new();
@@ -120,7 +120,7 @@ impl Fixture {
         self.conf.to_str().expect("path")
     }
 
-    fn migrate(&self, extra: &[&str]) -> Output {
+    pub fn migrate(&self, extra: &[&str]) -> Output {
         self.migrate_env(extra, &[])
     }
 
@@ -132,7 +132,7 @@ impl Fixture {
     }
 
     /// The invariant, checked through Barbican's API as the service user and as each owner.
-    fn check(&self, cloud: &Cloud) {
+    pub fn check(&self, cloud: &Cloud) {
         self.check_rows(cloud);
         self.check_no_litter(cloud, &cloud.cinder());
         self.w.assert_state_clean(&self.state);

@@ -366,6 +366,7 @@ impl Output {
 }
 
 pub mod cloud;
+pub mod proxy;
 
 /// A random UUID-shaped id, so tests sharing one Barbican never collide.
 pub fn uuid() -> String {
