@@ -185,11 +185,15 @@ fn share_volume(volume: &VolumeRef, volume_id: String) -> Action {
     }
 }
 
+/// Child rows (snapshots, glance metadata) follow their volume's scope; no volume, no host.
+fn parent_in_scope(scope: &Scope, volume: Option<&VolumeRef>) -> bool {
+    scope.volume_in_scope(volume.and_then(|v| v.host.as_deref()), volume.and_then(|v| v.cluster_name.as_deref()))
+}
+
 /// A snapshot follows its volume's scope; it shares the volume's secret when the volume is a unit.
 pub fn snapshot_unit(scope: &Scope, s: SnapshotRow) -> Option<Unit> {
     let volume = s.volume.as_ref();
-    let (host, cluster) = volume.map_or((None, None), |v| (v.host.as_deref(), v.cluster_name.as_deref()));
-    if !scope.volume_in_scope(host, cluster) {
+    if !parent_in_scope(scope, volume) {
         return None;
     }
     let action = match (volume, &s.volume_id) {
@@ -210,8 +214,7 @@ pub fn snapshot_unit(scope: &Scope, s: SnapshotRow) -> Option<Unit> {
 /// A glance-metadata row follows its volume (directly or through its snapshot).
 pub fn glance_unit(scope: &Scope, g: GlanceRow) -> Option<Unit> {
     let volume = g.volume.as_ref();
-    let (host, cluster) = volume.map_or((None, None), |v| (v.host.as_deref(), v.cluster_name.as_deref()));
-    if !scope.volume_in_scope(host, cluster) {
+    if !parent_in_scope(scope, volume) {
         return None;
     }
     let volume_id = g.volume_id.clone().or_else(|| g.snapshot.as_ref().and_then(|s| s.volume_id.clone()));
@@ -258,10 +261,7 @@ pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor)
         Table::Snapshots => db
             .snapshots_page(Keys::Migrated, cursor)?
             .into_iter()
-            .filter(|s| {
-                let v = s.volume.as_ref();
-                scope.volume_in_scope(v.and_then(|v| v.host.as_deref()), v.and_then(|v| v.cluster_name.as_deref()))
-            })
+            .filter(|s| parent_in_scope(scope, s.volume.as_ref()))
             .filter_map(|s| keyed(table, s.id, s.key, s.user_id))
             .collect(),
         Table::Backups => db
@@ -273,10 +273,7 @@ pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor)
         Table::VolumeGlanceMetadata => db
             .glance_metadata_page(Keys::Migrated, cursor)?
             .into_iter()
-            .filter(|g| {
-                let v = g.volume.as_ref();
-                scope.volume_in_scope(v.and_then(|v| v.host.as_deref()), v.and_then(|v| v.cluster_name.as_deref()))
-            })
+            .filter(|g| parent_in_scope(scope, g.volume.as_ref()))
             .filter_map(|g| {
                 let owner = match &g.snapshot {
                     Some(s) => s.user_id.clone(),

@@ -131,7 +131,6 @@ fn finish(
     let outcome = super::outcome(&settings.conditions, &left);
     Ok(match outcome {
         Outcome::MoreToDo if report.failed > 0 && report.migrated == 0 && report.recovered == 0 => Outcome::NeedsOperator,
-        Outcome::MoreToDo if args.dry_run => Outcome::MoreToDo,
         other => other,
     })
 }

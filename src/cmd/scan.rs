@@ -148,12 +148,6 @@ fn row_json(item: &Item) -> RowJson<'_> {
 fn write_counts(out: &mut dyn Write, tally: &Tally, deleted: &crate::db::TableCounts) -> Result<()> {
     let headers = ["Table", "Units", "New Secrets", "Shared", "Blocked", "Deleted (Untouched)"];
     let mut t = Table::new(out, Format::Table, &headers, &[])?;
-    let deleted_of = |table: plan::Table| match table {
-        plan::Table::Volumes => deleted.volumes,
-        plan::Table::Snapshots => deleted.snapshots,
-        plan::Table::Backups => deleted.backups,
-        plan::Table::VolumeGlanceMetadata => deleted.volume_glance_metadata,
-    };
     for table in plan::Table::ALL {
         let c = tally.table(table);
         t.row(vec![
@@ -162,7 +156,7 @@ fn write_counts(out: &mut dyn Write, tally: &Tally, deleted: &crate::db::TableCo
             c.new_secret.to_string(),
             c.shared.to_string(),
             c.blocked.to_string(),
-            deleted_of(table).to_string(),
+            deleted.get(table).to_string(),
         ])?;
     }
     t.finish()?;

@@ -48,18 +48,12 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
         Some(format) => {
             let headers = ["Table", "Scope", "Database", "Deleted"];
             let mut t = Table::new(out, format, &headers, &args.output.column)?;
-            let db_of = |c: &TableCounts, table: plan::Table| match table {
-                plan::Table::Volumes => c.volumes,
-                plan::Table::Snapshots => c.snapshots,
-                plan::Table::Backups => c.backups,
-                plan::Table::VolumeGlanceMetadata => c.volume_glance_metadata,
-            };
             for table in plan::Table::ALL {
                 t.row(vec![
                     table.name().to_string(),
                     tally.table(table).total.to_string(),
-                    db_of(&database, table).to_string(),
-                    db_of(&deleted, table).to_string(),
+                    database.get(table).to_string(),
+                    deleted.get(table).to_string(),
                 ])?;
             }
             t.row(vec!["total".into(), tally.units().to_string(), database.total().to_string(), deleted.total().to_string()])?;

@@ -436,6 +436,16 @@ pub struct TableCounts {
 }
 
 impl TableCounts {
+    pub fn get(&self, table: crate::plan::Table) -> i64 {
+        use crate::plan::Table;
+        match table {
+            Table::Volumes => self.volumes,
+            Table::Snapshots => self.snapshots,
+            Table::Backups => self.backups,
+            Table::VolumeGlanceMetadata => self.volume_glance_metadata,
+        }
+    }
+
     pub fn total(&self) -> i64 {
         self.volumes + self.snapshots + self.backups + self.volume_glance_metadata
     }
