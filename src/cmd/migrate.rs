@@ -14,7 +14,7 @@ use crate::journal::Journal;
 use crate::keystone::Keystone;
 use crate::migrate::{self, Engine, Options, Report};
 use crate::output::Format;
-use crate::plan::{self, Tally};
+use crate::plan;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Result<Outcome> {
@@ -42,11 +42,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
             let keystone = Arc::new(Keystone::new(services.keystone.clone(), services.retry)?);
             let barbican = Barbican::connect(&services.barbican, keystone, services.retry)?;
             if crate::progress::wanted() {
-                let mut todo = Tally::default();
-                plan::walk(&mut db, scope, &plan::Table::ALL, |item| {
-                    todo.add(&item);
-                    Ok(())
-                })?;
+                let (todo, _) = plan::tally(&mut db, scope)?;
                 let total = u64::try_from(todo.new_secrets()).unwrap_or_default();
                 crate::progress::start(Some(args.max_count.map_or(total, |m| m.min(total))), "migrating");
             }
@@ -79,12 +75,8 @@ fn finish(
     args: &MigrateArgs,
     out: &mut dyn Write,
 ) -> Result<Outcome> {
-    let mut left = Tally::default();
-    plan::walk(db, &settings.scope, &plan::Table::ALL, |item| {
-        left.add(&item);
-        Ok(())
-    })?;
-    let database = db.count_zero(false)?;
+    let (left, census) = plan::tally(db, &settings.scope)?;
+    let database = census.live;
     super::status::log_status(settings, &left, &database);
     if !args.dry_run {
         log::info!(

@@ -51,7 +51,7 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
         // Stream: the head object's fields, then the rows array one element at a time.
         write!(out, "{},\"rows\":[", head.strip_suffix('}').unwrap_or(&head)).map_err(Error::Output)?;
         let mut first = true;
-        plan::walk(db, scope, &plan::Table::ALL, |item| {
+        let census = plan::walk(db, scope, |item| {
             tally.add(&item);
             crate::progress::inc(1);
             if !first {
@@ -60,8 +60,7 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
             first = false;
             serde_json::to_writer(&mut *out, &row_json(&item)).map_err(|e| Error::Output(e.into()))
         })?;
-        let deleted = db.count_zero(true)?;
-        let tail = serde_json::json!({"counts": &*tally, "deleted": deleted, "units": tally.units(), "new_secrets": tally.new_secrets()});
+        let tail = serde_json::json!({"counts": &*tally, "deleted": census.deleted, "units": tally.units(), "new_secrets": tally.new_secrets()});
         let tail = serde_json::to_string(&tail).map_err(|e| Error::Internal(e.to_string()))?;
         writeln!(out, "],{}", tail.strip_prefix('{').unwrap_or(&tail)).map_err(Error::Output)?;
     } else {
@@ -70,15 +69,14 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
             writeln!(out, "Scope: {} (from {})", scope.describe(), scope.source).map_err(Error::Output)?;
         }
         let mut table = Table::new(out, format, &HEADERS, &args.output.column)?;
-        plan::walk(db, scope, &plan::Table::ALL, |item| {
+        let census = plan::walk(db, scope, |item| {
             tally.add(&item);
             crate::progress::inc(1);
             table.row(row_cells(&item))
         })?;
         table.finish()?;
         if format == Format::Table {
-            let deleted = db.count_zero(true)?;
-            write_counts(out, tally, &deleted)?;
+            write_counts(out, tally, &census.deleted)?;
         }
     }
     Ok(())

@@ -16,13 +16,8 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
     super::log_conditions(conditions);
     let scope = &settings.scope;
     let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
-    let mut tally = Tally::default();
-    plan::walk(&mut db, scope, &plan::Table::ALL, |item| {
-        tally.add(&item);
-        Ok(())
-    })?;
-    let database = db.count_zero(false)?;
-    let deleted = db.count_zero(true)?;
+    let (tally, census) = plan::tally(&mut db, scope)?;
+    let (database, deleted) = (census.live, census.deleted);
     let outcome = super::outcome(conditions, &tally);
     log_status(settings, &tally, &database);
 

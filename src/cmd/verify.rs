@@ -138,11 +138,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
         }
     }
     // Rows still on the all-zeros ID are not verify's to judge, but fixed_key cannot go yet.
-    let mut left = plan::Tally::default();
-    plan::walk(&mut db, &settings.scope, &plan::Table::ALL, |item| {
-        left.add(&item);
-        Ok(())
-    })?;
+    let (left, _) = plan::tally(&mut db, &settings.scope)?;
     if left.units() > 0 {
         log::warn!(
             "{} row(s) in scope still use the all-zeros key ID: run `keymigrate migrate` before removing fixed_key",

@@ -50,6 +50,7 @@ impl Db {
         let fail = |message: String| Error::Database { url: url.redacted.clone(), message };
         let conn = match url.backend {
             Backend::Sqlite => {
+                configure_sqlite();
                 let path = std::path::Path::new(url.connection_string());
                 if !path.is_file() {
                     return Err(fail(format!("no such file: {}", path.display())));
@@ -132,6 +133,24 @@ fn mysql_session_is_encrypted(conn: &mut MysqlConnection) -> bool {
         .is_ok_and(|rows| rows.iter().any(|r| !r.value.is_empty()))
 }
 
+/// Sets SQLite's process-wide options once, before the first connection: no global memory
+/// statistics (a lock around every allocation SQLite makes) and no per-connection mutex (every
+/// row read locks it otherwise). Each diesel connection is used by one thread at a time, which is
+/// all SQLite's multi-thread mode asks.
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config may only be called before SQLite is initialized, i.e. before
+        // the first connection is opened; `ONCE` runs it before the first `establish`, and
+        // keymigrate opens SQLite connections nowhere else. A failure (SQLITE_MISUSE if SQLite was
+        // somehow already initialized) only leaves SQLite's defaults in place.
+        unsafe {
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int);
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD);
+        }
+    });
+}
+
 /// SQLite's URI form with `mode=ro`: the file can never be written, nor created.
 fn sqlite_read_only_uri(path: &std::path::Path) -> String {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -145,7 +164,7 @@ fn sqlite_read_only_uri(path: &std::path::Path) -> String {
     format!("file:{encoded}?mode=ro")
 }
 
-/// A live volume that uses the all-zeros key ID.
+/// A volume row as pages return it.
 #[derive(Debug, Clone, Queryable)]
 pub struct VolumeRow {
     pub id: String,
@@ -154,6 +173,34 @@ pub struct VolumeRow {
     pub user_id: Option<String>,
     pub project_id: Option<String>,
     pub key: Option<String>,
+    pub deleted: Option<bool>,
+}
+
+/// A volume, live or deleted, as a census reads every one of them: whether it is on the
+/// all-zeros key rather than which key it is on.
+#[derive(Debug, Clone, Queryable)]
+pub struct VolumeFacts {
+    pub id: String,
+    pub host: Option<String>,
+    pub cluster_name: Option<String>,
+    pub user_id: Option<String>,
+    pub project_id: Option<String>,
+    pub zero: Option<bool>,
+    pub deleted: Option<bool>,
+}
+
+impl VolumeFacts {
+    /// Live and still on the all-zeros key: a unit of work (scope permitting).
+    pub fn is_zero_and_live(&self) -> bool {
+        self.deleted == Some(false) && self.zero == Some(true)
+    }
+}
+
+impl From<VolumeRow> for VolumeFacts {
+    fn from(v: VolumeRow) -> VolumeFacts {
+        let zero = Some(v.key.as_deref() == Some(ZERO_KEY_ID));
+        VolumeFacts { id: v.id, host: v.host, cluster_name: v.cluster_name, user_id: v.user_id, project_id: v.project_id, zero, deleted: v.deleted }
+    }
 }
 
 /// A live snapshot that uses the all-zeros key ID, with what it needs of its volume.
@@ -191,6 +238,35 @@ pub struct BackupRow {
     pub user_id: Option<String>,
     pub project_id: Option<String>,
     pub key: Option<String>,
+    pub deleted: Option<bool>,
+}
+
+/// A snapshot on the all-zeros key, live or deleted, without its volume: what a census reads.
+#[derive(Debug, Clone, Queryable)]
+pub struct SnapshotOnly {
+    pub id: String,
+    pub volume_id: Option<String>,
+    pub user_id: Option<String>,
+    pub project_id: Option<String>,
+    pub deleted: Option<bool>,
+}
+
+/// A glance-metadata row on the all-zeros key, live or deleted, with its snapshot (if it
+/// belongs to one) but not its volume: what a census reads.
+#[derive(Debug, Clone)]
+pub struct GlanceOnly {
+    pub id: i32,
+    pub volume_id: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub deleted: Option<bool>,
+    pub snapshot: Option<SnapshotRef>,
+}
+
+impl GlanceOnly {
+    /// The volume the row belongs to: directly, or through its snapshot.
+    pub fn volume_id(&self) -> Option<&str> {
+        self.volume_id.as_deref().or_else(|| self.snapshot.as_ref().and_then(|s| s.volume_id.as_deref()))
+    }
 }
 
 /// A live glance-metadata row holding the all-zeros key ID, with its owning volume or snapshot.
@@ -228,6 +304,17 @@ pub enum Keys {
     Zero,
     /// On any other (non-NULL) key ID: candidates for `verify` and `rollback`.
     Migrated,
+    /// Any key ID, or none.
+    Any,
+}
+
+/// Which rows a walk selects by `deleted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// `NOT deleted`.
+    Live,
+    /// Live and deleted alike: a census counts both.
+    All,
 }
 
 /// Where a keyset-paginated walk of one table stands.
@@ -269,11 +356,15 @@ where
 /// The rest of a keyset-paginated page query, shared by the three UUID-keyed tables: the key
 /// filter, the order (rowid on SQLite, id elsewhere), the cursor, and advancing it.
 macro_rules! keyset_page {
-    ($db:ident, $keys:ident, $cursor:ident, $rowid:ident, $base:ident, $table:ident, $row:ty, $what:literal) => {{
+    ($db:ident, $keys:ident, $rows:expr, $cursor:ident, $rowid:ident, $base:ident, $table:ident, $row:ty, $what:literal) => {{
         let mut q = match $keys {
             Keys::Zero => $base.filter($table::encryption_key_id.eq(ZERO_KEY_ID)),
             Keys::Migrated => $base.filter($table::encryption_key_id.ne(ZERO_KEY_ID)),
+            Keys::Any => $base,
         };
+        if $rows == Rows::Live {
+            q = q.filter(live($table::deleted));
+        }
         q = match $db.backend {
             Backend::Sqlite => q.order(sql::<BigInt>($rowid)),
             _ => q.order($table::id),
@@ -283,7 +374,15 @@ macro_rules! keyset_page {
             Cursor::Text(t) => q = q.filter($table::id.gt(t.clone())),
             _ => {}
         }
-        let page = q.limit(BATCH).load::<(i64, $row)>(&mut $db.conn).map_err(|e| $db.error($what, e))?;
+        // Sized for a whole page up front: collecting would grow and copy it a dozen times.
+        let loaded = (|| -> QueryResult<Vec<(i64, $row)>> {
+            let mut page = Vec::with_capacity(BATCH as usize);
+            for row in q.limit(BATCH).load_iter::<(i64, $row), diesel::connection::DefaultLoadingMode>(&mut $db.conn)? {
+                page.push(row?);
+            }
+            Ok(page)
+        })();
+        let page = loaded.map_err(|e| $db.error($what, e))?;
         let sqlite = $db.backend == Backend::Sqlite;
         $cursor.advance(&page, |(k, r)| if sqlite { Cursor::Int(*k) } else { Cursor::Text(r.id.clone()) });
         Ok(page.into_iter().map(|(_, r)| r).collect())
@@ -297,14 +396,36 @@ macro_rules! volume_ref_columns {
 }
 
 impl Db {
-    /// The next page of live volumes on the all-zeros key (or, for `Keys::Migrated`, on another key).
-    pub fn volumes_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<VolumeRow>> {
+    /// The next page of volumes on the all-zeros key (or, for `Keys::Migrated`, on another key).
+    pub fn volumes_page(&mut self, keys: Keys, rows: Rows, cursor: &mut Cursor) -> Result<Vec<VolumeRow>> {
         let rowid = self.rowid("volumes");
         let base = volumes::table
-            .select((sql::<BigInt>(rowid), (volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id, volumes::encryption_key_id)))
-            .filter(live(volumes::deleted))
+            .select((
+                sql::<BigInt>(rowid),
+                (volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id, volumes::encryption_key_id, volumes::deleted),
+            ))
             .into_boxed();
-        keyset_page!(self, keys, cursor, rowid, base, volumes, VolumeRow, "reading volumes")
+        keyset_page!(self, keys, rows, cursor, rowid, base, volumes, VolumeRow, "reading volumes")
+    }
+
+    /// The next page of every volume, live or deleted, on any key: a census's one pass.
+    pub fn volume_facts_page(&mut self, cursor: &mut Cursor) -> Result<Vec<VolumeFacts>> {
+        let (rowid, keys) = (self.rowid("volumes"), Keys::Any);
+        let base = volumes::table
+            .select((
+                sql::<BigInt>(rowid),
+                (
+                    volumes::id,
+                    volumes::host,
+                    volumes::cluster_name,
+                    volumes::user_id,
+                    volumes::project_id,
+                    volumes::encryption_key_id.eq(ZERO_KEY_ID).nullable(),
+                    volumes::deleted,
+                ),
+            ))
+            .into_boxed();
+        keyset_page!(self, keys, Rows::All, cursor, rowid, base, volumes, VolumeFacts, "reading volumes")
     }
 
     /// SQLite walks tables in rowid order: sequential reads, where the id's index would make
@@ -335,19 +456,32 @@ impl Db {
                     volume_ref_columns!().nullable(),
                 ),
             ))
-            .filter(live(snapshots::deleted))
             .into_boxed();
-        keyset_page!(self, keys, cursor, rowid, base, snapshots, SnapshotRow, "reading snapshots")
+        keyset_page!(self, keys, Rows::Live, cursor, rowid, base, snapshots, SnapshotRow, "reading snapshots")
     }
 
-    /// The next page of live backups on the all-zeros key.
-    pub fn backups_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<BackupRow>> {
+    /// The next page of snapshots on the all-zeros key, live or deleted, without their volume.
+    pub fn zero_snapshots_page(&mut self, cursor: &mut Cursor) -> Result<Vec<SnapshotOnly>> {
+        let (rowid, keys) = (self.rowid("snapshots"), Keys::Zero);
+        let base = snapshots::table
+            .select((
+                sql::<BigInt>(rowid),
+                (snapshots::id, snapshots::volume_id, snapshots::user_id, snapshots::project_id, snapshots::deleted),
+            ))
+            .into_boxed();
+        keyset_page!(self, keys, Rows::All, cursor, rowid, base, snapshots, SnapshotOnly, "reading snapshots")
+    }
+
+    /// The next page of backups on the all-zeros key (or, for `Keys::Migrated`, on another key).
+    pub fn backups_page(&mut self, keys: Keys, rows: Rows, cursor: &mut Cursor) -> Result<Vec<BackupRow>> {
         let rowid = self.rowid("backups");
         let base = backups::table
-            .select((sql::<BigInt>(rowid), (backups::id, backups::host, backups::user_id, backups::project_id, backups::encryption_key_id)))
-            .filter(live(backups::deleted))
+            .select((
+                sql::<BigInt>(rowid),
+                (backups::id, backups::host, backups::user_id, backups::project_id, backups::encryption_key_id, backups::deleted),
+            ))
             .into_boxed();
-        keyset_page!(self, keys, cursor, rowid, base, backups, BackupRow, "reading backups")
+        keyset_page!(self, keys, rows, cursor, rowid, base, backups, BackupRow, "reading backups")
     }
 
     /// The next page of live `volume_glance_metadata` rows whose `cinder_encryption_key_id` is
@@ -378,6 +512,7 @@ impl Db {
         q = match keys {
             Keys::Zero => q.filter(vgm::value.eq(ZERO_KEY_ID)),
             Keys::Migrated => q.filter(vgm::value.ne(ZERO_KEY_ID)),
+            Keys::Any => q,
         };
         if let Some(a) = cursor.int() {
             q = q.filter(vgm::id.gt(i32::try_from(a).unwrap_or(i32::MAX)));
@@ -394,35 +529,38 @@ impl Db {
             .collect())
     }
 
-    /// Whole-database counts of rows on the all-zeros key, live or deleted.
-    pub fn count_zero(&mut self, deleted: bool) -> Result<TableCounts> {
-        let conn = &mut self.conn;
-        let counts = (|| -> QueryResult<TableCounts> {
-            Ok(TableCounts {
-                volumes: volumes::table
-                    .filter(volumes::deleted.eq(deleted))
-                    .filter(volumes::encryption_key_id.eq(ZERO_KEY_ID))
-                    .count()
-                    .get_result(conn)?,
-                snapshots: snapshots::table
-                    .filter(snapshots::deleted.eq(deleted))
-                    .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
-                    .count()
-                    .get_result(conn)?,
-                backups: backups::table
-                    .filter(backups::deleted.eq(deleted))
-                    .filter(backups::encryption_key_id.eq(ZERO_KEY_ID))
-                    .count()
-                    .get_result(conn)?,
-                volume_glance_metadata: vgm::table
-                    .filter(vgm::deleted.eq(deleted))
-                    .filter(vgm::key.eq(GLANCE_KEY))
-                    .filter(vgm::value.eq(ZERO_KEY_ID))
-                    .count()
-                    .get_result(conn)?,
+    /// The next page of `volume_glance_metadata` rows whose `cinder_encryption_key_id` is all
+    /// zeros, live or deleted, with the snapshot they belong to (if any) but not their volume.
+    pub fn zero_glance_page(&mut self, cursor: &mut Cursor) -> Result<Vec<GlanceOnly>> {
+        type Row = (i32, Option<String>, Option<String>, Option<bool>, Option<SnapshotRef>);
+        let mut q = vgm::table
+            .left_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
+            .select((
+                vgm::id,
+                vgm::volume_id,
+                vgm::snapshot_id,
+                vgm::deleted,
+                (snapshots::volume_id, snapshots::user_id, snapshots::project_id, snapshots::encryption_key_id, snapshots::deleted)
+                    .nullable(),
+            ))
+            .filter(vgm::key.eq(GLANCE_KEY))
+            .filter(vgm::value.eq(ZERO_KEY_ID))
+            .order(vgm::id)
+            .limit(BATCH)
+            .into_boxed();
+        if let Some(a) = cursor.int() {
+            q = q.filter(vgm::id.gt(i32::try_from(a).unwrap_or(i32::MAX)));
+        }
+        let rows = q.load::<Row>(&mut self.conn).map_err(|e| self.error("reading volume_glance_metadata", e))?;
+        cursor.advance(&rows, |r| Cursor::Int(i64::from(r.0)));
+        Ok(rows
+            .into_iter()
+            .map(|(id, volume_id, snapshot_id, deleted, snapshot)| {
+                // A left join of no row yields a tuple of NULLs, not None.
+                let snapshot = snapshot.filter(|_| snapshot_id.is_some());
+                GlanceOnly { id, volume_id, snapshot_id, deleted, snapshot }
             })
-        })();
-        counts.map_err(|e| self.error("counting rows", e))
+            .collect())
     }
 }
 
@@ -436,6 +574,16 @@ pub struct TableCounts {
 }
 
 impl TableCounts {
+    pub fn get_mut(&mut self, table: crate::plan::Table) -> &mut i64 {
+        use crate::plan::Table;
+        match table {
+            Table::Volumes => &mut self.volumes,
+            Table::Snapshots => &mut self.snapshots,
+            Table::Backups => &mut self.backups,
+            Table::VolumeGlanceMetadata => &mut self.volume_glance_metadata,
+        }
+    }
+
     pub fn get(&self, table: crate::plan::Table) -> i64 {
         use crate::plan::Table;
         match table {

@@ -6,9 +6,15 @@
 //! unit gets a secret of its own (a snapshot's glance rows share the snapshot's). Each backup gets
 //! its own.
 
-use crate::db::{BackupRow, Cursor, Db, GlanceRow, Keys, SnapshotRow, VolumeRef, VolumeRow};
+mod parents;
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use crate::db::{BackupRow, Cursor, Db, GlanceOnly, GlanceRow, Keys, Rows, SnapshotOnly, SnapshotRef, TableCounts, VolumeFacts, VolumeRef};
 use crate::error::Result;
 use crate::scope::Scope;
+pub use parents::Parent;
+use parents::Parents;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,36 +127,211 @@ fn owner_action(owner: &Option<String>) -> Action {
     }
 }
 
-/// Walks every table in `tables`, in that order, calling `each` for every in-scope unit and every
-/// reported-but-untouched row. Rows are streamed a page at a time.
-pub fn walk(db: &mut Db, scope: &Scope, tables: &[Table], mut each: impl FnMut(Item) -> Result<()>) -> Result<()> {
-    for table in tables {
-        let mut cursor = Cursor::Start;
-        while cursor != Cursor::End {
-            for item in page(db, scope, *table, &mut cursor)? {
-                each(item)?;
-            }
-        }
-    }
-    Ok(())
+/// Whole-database counts of rows on the all-zeros key, seen by a [`walk`] on its way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    pub live: TableCounts,
+    pub deleted: TableCounts,
 }
 
-/// The items of the next page of one table (possibly none, when no row of the page is in
-/// scope); `cursor` becomes [`Cursor::End`] after the last page.
-pub fn page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Result<Vec<Item>> {
-    Ok(match table {
-        Table::Volumes => db.volumes_page(Keys::Zero, cursor)?.into_iter().filter_map(|v| volume_item(scope, v)).collect(),
-        Table::Snapshots => {
-            db.snapshots_page(Keys::Zero, cursor)?.into_iter().filter_map(|s| snapshot_unit(scope, s).map(Item::Unit)).collect()
+impl Census {
+    /// Counts a row on the all-zeros key. NULL `deleted` counts as neither, as Cinder's
+    /// `deleted = false` and `deleted = true` both leave it out.
+    fn count(&mut self, table: Table, deleted: Option<bool>) {
+        match deleted {
+            Some(false) => *self.live.get_mut(table) += 1,
+            Some(true) => *self.deleted.get_mut(table) += 1,
+            None => {}
         }
-        Table::Backups => db.backups_page(Keys::Zero, cursor)?.into_iter().filter_map(|b| backup_unit(scope, b).map(Item::Unit)).collect(),
-        Table::VolumeGlanceMetadata => {
-            db.glance_metadata_page(Keys::Zero, cursor)?.into_iter().filter_map(|g| glance_unit(scope, g).map(Item::Unit)).collect()
-        }
+    }
+}
+
+/// Walks every table, calling `each` for every in-scope unit and every reported-but-untouched
+/// row, and counts the whole database's rows on the all-zeros key on the way. Rows are streamed
+/// a page at a time, each table read once in storage order: volumes first (every row, keeping
+/// the in-scope ones' few facts in memory), then the child tables, which look their volume up
+/// in what the first pass kept. A second thread reads and decodes the next pages while this one
+/// plans; at most two pages wait between them. For reports (`scan`, `status`, `verify`);
+/// `migrate` plans page by page with [`page`], which reads each child's volume as it is then.
+pub fn walk(db: &mut Db, scope: &Scope, each: impl FnMut(Item) -> Result<()>) -> Result<Census> {
+    let backend = db.backend;
+    std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<Page>(2);
+        let reader = s.spawn(move || read_pages(db, &tx));
+        // Returns early (dropping `rx`, which stops the reader) if `each` fails.
+        let planned = plan_pages(rx, backend, scope, each);
+        let read = reader.join().unwrap_or_else(|_| Err(crate::error::Error::Internal("database reader thread panicked".into())));
+        // A read error ends the pages early: report it rather than the short census.
+        read.and(planned)
     })
 }
 
-fn volume_item(scope: &Scope, v: VolumeRow) -> Option<Item> {
+/// One page of one table, on its way from the reader thread to the planner.
+enum Page {
+    Volumes(Vec<VolumeFacts>),
+    Snapshots(Vec<SnapshotOnly>),
+    Glance(Vec<GlanceOnly>),
+    Backups(Vec<BackupRow>),
+}
+
+/// Reads every page of every table, in the order [`plan_pages`] needs them. Stops quietly when
+/// the planner has stopped listening.
+fn read_pages(db: &mut Db, tx: &SyncSender<Page>) -> Result<()> {
+    let _ = send_pages(db, tx, Page::Volumes, |db, c| db.volume_facts_page(c))?
+        && send_pages(db, tx, Page::Snapshots, |db, c| db.zero_snapshots_page(c))?
+        && send_pages(db, tx, Page::Glance, |db, c| db.zero_glance_page(c))?
+        && send_pages(db, tx, Page::Backups, |db, c| db.backups_page(Keys::Zero, Rows::All, c))?;
+    Ok(())
+}
+
+/// Sends every page of one table; false when the planner stopped listening.
+fn send_pages<R>(
+    db: &mut Db,
+    tx: &SyncSender<Page>,
+    page: fn(Vec<R>) -> Page,
+    read: impl Fn(&mut Db, &mut Cursor) -> Result<Vec<R>>,
+) -> Result<bool> {
+    let mut cursor = Cursor::Start;
+    while cursor != Cursor::End {
+        if tx.send(page(read(db, &mut cursor)?)).is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Plans the pages [`read_pages`] sends, in order.
+fn plan_pages(
+    rx: Receiver<Page>,
+    backend: crate::db::Backend,
+    scope: &Scope,
+    mut each: impl FnMut(Item) -> Result<()>,
+) -> Result<Census> {
+    let mut census = Census::default();
+    let mut parents = Parents::new(backend);
+    // In scope when the volume is; a row without a volume only with --all-hosts.
+    let parent_of = |parents: &Parents, volume_id: Option<&str>| -> Option<Option<Parent>> {
+        match volume_id.and_then(|id| parents.get(id)) {
+            Some(p) => Some(Some(p)),
+            None if scope.all => Some(None),
+            None => None,
+        }
+    };
+    for page in rx {
+        match page {
+            Page::Volumes(rows) => {
+                for v in rows {
+                    let zero_and_live = v.is_zero_and_live();
+                    if v.zero == Some(true) {
+                        census.count(Table::Volumes, v.deleted);
+                    }
+                    if scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()) {
+                        parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), zero_and_live);
+                    }
+                    if zero_and_live {
+                        if let Some(item) = volume_item(scope, v) {
+                            each(item)?;
+                        }
+                    }
+                }
+            }
+            Page::Snapshots(rows) => {
+                parents.seal();
+                for s in rows {
+                    census.count(Table::Snapshots, s.deleted);
+                    if s.deleted != Some(false) {
+                        continue;
+                    }
+                    if let Some(parent) = parent_of(&parents, s.volume_id.as_deref()) {
+                        each(Item::Unit(snapshot_unit(s, parent)))?;
+                    }
+                }
+            }
+            Page::Glance(rows) => {
+                parents.seal();
+                for g in rows {
+                    census.count(Table::VolumeGlanceMetadata, g.deleted);
+                    if g.deleted != Some(false) {
+                        continue;
+                    }
+                    if let Some(parent) = parent_of(&parents, g.volume_id()) {
+                        let owning_volume = g.volume_id().map(String::from);
+                        each(Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, owning_volume, parent)))?;
+                    }
+                }
+            }
+            Page::Backups(rows) => {
+                parents.clear();
+                for b in rows {
+                    census.count(Table::Backups, b.deleted);
+                    if b.deleted == Some(false) {
+                        if let Some(unit) = backup_unit(scope, b) {
+                            each(Item::Unit(unit))?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(census)
+}
+
+/// A [`walk`] that only counts: the units in scope, and the whole database's rows.
+pub fn tally(db: &mut Db, scope: &Scope) -> Result<(Tally, Census)> {
+    let mut tally = Tally::default();
+    let census = walk(db, scope, |item| {
+        tally.add(&item);
+        Ok(())
+    })?;
+    Ok((tally, census))
+}
+
+/// The items of the next page of one table (possibly none, when no row of the page is in
+/// scope); `cursor` becomes [`Cursor::End`] after the last page. Each child row's volume is
+/// read with it, as it is now.
+pub fn page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Result<Vec<Item>> {
+    Ok(match table {
+        Table::Volumes => db
+            .volumes_page(Keys::Zero, Rows::Live, cursor)?
+            .into_iter()
+            .filter_map(|v| volume_item(scope, v.into()))
+            .collect(),
+        Table::Snapshots => db
+            .snapshots_page(Keys::Zero, cursor)?
+            .into_iter()
+            .filter(|s| parent_in_scope(scope, s.volume.as_ref()))
+            .map(|s| {
+                let parent = s.volume.as_ref().map(Parent::from);
+                let snapshot =
+                    SnapshotOnly { id: s.id, volume_id: s.volume_id, user_id: s.user_id, project_id: s.project_id, deleted: Some(false) };
+                Item::Unit(snapshot_unit(snapshot, parent))
+            })
+            .collect(),
+        Table::Backups => db
+            .backups_page(Keys::Zero, Rows::Live, cursor)?
+            .into_iter()
+            .filter_map(|b| backup_unit(scope, b).map(Item::Unit))
+            .collect(),
+        Table::VolumeGlanceMetadata => db
+            .glance_metadata_page(Keys::Zero, cursor)?
+            .into_iter()
+            .filter(|g| parent_in_scope(scope, g.volume.as_ref()))
+            .map(|g: GlanceRow| {
+                let parent = g.volume.as_ref().map(Parent::from);
+                let owning_volume = g.volume_id.clone().or_else(|| g.snapshot.as_ref().and_then(|s| s.volume_id.clone()));
+                Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, owning_volume, parent))
+            })
+            .collect(),
+    })
+}
+
+impl From<&VolumeRef> for Parent {
+    fn from(v: &VolumeRef) -> Parent {
+        Parent { host: v.host.clone(), owner: v.user_id.clone(), zero_and_live: v.is_zero_and_live() }
+    }
+}
+
+fn volume_item(scope: &Scope, v: VolumeFacts) -> Option<Item> {
     if v.host.is_none() && !scope.all {
         return Some(Item::Skipped(Skipped { table: Table::Volumes, id: v.id, reason: NULL_HOST }));
     }
@@ -178,8 +359,8 @@ fn backup_unit(scope: &Scope, b: BackupRow) -> Option<Unit> {
 }
 
 /// Sharing a volume's secret: blocked with the volume when the volume has no owner.
-fn share_volume(volume: &VolumeRef, volume_id: String) -> Action {
-    match &volume.user_id {
+fn share_volume(volume: &Parent, volume_id: String) -> Action {
+    match &volume.owner {
         Some(u) if !u.is_empty() => Action::ShareVolume(volume_id),
         _ => Action::Blocked(PARENT_NO_OWNER),
     }
@@ -190,53 +371,52 @@ fn parent_in_scope(scope: &Scope, volume: Option<&VolumeRef>) -> bool {
     scope.volume_in_scope(volume.and_then(|v| v.host.as_deref()), volume.and_then(|v| v.cluster_name.as_deref()))
 }
 
-/// A snapshot follows its volume's scope; it shares the volume's secret when the volume is a unit.
-pub fn snapshot_unit(scope: &Scope, s: SnapshotRow) -> Option<Unit> {
-    let volume = s.volume.as_ref();
-    if !parent_in_scope(scope, volume) {
-        return None;
-    }
-    let action = match (volume, &s.volume_id) {
-        (Some(v), Some(vid)) if v.is_zero_and_live() => share_volume(v, vid.clone()),
+/// A snapshot whose volume is in scope (`volume` is `None` when the volume does not exist): it
+/// shares the volume's secret when the volume is a unit.
+fn snapshot_unit(s: SnapshotOnly, volume: Option<Parent>) -> Unit {
+    let action = match (&volume, &s.volume_id) {
+        (Some(v), Some(vid)) if v.zero_and_live => share_volume(v, vid.clone()),
         _ => owner_action(&s.user_id),
     };
-    Some(Unit {
+    Unit {
         table: Table::Snapshots,
         id: s.id,
-        host: volume.and_then(|v| v.host.clone()),
+        host: volume.and_then(|v| v.host),
         owner: s.user_id,
         project: s.project_id,
         action,
         parent: None,
-    })
+    }
 }
 
-/// A glance-metadata row follows its volume (directly or through its snapshot).
-pub fn glance_unit(scope: &Scope, g: GlanceRow) -> Option<Unit> {
-    let volume = g.volume.as_ref();
-    if !parent_in_scope(scope, volume) {
-        return None;
-    }
-    let volume_id = g.volume_id.clone().or_else(|| g.snapshot.as_ref().and_then(|s| s.volume_id.clone()));
-    let owner = match &g.snapshot {
+/// A glance-metadata row whose volume (directly, or through its snapshot) is in scope.
+fn glance_unit(
+    id: i32,
+    volume_id: Option<String>,
+    snapshot_id: Option<String>,
+    snapshot: Option<SnapshotRef>,
+    owning_volume: Option<String>,
+    volume: Option<Parent>,
+) -> Unit {
+    let owner = match &snapshot {
         Some(s) => s.user_id.clone(),
-        None => volume.and_then(|v| v.user_id.clone()),
+        None => volume.as_ref().and_then(|v| v.owner.clone()),
     };
-    let project = g.snapshot.as_ref().and_then(|s| s.project_id.clone());
-    let action = match (volume, volume_id, &g.snapshot, &g.snapshot_id) {
-        (Some(v), Some(vid), _, _) if v.is_zero_and_live() => share_volume(v, vid),
+    let project = snapshot.as_ref().and_then(|s| s.project_id.clone());
+    let action = match (&volume, owning_volume, &snapshot, &snapshot_id) {
+        (Some(v), Some(vid), _, _) if v.zero_and_live => share_volume(v, vid),
         (_, _, Some(s), Some(sid)) if s.is_zero_and_live() => Action::ShareSnapshot(sid.clone()),
         _ => owner_action(&owner),
     };
-    Some(Unit {
+    Unit {
         table: Table::VolumeGlanceMetadata,
-        id: g.id.to_string(),
-        host: volume.and_then(|v| v.host.clone()),
+        id: id.to_string(),
+        host: volume.and_then(|v| v.host),
         owner,
         project,
         action,
-        parent: g.volume_id.or(g.snapshot_id),
-    })
+        parent: volume_id.or(snapshot_id),
+    }
 }
 
 /// A live, in-scope row on a key other than the all-zeros ID: what `verify` and `rollback` look at.
@@ -253,7 +433,7 @@ pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor)
     let keyed = |table, id, key: Option<String>, owner| key.map(|key| Keyed { table, id, key, owner });
     Ok(match table {
         Table::Volumes => db
-            .volumes_page(Keys::Migrated, cursor)?
+            .volumes_page(Keys::Migrated, Rows::Live, cursor)?
             .into_iter()
             .filter(|v| scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()))
             .filter_map(|v| keyed(table, v.id, v.key, v.user_id))
@@ -265,7 +445,7 @@ pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor)
             .filter_map(|s| keyed(table, s.id, s.key, s.user_id))
             .collect(),
         Table::Backups => db
-            .backups_page(Keys::Migrated, cursor)?
+            .backups_page(Keys::Migrated, Rows::Live, cursor)?
             .into_iter()
             .filter(|b| scope.backup_in_scope(b.host.as_deref()))
             .filter_map(|b| keyed(table, b.id, b.key, b.user_id))

@@ -1,0 +1,241 @@
+//! What a census learns about volumes in its one sequential pass over `volumes`, so that child
+//! rows (snapshots, glance metadata) can be planned without looking their volume up one row at a
+//! time: on a large SQLite database those lookups are random reads that cost far more than
+//! reading every volume in order.
+//!
+//! Only volumes in scope are kept, about 28 bytes each: the ID as 16 bytes when it is a
+//! canonical UUID (a string otherwise), and the host and owner as indexes into a table of
+//! distinct strings (hosts and users are few next to volumes).
+
+use std::collections::HashMap;
+
+use crate::db::Backend;
+
+/// A child row's volume, as far as planning the child needs it. The volume is in scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parent {
+    pub host: Option<String>,
+    pub owner: Option<String>,
+    /// The volume is itself a unit: live and still on the all-zeros key.
+    pub zero_and_live: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    host: u32,
+    owner: u32,
+    zero_and_live: bool,
+}
+
+/// In-scope volumes by ID. Filled during the volumes pass, then [`sealed`](Parents::seal).
+#[derive(Default)]
+pub struct Parents {
+    /// Whether IDs compare the way MySQL's default collation does: case-insensitive, trailing
+    /// spaces ignored. Lookups must match what the database's own join would match.
+    fold_case: bool,
+    /// Sorted by ID once sealed.
+    uuids: Vec<([u8; 16], Facts)>,
+    /// Where each run of IDs sharing their first `bits` bits starts in `uuids`: a lookup reads
+    /// one directory slot and searches a handful of entries, where a binary search of the whole
+    /// array would miss the cache at every step. Cinder's IDs are random (UUID version 4), so
+    /// the runs are short; any other IDs are still found, only with a longer search.
+    directory: Vec<u32>,
+    bits: u32,
+    others: HashMap<String, Facts>,
+    strings: Strings,
+    sealed: bool,
+}
+
+impl Parents {
+    pub fn new(backend: Backend) -> Parents {
+        Parents { fold_case: backend == Backend::Mysql, ..Parents::default() }
+    }
+
+    pub fn insert(&mut self, id: &str, host: Option<&str>, owner: Option<&str>, zero_and_live: bool) {
+        let facts = Facts { host: self.strings.index(host), owner: self.strings.index(owner), zero_and_live };
+        let id = self.normalize(id);
+        match uuid_bytes(&id) {
+            Some(bytes) => self.uuids.push((bytes, facts)),
+            None => {
+                self.others.insert(id.into_owned(), facts);
+            }
+        }
+        self.sealed = false;
+    }
+
+    /// Frees the index once no more lookups will come.
+    pub fn clear(&mut self) {
+        *self = Parents { fold_case: self.fold_case, ..Parents::default() };
+    }
+
+    /// Sorts the index for lookups; call once the volumes pass is over. Sealing again is free.
+    pub fn seal(&mut self) {
+        if self.sealed {
+            return;
+        }
+        self.uuids.sort_unstable_by_key(|(id, _)| *id);
+        self.uuids.shrink_to_fit();
+        // About four IDs per run.
+        self.bits = (usize::BITS - self.uuids.len().leading_zeros()).saturating_sub(2).min(24);
+        let runs = 1usize << self.bits;
+        self.directory = Vec::with_capacity(runs + 1);
+        let mut at = 0usize;
+        for run in 0..runs {
+            while at < self.uuids.len() && self.run_of(&self.uuids[at].0) < run {
+                at += 1;
+            }
+            self.directory.push(u32::try_from(at).unwrap_or(u32::MAX));
+        }
+        self.directory.push(u32::try_from(self.uuids.len()).unwrap_or(u32::MAX));
+        self.sealed = true;
+    }
+
+    /// The in-scope volume `id`, or `None` when it is out of scope or does not exist.
+    pub fn get(&self, id: &str) -> Option<Parent> {
+        debug_assert!(self.sealed, "Parents::get before seal");
+        let id = self.normalize(id);
+        let facts = match uuid_bytes(&id) {
+            Some(bytes) => {
+                let run = self.run_of(&bytes);
+                let (start, end) = (self.directory.get(run).copied()?, self.directory.get(run + 1).copied()?);
+                let candidates = self.uuids.get(start as usize..end as usize)?;
+                candidates.binary_search_by_key(&bytes, |(k, _)| *k).ok().map(|i| candidates[i].1)
+            }
+            None => self.others.get(id.as_ref()).copied(),
+        }?;
+        Some(Parent {
+            host: self.strings.get(facts.host).map(String::from),
+            owner: self.strings.get(facts.owner).map(String::from),
+            zero_and_live: facts.zero_and_live,
+        })
+    }
+
+    /// The directory slot of an ID: its first `bits` bits.
+    fn run_of(&self, id: &[u8; 16]) -> usize {
+        let top = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+        match self.bits {
+            0 => 0,
+            bits => (top >> (32 - bits)) as usize,
+        }
+    }
+
+    fn normalize<'a>(&self, id: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.fold_case {
+            std::borrow::Cow::Owned(id.trim_end_matches(' ').to_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(id)
+        }
+    }
+}
+
+/// The 16 bytes of a UUID in canonical form (lower-case hex, 8-4-4-4-12). Other spellings are
+/// kept as strings so that a lookup matches exactly what the database would.
+fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut digits = b.iter().filter(|&&c| c != b'-');
+    for byte in &mut out {
+        let (hi, lo) = (nibble(*digits.next()?)?, nibble(*digits.next()?)?);
+        *byte = hi << 4 | lo;
+    }
+    Some(out)
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Distinct strings by index; index 0 is NULL.
+#[derive(Default)]
+struct Strings {
+    index: HashMap<Box<str>, u32>,
+    list: Vec<Box<str>>,
+}
+
+impl Strings {
+    fn index(&mut self, s: Option<&str>) -> u32 {
+        let Some(s) = s else { return 0 };
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        self.list.push(s.into());
+        // More distinct strings than u32 can count would need more memory than any Cinder
+        // database's volumes table has rows; saturate rather than wrap.
+        let i = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
+        self.index.insert(s.into(), i);
+        i
+    }
+
+    fn get(&self, i: u32) -> Option<&str> {
+        let i = usize::try_from(i).ok()?.checked_sub(1)?;
+        self.list.get(i).map(|s| &**s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_uuids_are_packed_and_other_ids_kept_as_strings() {
+        assert!(uuid_bytes("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10").is_some());
+        assert_eq!(uuid_bytes("00000000-0000-0000-0000-000000000001").map(|b| b[15]), Some(1));
+        for odd in ["0B7E7C6C-3B1A-4A8E-9A53-3F5D1C9E2A10", "0b7e7c6c3b1a4a8e9a533f5d1c9e2a10", "vol-1", "", "0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a1g"] {
+            assert_eq!(uuid_bytes(odd), None, "{odd}");
+        }
+    }
+
+    #[test]
+    fn lookups_find_exactly_what_was_inserted() {
+        let mut p = Parents::new(Backend::Sqlite);
+        p.insert("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), Some("alice"), true);
+        p.insert("VOL-odd", None, None, false);
+        p.insert("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), None, false);
+        p.seal();
+        let a = p.get("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10");
+        assert_eq!(a, Some(Parent { host: Some("node1@lvm#a".into()), owner: Some("alice".into()), zero_and_live: true }));
+        assert_eq!(p.get("VOL-odd"), Some(Parent { host: None, owner: None, zero_and_live: false }));
+        assert_eq!(p.get("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10").and_then(|v| v.owner), None);
+        // SQLite and PostgreSQL compare IDs exactly.
+        assert_eq!(p.get("vol-odd"), None);
+        assert_eq!(p.get("0B7E7C6C-3B1A-4A8E-9A53-3F5D1C9E2A10"), None);
+        assert_eq!(p.get("2b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10"), None);
+    }
+
+    #[test]
+    fn lookups_work_at_every_directory_size() {
+        for n in [0usize, 1, 2, 3, 5, 17, 1000, 5000] {
+            let mut p = Parents::new(Backend::Postgres);
+            // Clustered, not random: every ID shares its first bytes.
+            let ids: Vec<String> = (0..n).map(|i| format!("00000000-0000-4000-8000-{i:012x}")).collect();
+            for (i, id) in ids.iter().enumerate() {
+                p.insert(id, Some("h"), None, i % 2 == 0);
+            }
+            p.insert("ffffffff-ffff-4fff-bfff-ffffffffffff", None, None, true);
+            p.seal();
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(p.get(id).map(|v| v.zero_and_live), Some(i % 2 == 0), "{n} {id}");
+            }
+            assert!(p.get("ffffffff-ffff-4fff-bfff-ffffffffffff").is_some());
+            assert!(p.get("00000000-0000-4000-8000-ffffffffffff").is_none());
+            assert!(p.get("80000000-0000-4000-8000-000000000000").is_none());
+        }
+    }
+
+    #[test]
+    fn mysql_ids_match_as_its_collation_does() {
+        let mut p = Parents::new(Backend::Mysql);
+        p.insert("0B7E7C6C-3B1A-4A8E-9A53-3F5D1C9E2A10", Some("h"), Some("u"), true);
+        p.insert("Vol-Odd", Some("h"), Some("u"), true);
+        p.seal();
+        assert!(p.get("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10").is_some());
+        assert!(p.get("vol-odd  ").is_some());
+    }
+}
