@@ -11,10 +11,10 @@ use crate::support::*;
 /// A cloud-shaped database for one host: what each row is expected to become.
 pub struct Fixture {
     pub db: CinderDb,
-    w: Workdir,
-    key: String,
-    conf: std::path::PathBuf,
-    state: std::path::PathBuf,
+    pub w: Workdir,
+    pub key: String,
+    pub conf: std::path::PathBuf,
+    pub state: std::path::PathBuf,
     alice: String,
     bob: String,
     /// Rows that must end up migrated: (table, id) → owner.
@@ -116,7 +116,7 @@ impl Fixture {
         v1
     }
 
-    fn conf(&self) -> &str {
+    pub fn conf(&self) -> &str {
         self.conf.to_str().expect("path")
     }
 
@@ -124,7 +124,7 @@ impl Fixture {
         self.migrate_env(extra, &[])
     }
 
-    fn migrate_env(&self, extra: &[&str], vars: &[(&str, &str)]) -> Output {
+    pub fn migrate_env(&self, extra: &[&str], vars: &[(&str, &str)]) -> Output {
         let state = self.state.to_str().expect("path");
         let mut args = vec!["--config-file", self.conf(), "migrate", "--state-dir", state];
         args.extend(extra);
