@@ -298,8 +298,8 @@ fn plan_pages(
     let mut census = Census::default();
     let mut parents = Parents::new(backend);
     // In scope when the volume is; a row without a volume only with --all-hosts.
-    let parent_of = |parents: &Parents, volume_id: Option<&str>| -> Option<Option<Parent>> {
-        match volume_id.and_then(|id| parents.get(id)) {
+    let in_scope = |found: Option<Parent>| -> Option<Option<Parent>> {
+        match found {
             Some(p) => Some(Some(p)),
             None if scope.all => Some(None),
             None => None,
@@ -325,24 +325,26 @@ fn plan_pages(
             }
             Page::Snapshots(rows) => {
                 parents.seal();
-                for s in rows {
+                let found = parents.get_all(rows.iter().map(|s| s.volume_id.as_deref().filter(|_| s.deleted == Some(false))));
+                for (s, found) in rows.into_iter().zip(found) {
                     census.count(Table::Snapshots, s.deleted);
                     if s.deleted != Some(false) {
                         continue;
                     }
-                    if let Some(parent) = parent_of(&parents, s.volume_id.as_deref()) {
+                    if let Some(parent) = in_scope(found) {
                         each(Item::Unit(snapshot_unit(s, parent)))?;
                     }
                 }
             }
             Page::Glance(rows) => {
                 parents.seal();
-                for g in rows {
+                let found = parents.get_all(rows.iter().map(|g| g.volume_id().filter(|_| g.deleted == Some(false))));
+                for (g, found) in rows.into_iter().zip(found) {
                     census.count(Table::VolumeGlanceMetadata, g.deleted);
                     if g.deleted != Some(false) {
                         continue;
                     }
-                    if let Some(parent) = parent_of(&parents, g.volume_id()) {
+                    if let Some(parent) = in_scope(found) {
                         let owning_volume = g.volume_id().map(String::from);
                         each(Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, owning_volume, parent)))?;
                     }

@@ -92,7 +92,12 @@ impl CinderDb {
     pub fn conn(&self) -> keymigrate::db::AnyConnection {
         use keymigrate::db::AnyConnection;
         match self.backend {
-            Backend::Sqlite => AnyConnection::Sqlite(SqliteConnection::establish(&self.diesel_url).expect("connect")),
+            Backend::Sqlite => {
+                // Tests read while a run writes: wait for its locks, as keymigrate does.
+                let mut c = SqliteConnection::establish(&self.diesel_url).expect("connect");
+                c.batch_execute("PRAGMA busy_timeout = 30000").expect("busy timeout");
+                AnyConnection::Sqlite(c)
+            }
             Backend::Mysql => AnyConnection::Mysql(MysqlConnection::establish(&self.diesel_url).expect("connect")),
             Backend::Postgres => AnyConnection::Postgresql(PgConnection::establish(&self.diesel_url).expect("connect")),
         }
