@@ -328,6 +328,11 @@ impl Engine<'_> {
             return Ok(());
         }
         for found in self.barbican.find_by_name(name).map_err(api)? {
+            // The listing's secret_ref is trusted no more than the store's answer.
+            if self.barbican.name_of(&found).map_err(api)?.as_deref() != Some(name) {
+                log::warn!("not deleting secret {found}: listed under the name of {} {id}, but it is not named so", table.noun());
+                continue;
+            }
             if !self.db.is_referenced(&found)? {
                 log::info!("Deleting secret {found} left by an interrupted run for {} {id}", table.noun());
                 if self.barbican.delete(&found).map_err(api)? {
