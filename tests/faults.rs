@@ -282,6 +282,32 @@ fn a_secret_ref_naming_another_secret_is_never_written() {
 }
 
 #[test]
+fn a_listing_naming_another_secret_never_gets_it_deleted() {
+    let cloud = Cloud::new();
+    let cinder = cloud.cinder();
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostAH");
+    let decoy = cloud.store(&cinder, &format!("decoy-{}", uuid()), &base64_of(&f.key), 256);
+    let barbican = env("KEYMIGRATE_TEST_BARBICAN_URL");
+    let proxy = Proxy::start(&barbican);
+    // An orphan to sweep, and a listing by name that points at the decoy instead.
+    proxy.rule("POST", "/v1/secrets", 1, Fault::DropAnswer);
+    proxy.rule("GET", "/v1/secrets?name=", 1, Fault::ListRef(format!("{barbican}/v1/secrets/{decoy}")));
+    let out = f.migrate(&["--host", "hostAH", "--barbican-endpoint", &proxy.url, "--workers", "1"]);
+    out.assert_code(1);
+    assert_eq!(proxy.injected(), 2);
+    assert!(out.stderr.contains("but it is not named so"), "{}", out.stderr);
+    assert_eq!(cloud.payload(&cinder, &decoy).status, 200, "the decoy was deleted");
+    assert_nothing_wrong_written(&f, &cloud);
+    // The unit stays in the journal; the next run's listing is honest and the orphan goes.
+    assert_eq!(journal_entries(&f), 1);
+    f.migrate(&["--host", "hostAH"]).assert_code(0);
+    f.check(&cloud);
+    assert_eq!(cloud.payload(&cinder, &decoy).status, 200, "the decoy was deleted");
+    cloud.delete(&cinder, &decoy);
+}
+
+#[test]
 fn a_barbican_answer_without_a_usable_secret_ref_is_an_error_and_leaves_no_orphan() {
     let proxy = Proxy::start(&env("KEYMIGRATE_TEST_BARBICAN_URL"));
     // Every POST is stored by Barbican, but the answer is an HTML page.

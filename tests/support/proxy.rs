@@ -37,6 +37,8 @@ pub enum Fault {
     ReplaceBody(String),
     /// Forward, then replace the answer's `secret_ref` with this one.
     SecretRef(String),
+    /// Forward, then replace the `secret_ref` of every secret in a listing with this one.
+    ListRef(String),
     /// Forward, then replace what precedes `/v1/` in the answer's `secret_ref` (its host).
     SecretRefHost(String),
     /// Answer 401, and 401 again to every later request carrying the same token.
@@ -239,6 +241,15 @@ fn serve(mut client: TcpStream, upstream: &str, shared: &Shared) {
             Some(Fault::SecretRef(r)) => {
                 let mut v: serde_json::Value = serde_json::from_slice(&answer_body).unwrap_or_default();
                 v["secret_ref"] = serde_json::Value::String(r.clone());
+                answer_body = serde_json::to_vec(&v).unwrap_or_default();
+            }
+            Some(Fault::ListRef(r)) => {
+                let mut v: serde_json::Value = serde_json::from_slice(&answer_body).unwrap_or_default();
+                if let Some(list) = v["secrets"].as_array_mut() {
+                    for s in list {
+                        s["secret_ref"] = serde_json::Value::String(r.clone());
+                    }
+                }
                 answer_body = serde_json::to_vec(&v).unwrap_or_default();
             }
             Some(Fault::SecretRefHost(host)) => {
