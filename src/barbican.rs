@@ -71,7 +71,7 @@ pub enum ApiError {
     Forbidden(String),
     /// Any other refusal, or an answer keymigrate cannot use.
     Rejected(String),
-    /// Stop the run: Keystone rejected the credentials.
+    /// Stop the run: Keystone rejected the credentials, or Barbican a freshly issued token.
     Fatal(String),
 }
 
@@ -154,7 +154,20 @@ impl Barbican {
         let id = secret_id(&secret_ref).ok_or_else(|| {
             failed(ApiError::Rejected(format!("storing secret {name}: secret_ref is not a Barbican secret reference")), true)
         })?;
-        Ok(Stored { id, maybe_orphaned })
+        // The ID is used, and later maybe deleted, only once the secret behind it carries the
+        // name just stored: a secret_ref naming another secret (a proxy, a Barbican bug) must
+        // never reach the journal or a row. The host part is not compared: Barbican's
+        // host_href often differs from the endpoint used.
+        match self.name_of(&id) {
+            Ok(Some(found)) if found == name => Ok(Stored { id, maybe_orphaned }),
+            Ok(_) => Err(failed(
+                ApiError::Rejected(format!(
+                    "storing secret {name}: the answer's secret_ref names secret {id}, which is not the secret just stored; not using it"
+                )),
+                true,
+            )),
+            Err(e) => Err(failed(e, true)),
+        }
     }
 
     /// PUT /v1/secrets/{id}/acl: read for `users`, project access kept.
@@ -272,7 +285,12 @@ impl Barbican {
                     continue;
                 }
                 Ok(r) if r.status == 401 => {
-                    return Err(ApiError::Rejected(format!("{method} {}: {} after authenticating again", self.redacted(path), r.error_text())))
+                    // A fresh token refused too: no unit can succeed, so the run stops.
+                    return Err(ApiError::Fatal(format!(
+                        "{method} {}: {} after authenticating again; Barbican does not accept keymigrate's Keystone tokens",
+                        self.redacted(path),
+                        r.error_text()
+                    )))
                 }
                 Ok(r) if r.status == 403 => {
                     return Err(ApiError::Forbidden(format!("{method} {}: {}", self.redacted(path), r.error_text())))

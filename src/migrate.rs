@@ -327,13 +327,25 @@ impl Engine<'_> {
         if state.as_ref().is_some_and(RowState::is_zero_and_live) {
             return Ok(());
         }
+        let mut misnamed = 0;
         for found in self.barbican.find_by_name(name).map_err(api)? {
+            // The listing's secret_ref is trusted no more than the store's answer.
+            if self.barbican.name_of(&found).map_err(api)?.as_deref() != Some(name) {
+                log::warn!("not deleting secret {found}: listed under the name of {} {id}, but it is not named so", table.noun());
+                misnamed += 1;
+                continue;
+            }
             if !self.db.is_referenced(&found)? {
                 log::info!("Deleting secret {found} left by an interrupted run for {} {id}", table.noun());
                 if self.barbican.delete(&found).map_err(api)? {
                     self.report.secrets_deleted += 1;
                 }
             }
+        }
+        if misnamed > 0 {
+            // The secrets really named so may not have been listed: keep the unit in the journal
+            // so that the next run sweeps again.
+            return Err(UnitError::Failed(format!("Barbican listed {misnamed} secret(s) under the name {name} that are not named so")));
         }
         Ok(())
     }

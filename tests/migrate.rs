@@ -139,7 +139,7 @@ impl Fixture {
     }
 
     /// Every migrated row resolves to the fixed key, readable by its owner; the rest unchanged.
-    fn check_rows(&self, cloud: &Cloud) {
+    pub fn check_rows(&self, cloud: &Cloud) {
         let cinder = cloud.cinder();
         let owners = [(self.alice.clone(), cloud.alice()), (self.bob.clone(), cloud.bob())];
         let key = hex::decode(&self.key).expect("hex");
@@ -167,7 +167,7 @@ impl Fixture {
     }
 
     /// Every secret named for one of this database's rows is the one a row points at.
-    fn check_no_litter(&self, cloud: &Cloud, cinder: &str) {
+    pub fn check_no_litter(&self, cloud: &Cloud, cinder: &str) {
         let all: Vec<String> = ["volumes", "snapshots", "backups", "volume_glance_metadata"]
             .iter()
             .flat_map(|t| self.db.keys(t).into_iter().filter_map(|(_, k)| k))

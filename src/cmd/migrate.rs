@@ -51,27 +51,33 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
             let result = engine.run(scope);
             crate::progress::finish();
             let report = engine.report.clone();
-            finish(settings, &mut db, report, result.err(), args, out)
+            let unfinished = journal.pending().map_or(0, |p| p.len());
+            if unfinished > 0 {
+                log::warn!("{unfinished} unit(s) are still in the journal (a clean-up failed or a request's outcome is unknown); run migrate again to finish them");
+            }
+            finish(settings, &mut db, report, result.err(), unfinished, args, out)
         }
         (Conditions::Ready { .. }, None) => {
             let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
             let report = migrate::dry_run(&mut db, scope, &opts)?;
             log::info!("Dry run: {} unit(s) would get a new secret", report.migrated);
-            finish(settings, &mut db, report, None, args, out)
+            finish(settings, &mut db, report, None, 0, args, out)
         }
         _ => {
             let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
-            finish(settings, &mut db, Report::default(), None, args, out)
+            finish(settings, &mut db, Report::default(), None, 0, args, out)
         }
     }
 }
 
 /// Counts what is left, logs the status and summary, prints the report, decides the outcome.
+/// `unfinished`: units still in the journal, which keep the run from reporting done.
 fn finish(
     settings: &Settings,
     db: &mut Db,
     report: Report,
     error: Option<Error>,
+    unfinished: usize,
     args: &MigrateArgs,
     out: &mut dyn Write,
 ) -> Result<Outcome> {
@@ -96,7 +102,7 @@ fn finish(
                 "conditions": super::conditions_json(&settings.conditions),
                 "scope": super::scope_json(&settings.scope),
                 "report": &report,
-                "remaining": {"scope": left.units(), "blocked": left.blocked(), "database": database.total()},
+                "remaining": {"scope": left.units(), "blocked": left.blocked(), "database": database.total(), "journal": unfinished},
                 "error": error.as_ref().map(|e| e.to_string()),
             });
             serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
@@ -123,6 +129,7 @@ fn finish(
     let outcome = super::outcome(&settings.conditions, &left);
     Ok(match outcome {
         Outcome::MoreToDo if report.failed > 0 && report.migrated == 0 && report.recovered == 0 => Outcome::NeedsOperator,
+        Outcome::Done if unfinished > 0 => Outcome::MoreToDo,
         other => other,
     })
 }
