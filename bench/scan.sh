@@ -1,70 +1,154 @@
 #!/usr/bin/env bash
-# Benchmark: `keymigrate scan --all-hosts -f json` and `status --all-hosts` on a Cinder SQLite
-# database built by Cinder's own migrations and filled with N volumes on the all-zeros key ID
-# (default 1,000,000), plus N/2 snapshots, N/4 backups and N/4 glance-metadata rows (about 2N
-# rows). Prints wall time and peak RSS of each command, and the same for a baseline in the same
-# run: SQLite's own CLI-free cost of reading the same rows (`SELECT count(*)` through Python).
+# Benchmark: `keymigrate scan --all-hosts -f json`, `scan --host host7` and `status --all-hosts`
+# on Cinder databases built by Cinder's own migrations and filled with N volumes on the all-zeros
+# key ID (default 1,000,000), plus N/2 snapshots, N/4 backups and N/4 glance-metadata rows
+# (about 2N rows). Prints wall time, CPU time and peak RSS of each command, and the same for a
+# baseline in the same run: Python's own driver merely reading the rows keymigrate reads (every
+# volume; the all-zeros snapshots, glance-metadata rows and backups), one sequential pass each.
+#
 # Usage: bench/scan.sh [N]
+#   BENCH_BACKENDS="sqlite mysql"   which databases (MariaDB is the test stack's, started by
+#                                   scripts/testenv.sh up)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 N=${1:-1000000}
+BACKENDS=${BENCH_BACKENDS:-sqlite mysql}
 scripts/testenv.sh install >/dev/null
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 cargo build --release --locked -q
 BIN="$ROOT/target/release/keymigrate"
 DIR="$ROOT/.cache/bench"
 mkdir -p "$DIR"
-DB="$DIR/cinder-$N.sqlite"
-if [ ! -f "$DB" ]; then
-  rm -f "$DB.tmp"
-  printf '[database]\nconnection = sqlite:///%s\n' "$DB.tmp" > "$DIR/sync.conf"
-  .cache/venvs/cinder/bin/cinder-manage --config-file "$DIR/sync.conf" db sync >/dev/null 2>&1
-  .cache/venvs/cinder/bin/python - "$DB.tmp" "$N" <<'PY'
-import sqlite3, sys, uuid, time
-path, n = sys.argv[1], int(sys.argv[2])
+PY="$ROOT/.cache/venvs/cinder/bin/python"
+KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+
+# seed KIND TARGET: fills an empty Cinder schema (sqlite: a file; mysql: a pymysql URL).
+seed() {
+  "$PY" - "$1" "$2" "$N" <<'PY'
+import sys, uuid, time
+kind, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 Z = "00000000-0000-0000-0000-000000000000"
-c = sqlite3.connect(path)
-c.execute("PRAGMA journal_mode=OFF"); c.execute("PRAGMA synchronous=OFF")
-c.execute("INSERT INTO volume_types (id, name, deleted, is_public) VALUES ('bench-vt', 'luks', 0, 1)")
+if kind == "sqlite":
+    import sqlite3
+    c = sqlite3.connect(target); p = "?"
+    c.execute("PRAGMA journal_mode=OFF"); c.execute("PRAGMA synchronous=OFF")
+else:
+    import pymysql, urllib.parse
+    u = urllib.parse.urlparse(target)
+    c = pymysql.connect(host=u.hostname, port=u.port, user=u.username, password=u.password,
+                        database=u.path[1:], autocommit=False); p = "%s"
+cur = c.cursor()
+def many(sql, rows, chunk=20000):
+    sql = sql.replace("?", p)
+    batch = []
+    for r in rows:
+        batch.append(r)
+        if len(batch) == chunk:
+            cur.executemany(sql, batch); batch = []
+    if batch:
+        cur.executemany(sql, batch)
+cur.execute("INSERT INTO volume_types (id, name, deleted, is_public) VALUES ('bench-vt', 'luks', 0, 1)")
 t = time.time()
 vols = [str(uuid.uuid4()) for _ in range(n)]
-c.executemany("INSERT INTO volumes (id, deleted, host, user_id, project_id, encryption_key_id, volume_type_id, status, use_quota)"
-              " VALUES (?, 0, ?, 'user-' || ?, 'proj', ?, 'bench-vt', 'available', 1)",
-              ((v, "host%d@lvm#pool" % (i % 50), i % 1000, Z) for i, v in enumerate(vols)))
-c.executemany("INSERT INTO snapshots (id, deleted, volume_id, user_id, project_id, encryption_key_id, volume_type_id, status, use_quota)"
-              " VALUES (?, 0, ?, 'u', 'proj', ?, 'bench-vt', 'available', 1)",
-              ((str(uuid.uuid4()), vols[i * 2], Z) for i in range(n // 2)))
-c.executemany("INSERT INTO backups (id, deleted, volume_id, host, user_id, project_id, encryption_key_id, status)"
-              " VALUES (?, 0, ?, ?, 'u', 'proj', ?, 'available')",
-              ((str(uuid.uuid4()), vols[i * 4], "host%d" % (i % 50), Z) for i in range(n // 4)))
-c.executemany("INSERT INTO volume_glance_metadata (deleted, volume_id, key, value) VALUES (0, ?, 'cinder_encryption_key_id', ?)",
-              ((vols[i * 4 + 1], Z) for i in range(n // 4)))
+many("INSERT INTO volumes (id, deleted, host, user_id, project_id, encryption_key_id, volume_type_id, status, use_quota)"
+     " VALUES (?, 0, ?, ?, 'proj', ?, 'bench-vt', 'available', 1)",
+     ((v, "host%d@lvm#pool" % (i % 50), "user-%d" % (i % 1000), Z) for i, v in enumerate(vols)))
+many("INSERT INTO snapshots (id, deleted, volume_id, user_id, project_id, encryption_key_id, volume_type_id, status, use_quota)"
+     " VALUES (?, 0, ?, 'u', 'proj', ?, 'bench-vt', 'available', 1)",
+     ((str(uuid.uuid4()), vols[i * 2], Z) for i in range(n // 2)))
+many("INSERT INTO backups (id, deleted, volume_id, host, user_id, project_id, encryption_key_id, status)"
+     " VALUES (?, 0, ?, ?, 'u', 'proj', ?, 'available')",
+     ((str(uuid.uuid4()), vols[i * 4], "host%d" % (i % 50), Z) for i in range(n // 4)))
+many("INSERT INTO volume_glance_metadata (deleted, volume_id, `key`, value) VALUES (0, ?, 'cinder_encryption_key_id', ?)",
+     ((vols[i * 4 + 1], Z) for i in range(n // 4)))
 c.commit()
 print("seeded %d volumes (+%d snapshots, %d backups, %d glance rows) in %.1f s" % (n, n // 2, n // 4, n // 4, time.time() - t))
 PY
-  mv "$DB.tmp" "$DB"
-fi
-KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-printf '[database]\nconnection = sqlite:///%s\n[key_manager]\nfixed_key = %s\n' "$DB" "$KEY" > "$DIR/bench.conf"
-chmod 600 "$DIR/bench.conf"
+}
+
+# The baseline: the driver reads what keymigrate reads, and nothing else. Usage: KIND TARGET.
+cat > "$DIR/baseline.py" <<'PY'
+import sys
+kind, target = sys.argv[1], sys.argv[2]
+Z = "00000000-0000-0000-0000-000000000000"
+if kind == "sqlite":
+    import sqlite3
+    c = sqlite3.connect(target); p = "?"; cur = c.cursor()
+else:
+    import pymysql, pymysql.cursors, urllib.parse
+    u = urllib.parse.urlparse(target)
+    c = pymysql.connect(host=u.hostname, port=u.port, user=u.username, password=u.password, database=u.path[1:])
+    p = "%s"; cur = c.cursor(pymysql.cursors.SSCursor)
+n = 0
+for q, args in [("select id, host, cluster_name, user_id, project_id, encryption_key_id = ?, deleted from volumes", (Z,)),
+                ("select id, volume_id, user_id, project_id, deleted from snapshots where encryption_key_id = ?", (Z,)),
+                ("select id, volume_id, snapshot_id, deleted from volume_glance_metadata where `key` = ? and value = ?",
+                 ("cinder_encryption_key_id", Z)),
+                ("select id, volume_id, host, user_id, project_id, deleted from backups where encryption_key_id = ?", (Z,))]:
+    cur.execute(q.replace("?", p), args)
+    for r in cur:
+        n += 1
+if n == 0:
+    sys.exit("baseline read no rows")
+PY
 
 measure() {  # label, command...
   local label=$1; shift
-  "$@" >/dev/null 2>/dev/null || true   # warm the page cache
-  local out
-  /usr/bin/time -f '%e %M' -o "$DIR/time.out" "$@" >/dev/null 2>/dev/null || true   # scan exits 1: rows remain
-  out=$(tail -1 "$DIR/time.out")
-  printf '%-44s %8s s %8s MB\n' "$label" "${out% *}" "$(awk "BEGIN { printf \"%.1f\", ${out#* } / 1024 }")"
+  "$@" >/dev/null 2>/dev/null || true   # warm the caches
+  /usr/bin/time -f '%e %U %S %M' -o "$DIR/time.out" "$@" >/dev/null 2>/dev/null || true   # scan exits 1: rows remain
+  read -r wall user sys rss < <(tail -1 "$DIR/time.out")
+  printf '%-48s %7s s wall %7.2f s cpu %7.1f MB\n' "$label" "$wall" "$(awk "BEGIN { print $user + $sys }")" \
+    "$(awk "BEGIN { printf \"%.1f\", $rss / 1024 }")"
 }
-rows=$(python3 -c "import sqlite3; c=sqlite3.connect('$DB'); print(sum(c.execute('select count(*) from '+t).fetchone()[0] for t in ['volumes','snapshots','backups','volume_glance_metadata']))")
-echo "database: $DB ($rows rows in the four tables)"
-measure "baseline: python sqlite3 reads the same rows" python3 -c "
-import sqlite3; c=sqlite3.connect('$DB'); Z='0'*8+'-0000-0000-0000-'+'0'*12
-for q in ['select id, host, cluster_name, user_id, project_id from volumes where deleted=0 and encryption_key_id=?',
-          'select s.id, s.volume_id, s.user_id, v.host from snapshots s left join volumes v on v.id=s.volume_id where s.deleted=0 and s.encryption_key_id=?',
-          'select id, host, user_id from backups where deleted=0 and encryption_key_id=?']:
-    for r in c.execute(q, (Z,)): pass"
-measure "keymigrate scan --all-hosts -f json" "$BIN" --config-file "$DIR/bench.conf" scan --all-hosts -f json
-measure "keymigrate scan --host host7 -f json" "$BIN" --config-file "$DIR/bench.conf" scan --host host7 -f json
-measure "keymigrate status --all-hosts" "$BIN" --config-file "$DIR/bench.conf" status --all-hosts
+
+run() {  # KIND CONF BASELINE-TARGET
+  local kind=$1 conf=$2 target=$3
+  measure "baseline: Python reads the same rows ($kind)" "$PY" "$DIR/baseline.py" "$kind" "$target"
+  measure "keymigrate scan --all-hosts -f json" "$BIN" --config-file "$conf" scan --all-hosts -f json
+  measure "keymigrate scan --host host7 -f json" "$BIN" --config-file "$conf" scan --host host7 -f json
+  measure "keymigrate status --all-hosts" "$BIN" --config-file "$conf" status --all-hosts
+}
+
+echo "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for kind in $BACKENDS; do
+  case $kind in
+    sqlite)
+      DB="$DIR/cinder-$N.sqlite"
+      if [ ! -f "$DB" ]; then
+        rm -f "$DB.tmp"
+        printf '[database]\nconnection = sqlite:///%s\n' "$DB.tmp" > "$DIR/sync.conf"
+        .cache/venvs/cinder/bin/cinder-manage --config-file "$DIR/sync.conf" db sync >/dev/null 2>&1
+        seed sqlite "$DB.tmp"
+        mv "$DB.tmp" "$DB"
+      fi
+      CONF="$DIR/bench-sqlite.conf"
+      printf '[database]\nconnection = sqlite:///%s\n[key_manager]\nfixed_key = %s\n' "$DB" "$KEY" > "$CONF"
+      chmod 600 "$CONF"
+      echo "== SQLite: $DB ($(du -m "$DB" | cut -f1) MB)"
+      run sqlite "$CONF" "$DB"
+      ;;
+    mysql)
+      scripts/testenv.sh up >/dev/null
+      # shellcheck disable=SC1091
+      source .cache/testenv/env.sh
+      NAME="kmbench_scan_$N"
+      URL="$KEYMIGRATE_TEST_MYSQL_URL/$NAME"
+      # mysql://USER:PASSWORD@127.0.0.1:PORT
+      IFS=' ' read -r MY_USER MY_PW MY_PORT < <(sed -E 's#^mysql://([^:]+):([^@]+)@[^:]+:([0-9]+)$#\1 \2 \3#' <<<"$KEYMIGRATE_TEST_MYSQL_URL")
+      MY=("$KEYMIGRATE_TEST_MYSQL_BIN" --no-defaults -h 127.0.0.1 -P "$MY_PORT" -u "$MY_USER" "-p$MY_PW")
+      if [ "$("${MY[@]}" -N -e "SHOW DATABASES LIKE '${NAME}_done'" | wc -l)" = 0 ]; then
+        "${MY[@]}" -e "DROP DATABASE IF EXISTS $NAME; CREATE DATABASE $NAME CHARACTER SET utf8"
+        "${MY[@]}" "$NAME" < "$KEYMIGRATE_TEST_MYSQL_SCHEMA"
+        seed mysql "$URL"
+        "${MY[@]}" -e "CREATE DATABASE ${NAME}_done"
+      fi
+      CONF="$DIR/bench-mysql.conf"
+      printf '[database]\nconnection = mysql+pymysql://%s?charset=utf8\n[key_manager]\nfixed_key = %s\n' "${URL#mysql://}" "$KEY" > "$CONF"
+      chmod 600 "$CONF"
+      echo "== MariaDB: $NAME on 127.0.0.1 (the client's CPU and RSS only; the server runs beside it)"
+      run mysql "$CONF" "$URL"
+      ;;
+    *) echo "unknown backend $kind" >&2; exit 127 ;;
+  esac
+done
