@@ -29,7 +29,8 @@ fn seed(db: &CinderDb) {
         .snapshot("s-a1-del", "v-a1", Some("alice"), z, true)
         .snapshot("s-real", "v-real", Some("alice"), z, false)
         .snapshot("s-aa", "v-aa", Some("alice"), z, false)
-        .snapshot("s-noowner", "v-noowner", Some("alice"), z, false);
+        .snapshot("s-noowner", "v-noowner", Some("alice"), z, false)
+        .snapshot("s-nokey", "v-real", Some("alice"), None, false);
     db.glance(1, Some("v-a1"), None, "cinder_encryption_key_id", ZERO, false)
         .glance(2, None, Some("s-a1"), "cinder_encryption_key_id", ZERO, false)
         .glance(3, Some("v-real"), None, "cinder_encryption_key_id", ZERO, false)
@@ -37,7 +38,10 @@ fn seed(db: &CinderDb) {
         .glance(5, Some("v-a1"), None, "other_key", ZERO, false)
         .glance(6, Some("v-a1"), None, "cinder_encryption_key_id", ZERO, true)
         .glance(7, None, Some("s-a1-real"), "cinder_encryption_key_id", ZERO, false)
-        .glance(8, Some("v-aa"), None, "cinder_encryption_key_id", ZERO, false);
+        .glance(8, Some("v-aa"), None, "cinder_encryption_key_id", ZERO, false)
+        // From an image property onto unencrypted rows: never given the fixed key.
+        .glance(9, Some("v-nokey"), None, "cinder_encryption_key_id", ZERO, false)
+        .glance(10, None, Some("s-nokey"), "cinder_encryption_key_id", ZERO, false);
     db.backup("b-a", "v-a1", Some("hostA"), Some("alice"), z, false)
         .backup("b-a2", "v-a1", Some("hostA@x"), Some("alice"), z, false)
         .backup("b-b", "v-a1", Some("hostB"), Some("alice"), z, false)
@@ -91,6 +95,8 @@ fn scan_selects_exactly_the_rows_of_a_host_on_every_backend() {
             ("volume_glance_metadata", "3", "new_secret"),
             ("volume_glance_metadata", "4", "share_snapshot s-real"),
             ("volume_glance_metadata", "7", "share_volume v-a1"),
+            ("volume_glance_metadata", "9", "blocked"),
+            ("volume_glance_metadata", "10", "blocked"),
             ("backups", "b-a", "new_secret"),
             ("backups", "b-a2", "new_secret"),
         ]);
@@ -101,6 +107,7 @@ fn scan_selects_exactly_the_rows_of_a_host_on_every_backend() {
         assert_eq!(doc["deleted"]["backups"], 1);
         assert_eq!(doc["deleted"]["volume_glance_metadata"], 1);
         assert_eq!(doc["counts"]["volumes"]["blocked"], 1);
+        assert_eq!(doc["counts"]["volume_glance_metadata"]["blocked"], 2);
         assert_eq!(doc["scope"]["description"], "host hostA; backups of hostA");
 
         // Backend and pool levels, case, and literal wildcards.
@@ -171,7 +178,7 @@ fn status_counts_scope_and_database_and_sets_the_exit_code() {
         let doc = out.json();
         assert_eq!(doc["scope"]["tables"]["volumes"]["total"], 5, "{backend:?}");
         assert_eq!(doc["scope"]["tables"]["snapshots"]["total"], 3);
-        assert_eq!(doc["scope"]["tables"]["volume_glance_metadata"]["total"], 5);
+        assert_eq!(doc["scope"]["tables"]["volume_glance_metadata"]["total"], 7);
         assert_eq!(doc["scope"]["tables"]["backups"]["total"], 2);
         assert_eq!(doc["database"]["tables"]["volumes"], 12);
         assert_eq!(doc["done"], false);

@@ -118,6 +118,8 @@ pub enum Item {
 
 const NO_OWNER: &str = "user_id is NULL, so no owner can be granted read access";
 const PARENT_NO_OWNER: &str = "its volume's user_id is NULL, so no owner can be granted read access";
+const UNENCRYPTED_PARENT: &str =
+    "its volume or snapshot is not encrypted, so the all-zeros ID came from an image property; a secret would give its owner the fixed key";
 pub const NULL_HOST: &str = "volume host is NULL; only --all-hosts migrates it";
 
 fn owner_action(owner: &Option<String>) -> Action {
@@ -314,7 +316,7 @@ fn plan_pages(
                         census.count(Table::Volumes, v.deleted);
                     }
                     if scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()) {
-                        parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), zero_and_live);
+                        parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), zero_and_live, v.zero.is_some());
                     }
                     if zero_and_live {
                         if let Some(item) = volume_item(scope, v) {
@@ -418,7 +420,12 @@ pub fn page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Re
 
 impl From<&VolumeRef> for Parent {
     fn from(v: &VolumeRef) -> Parent {
-        Parent { host: v.host.clone(), owner: v.user_id.clone(), zero_and_live: v.is_zero_and_live() }
+        Parent {
+            host: v.host.clone(),
+            owner: v.user_id.clone(),
+            zero_and_live: v.is_zero_and_live(),
+            encrypted: v.encryption_key_id.is_some(),
+        }
     }
 }
 
@@ -494,9 +501,17 @@ fn glance_unit(
         None => volume.as_ref().and_then(|v| v.owner.clone()),
     };
     let project = snapshot.as_ref().and_then(|s| s.project_id.clone());
+    // Image properties become glance metadata: anyone can put the all-zeros ID there. On an
+    // encrypted volume or snapshot it is the key Cinder recorded; on an unencrypted one it can
+    // only have come from an image, and a secret for it would hand the fixed key to its owner.
+    let encrypted = match &snapshot {
+        Some(s) => s.encryption_key_id.is_some(),
+        None => volume.as_ref().is_some_and(|v| v.encrypted),
+    };
     let action = match (&volume, owning_volume, &snapshot, &snapshot_id) {
         (Some(v), Some(vid), _, _) if v.zero_and_live => share_volume(v, vid),
         (_, _, Some(s), Some(sid)) if s.is_zero_and_live() => Action::ShareSnapshot(sid.clone()),
+        _ if !encrypted => Action::Blocked(UNENCRYPTED_PARENT),
         _ => owner_action(&owner),
     };
     Unit {

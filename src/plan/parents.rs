@@ -18,6 +18,8 @@ pub struct Parent {
     pub owner: Option<String>,
     /// The volume is itself a unit: live and still on the all-zeros key.
     pub zero_and_live: bool,
+    /// The volume has an encryption key ID at all (the all-zeros one or another).
+    pub encrypted: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +27,7 @@ struct Facts {
     host: u32,
     owner: u32,
     zero_and_live: bool,
+    encrypted: bool,
 }
 
 /// In-scope volumes by ID. Filled during the volumes pass, then [`sealed`](Parents::seal).
@@ -51,8 +54,8 @@ impl Parents {
         Parents { fold_case: backend == Backend::Mysql, ..Parents::default() }
     }
 
-    pub fn insert(&mut self, id: &str, host: Option<&str>, owner: Option<&str>, zero_and_live: bool) {
-        let facts = Facts { host: self.strings.index(host), owner: self.strings.index(owner), zero_and_live };
+    pub fn insert(&mut self, id: &str, host: Option<&str>, owner: Option<&str>, zero_and_live: bool, encrypted: bool) {
+        let facts = Facts { host: self.strings.index(host), owner: self.strings.index(owner), zero_and_live, encrypted };
         let id = self.normalize(id);
         match uuid_bytes(&id) {
             Some(bytes) => self.uuids.push((bytes, facts)),
@@ -139,6 +142,7 @@ impl Parents {
                     host: self.strings.get(facts.host).map(String::from),
                     owner: self.strings.get(facts.owner).map(String::from),
                     zero_and_live: facts.zero_and_live,
+                    encrypted: facts.encrypted,
                 })
             })
             .collect()
@@ -249,13 +253,13 @@ mod tests {
     #[test]
     fn lookups_find_exactly_what_was_inserted() {
         let mut p = Parents::new(Backend::Sqlite);
-        p.insert("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), Some("alice"), true);
-        p.insert("VOL-odd", None, None, false);
-        p.insert("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), None, false);
+        p.insert("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), Some("alice"), true, true);
+        p.insert("VOL-odd", None, None, false, false);
+        p.insert("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), None, false, false);
         p.seal();
         let a = p.get("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10");
-        assert_eq!(a, Some(Parent { host: Some("node1@lvm#a".into()), owner: Some("alice".into()), zero_and_live: true }));
-        assert_eq!(p.get("VOL-odd"), Some(Parent { host: None, owner: None, zero_and_live: false }));
+        assert_eq!(a, Some(Parent { host: Some("node1@lvm#a".into()), owner: Some("alice".into()), zero_and_live: true, encrypted: true }));
+        assert_eq!(p.get("VOL-odd"), Some(Parent { host: None, owner: None, zero_and_live: false, encrypted: false }));
         assert_eq!(p.get("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10").and_then(|v| v.owner), None);
         // SQLite and PostgreSQL compare IDs exactly.
         assert_eq!(p.get("vol-odd"), None);
@@ -270,9 +274,9 @@ mod tests {
             // Clustered, not random: every ID shares its first bytes.
             let ids: Vec<String> = (0..n).map(|i| format!("00000000-0000-4000-8000-{i:012x}")).collect();
             for (i, id) in ids.iter().enumerate() {
-                p.insert(id, Some("h"), None, i % 2 == 0);
+                p.insert(id, Some("h"), None, i % 2 == 0, true);
             }
-            p.insert("ffffffff-ffff-4fff-bfff-ffffffffffff", None, None, true);
+            p.insert("ffffffff-ffff-4fff-bfff-ffffffffffff", None, None, true, true);
             p.seal();
             for (i, id) in ids.iter().enumerate() {
                 assert_eq!(p.get(id).map(|v| v.zero_and_live), Some(i % 2 == 0), "{n} {id}");
@@ -286,8 +290,8 @@ mod tests {
     #[test]
     fn mysql_ids_match_as_its_collation_does() {
         let mut p = Parents::new(Backend::Mysql);
-        p.insert("0B7E7C6C-3B1A-4A8E-9A53-3F5D1C9E2A10", Some("h"), Some("u"), true);
-        p.insert("Vol-Odd", Some("h"), Some("u"), true);
+        p.insert("0B7E7C6C-3B1A-4A8E-9A53-3F5D1C9E2A10", Some("h"), Some("u"), true, true);
+        p.insert("Vol-Odd", Some("h"), Some("u"), true, true);
         p.seal();
         assert!(p.get("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10").is_some());
         assert!(p.get("vol-odd  ").is_some());
