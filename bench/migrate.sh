@@ -112,7 +112,7 @@ copy_db() {
             my -e "DROP DATABASE IF EXISTS $name; CREATE DATABASE $name"
             my "$name" <"$KEYMIGRATE_TEST_MYSQL_SCHEMA"
             my "$name" -e "SET foreign_key_checks = 0;
-                INSERT INTO volume_types SELECT * FROM $master.volume_types WHERE id = 'bench-vt';
+                INSERT INTO volume_types SELECT * FROM $master.volume_types WHERE id = 'b0000000-0000-4000-8000-00000000be4c';
                 INSERT INTO encryption SELECT * FROM $master.encryption;
                 INSERT INTO volumes SELECT * FROM $master.volumes;
                 INSERT INTO snapshots SELECT * FROM $master.snapshots;

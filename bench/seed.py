@@ -16,15 +16,16 @@ import uuid
 
 Z = "00000000-0000-0000-0000-000000000000"
 HOST = "bench@lvm#pool"
+VT = "b0000000-0000-4000-8000-00000000be4c"  # the volume type (LUKS) of every volume
 
 
 def rows(n):
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
     vols = [str(uuid.uuid4()) for _ in range(n)]
-    volumes = [(v, now, now, 0, HOST, "user-%d" % (i % 1000), "proj", Z, "bench-vt", "available",
+    volumes = [(v, now, now, 0, HOST, "user-%d" % (i % 1000), "proj", Z, VT, "available",
                 "detached", 1, "nova", "vol-%d" % i, 0, 0, 1) for i, v in enumerate(vols)]
     snapshots = [(str(uuid.uuid4()), now, now, 0, vols[i * 2], "user-%d" % ((i * 2) % 1000), "proj", Z,
-                  "bench-vt", "available", "100%", 1, "snap-%d" % i, 1) for i in range(n // 2)]
+                  VT, "available", "100%", 1, "snap-%d" % i, 1) for i in range(n // 2)]
     backups = [(str(uuid.uuid4()), now, now, 0, vols[i * 4], "bench", "user-%d" % ((i * 4) % 1000), "proj", Z,
                 "available", 1, "backup-%d" % i, "cinder.backup.drivers.nfs.NFSBackupDriver")
                for i in range(n // 4)]
@@ -43,10 +44,10 @@ BACKUPS = ("INSERT INTO backups (id, created_at, updated_at, deleted, volume_id,
 GLANCE = ("INSERT INTO volume_glance_metadata (created_at, updated_at, deleted, volume_id, `key`, value)"
           " VALUES (%s)" % ", ".join(["{p}"] * 6))
 VTYPE = ("INSERT INTO volume_types (id, name, deleted, is_public, created_at) VALUES"
-         " ('bench-vt', 'luks', 0, 1, CURRENT_TIMESTAMP)")
+         " ('%s', 'luks', 0, 1, CURRENT_TIMESTAMP)" % VT)
 ENCRYPTION = ("INSERT INTO encryption (encryption_id, volume_type_id, cipher, key_size, provider, control_location,"
-              " deleted, created_at) VALUES ('bench-enc', 'bench-vt', 'aes-xts-plain64', 256, 'luks', 'front-end', 0,"
-              " CURRENT_TIMESTAMP)")
+              " deleted, created_at) VALUES ('b0000000-0000-4000-8000-00000000e4c0', '%s', 'aes-xts-plain64', 256, 'luks',"
+              " 'front-end', 0, CURRENT_TIMESTAMP)" % VT)
 
 
 def main():

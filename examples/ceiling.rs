@@ -56,7 +56,8 @@ impl Client {
             "scope": {"project": {"name": env("OS_PROJECT_NAME"), "domain": {"name": "Default"}}}}});
         let r = agent
             .post(format!("{}/auth/tokens", auth_url.trim_end_matches('/')))
-            .send_json(&body)
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_vec(&body).unwrap())
             .unwrap_or_else(|e| die(&format!("keystone: {e}")));
         if r.status() != 201 {
             die(&format!("keystone: HTTP {}", r.status()));
@@ -77,12 +78,14 @@ impl Client {
             .agent
             .post(format!("{}/secrets", self.base))
             .header("X-Auth-Token", &self.token)
-            .send_json(&body)
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_vec(&body).unwrap())
             .map_err(|e| (None, format!("POST: {e}")))?;
         if r.status() != 201 {
             return Err((None, format!("POST: HTTP {}", r.status())));
         }
-        let v: serde_json::Value = r.body_mut().read_json().map_err(|e| (None, format!("POST answer: {e}")))?;
+        let raw = r.body_mut().read_to_vec().map_err(|e| (None, format!("POST answer: {e}")))?;
+        let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| (None, format!("POST answer: {e}")))?;
         let id = v["secret_ref"].as_str().and_then(|s| s.rsplit('/').next()).unwrap_or_default().to_string();
         let fail = |m: String| (Some(id.clone()), m);
         let acl = serde_json::json!({"read": {"users": [acl_user], "project-access": true}});
@@ -90,7 +93,8 @@ impl Client {
             .agent
             .put(format!("{}/secrets/{id}/acl", self.base))
             .header("X-Auth-Token", &self.token)
-            .send_json(&acl)
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_vec(&acl).unwrap())
             .map_err(|e| fail(format!("PUT acl: {e}")))?;
         let _ = r.body_mut().read_to_vec();
         if r.status() != 200 && r.status() != 201 {
