@@ -226,7 +226,7 @@ run_cinder() { # N BACKEND
     read -r pw pu ps _ <<<"$tm"
     record "$n" "$backend" "cinder, whole process (import, load $(field load_s "$line") s, status $(field status_s "$line") s)" "$keys" "$pw" \
         "$(awk "BEGIN { printf \"%.2f\", $keys ? ($pu + $ps) * 1000 / $keys : 0 }")" "$(awk "BEGIN { printf \"%.1f\", ${tm##* } / 1024 }")" \
-        "-" "-" "$(awk "BEGIN { printf \"%.2f\", $pw > 0 ? $keys / $pw : 0 }")"
+        "-" "-" "$(awk "BEGIN { printf \"%.2f\", ($pw > 0) ? $keys / $pw : 0 }")"
     migrated_ids "$backend" "$name" >"$DIR/$name.ids"
     cleanup_secrets "$DIR/$name.ids"
     drop_db "$backend" "$name"
@@ -253,7 +253,7 @@ run_keymigrate() { # N BACKEND WORKERS
     record "$n" "$backend" "keymigrate --workers $w" "$keys" "$pw" \
         "$(awk "BEGIN { printf \"%.2f\", $keys ? ($pu + $ps) * 1000 / $keys : 0 }")" "$(awk "BEGIN { printf \"%.1f\", $pm / 1024 }")" \
         "$(awk "BEGIN { printf \"%.2f\", $keys ? ($b1 - $b0) * 1000 / $TICK / $keys : 0 }")" \
-        "$failed" "$(awk "BEGIN { printf \"%.2f\", $pw > 0 ? $keys / $pw : 0 }")"
+        "$failed" "$(awk "BEGIN { printf \"%.2f\", ($pw > 0) ? $keys / $pw : 0 }")"
     migrated_ids "$backend" "$name" >"$DIR/$name.ids"
     cleanup_secrets "$DIR/$name.ids"
     drop_db "$backend" "$name"
