@@ -18,7 +18,9 @@
 # Prints keys/s, wall s, client CPU ms/key (user + system), peak RSS MB, the Barbican server's
 # CPU ms/key (gunicorn master + workers) and the ratios keymigrate / Cinder, keymigrate / ceiling.
 # Every secret a contender made is deleted after its run (Barbican soft-deletes: its rows stay,
-# marked deleted). Results also go to .cache/bench/migrate-results.tsv.
+# marked deleted; BENCH_PURGE=1 runs `barbican-manage db clean --min-days 0` at the end, which
+# purges every soft-deleted row, other users' too). Results also go to
+# .cache/bench/migrate-results.tsv.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -274,8 +276,9 @@ ceiling = next((num(r[9]) for r in rows if r[2].startswith("ceiling")), None)
 cinder = next((r for r in rows if r[2].startswith("cinder migrate_fixed_key")), None)
 c_rate, c_cpu = (num(cinder[9]), num(cinder[5])) if cinder else (None, None)
 print()
-print("== N = %s volumes (%s), K = %s keys per contender, %s ==" % (n, backend, k,
-      "2 cores shared with the servers"))
+import os
+print("== N = %s volumes (%s), K = %s keys per contender; %d CPU(s) shared with the servers, load average %s ==" % (
+      n, backend, k, os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3])))
 hdr = ("contender", "keys", "keys/s", "wall s", "CPU ms/key", "RSS MB", "Barbican CPU ms/key", "errors",
        "x Cinder", "x ceiling", "CPU vs Cinder")
 print("%-72s %5s %7s %7s %10s %7s %19s %6s %8s %9s %13s" % hdr)
@@ -302,3 +305,8 @@ for n in $SIZES; do
         print_table "$n" "$backend"
     done
 done
+if [[ ${BENCH_PURGE:-0} == 1 ]]; then
+    log "purging Barbican's soft-deleted rows (barbican-manage db clean --min-days 0)"
+    HOME=$T/barbican/home "$ROOT/.cache/venvs/barbican/bin/barbican-manage" db clean --min-days 0 >"$DIR/purge.log" 2>&1 ||
+        log "purge failed: see $DIR/purge.log"
+fi
