@@ -292,6 +292,9 @@ for r in rows:
 PY
 }
 
+for backend in ${BACKENDS//,/ }; do
+    [[ $backend == sqlite || $backend == mysql ]] || { log "unknown backend $backend (sqlite, mysql)"; exit 2; }
+done
 for n in $SIZES; do
     for backend in ${BACKENDS//,/ }; do
         RUN_TSV=$DIR/run-$n-$backend.tsv
