@@ -1382,3 +1382,7 @@ mod tests {
         assert_eq!(conn("postgresql://:pw@db/cinder"), "postgresql://:pw@db/cinder");
     }
 }
+
+#[cfg(test)]
+#[path = "url_fuzz.rs"]
+mod fuzz;

@@ -116,13 +116,19 @@ pub enum Item {
     Skipped(Skipped),
 }
 
-const NO_OWNER: &str = "user_id is NULL, so no owner can be granted read access";
-const PARENT_NO_OWNER: &str = "its volume's user_id is NULL, so no owner can be granted read access";
+const NO_OWNER: &str = "user_id is NULL or blank, so no owner can be granted read access";
+const PARENT_NO_OWNER: &str = "its volume's user_id is NULL or blank, so no owner can be granted read access";
 pub const NULL_HOST: &str = "volume host is NULL; only --all-hosts migrates it";
+
+/// Whether a `user_id` names someone a secret can be shared with: not empty, not just spaces
+/// (an ACL for "  " would leave the secret readable by no user).
+pub fn is_owner(user_id: &str) -> bool {
+    !user_id.trim().is_empty()
+}
 
 fn owner_action(owner: &Option<String>) -> Action {
     match owner {
-        Some(o) if !o.is_empty() => Action::NewSecret,
+        Some(o) if is_owner(o) => Action::NewSecret,
         _ => Action::Blocked(NO_OWNER),
     }
 }
@@ -361,7 +367,7 @@ fn backup_unit(scope: &Scope, b: BackupRow) -> Option<Unit> {
 /// Sharing a volume's secret: blocked with the volume when the volume has no owner.
 fn share_volume(volume: &Parent, volume_id: String) -> Action {
     match &volume.owner {
-        Some(u) if !u.is_empty() => Action::ShareVolume(volume_id),
+        Some(u) if is_owner(u) => Action::ShareVolume(volume_id),
         _ => Action::Blocked(PARENT_NO_OWNER),
     }
 }
