@@ -378,9 +378,11 @@ fn parent_in_scope(scope: &Scope, volume: Option<&VolumeRef>) -> bool {
 }
 
 /// A snapshot whose volume is in scope (`volume` is `None` when the volume does not exist): it
-/// shares the volume's secret when the volume is a unit.
+/// shares the volume's secret when the volume is a unit. A snapshot without an owner of its own
+/// never does: the volume's swap only takes snapshots whose owner was granted the secret.
 fn snapshot_unit(s: SnapshotOnly, volume: Option<Parent>) -> Unit {
     let action = match (&volume, &s.volume_id) {
+        _ if !s.user_id.as_deref().is_some_and(is_owner) => Action::Blocked(NO_OWNER),
         (Some(v), Some(vid)) if v.zero_and_live => share_volume(v, vid.clone()),
         _ => owner_action(&s.user_id),
     };
