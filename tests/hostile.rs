@@ -149,10 +149,22 @@ fn hostile_fixed_keys_are_named_never_echoed() {
     let (db, _) = sqlite_with_a_volume();
     let long = "ab".repeat(15_001);
     let odd_long = "a".repeat(1 << 20) + "b";
-    let cases: [(&str, &str); 10] = [
-        ("", "is empty"),
-        ("\"\"", "is empty"),
-        ("   ", "is empty"),
+    // Empty is "not set", as for Cinder's migrator: rows remain but fixed_key is gone (exit 2).
+    for empty in ["", "\"\"", "   ", "''"] {
+        let mut w = Workdir::new();
+        let conf = w.conf(&db, Some(empty), "");
+        let st = w.path("st");
+        for cmd in ["scan", "status", "migrate", "verify", "rollback"] {
+            let mut args = vec!["--config-file", arg(&conf), cmd, "--all-hosts"];
+            if matches!(cmd, "migrate" | "rollback") {
+                args.extend(["--state-dir", arg(&st)]);
+            }
+            let out = w.run(&args);
+            assert_eq!(out.code, 2, "{cmd} with fixed_key = {empty:?}: {}", out.stderr);
+            assert!(out.stderr.contains("fixed_key"), "{cmd}: {}", out.stderr);
+        }
+    }
+    let cases: [(&str, &str); 7] = [
         ("0x00112233445566778899aabbccddeeff", "hexadecimal"),
         ("00112233445566778899aabbccddeeff\u{feff}", "even number"),
         ("٠١٢٣٤٥٦٧٨٩٠١٢٣٤٥", "hexadecimal"),
@@ -165,7 +177,10 @@ fn hostile_fixed_keys_are_named_never_echoed() {
         let mut w = Workdir::new();
         if bad.trim().len() >= 4 {
             w.secrets.push(bad.trim().to_string());
-            w.secrets.push(bad.chars().filter(char::is_ascii_hexdigit).take(16).collect());
+            let digits: String = bad.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+            if digits.len() >= 8 {
+                w.secrets.push(digits);
+            }
         }
         let conf = w.conf(&db, Some(bad), "");
         let st = w.path("st");
