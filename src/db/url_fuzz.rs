@@ -101,6 +101,9 @@ proptest! {
         after in url_junk(),
         encode in any::<bool>(),
     ) {
+        // A user name cannot hold `/` in SQLAlchemy's grammar: with one, what follows is the host
+        // and database, and there is no password to hide.
+        let before = before.replace('/', "");
         let written = if encode { utf8_percent_encode(&password, NON_ALPHANUMERIC).to_string() } else { password.clone() };
         for url in [
             format!("{scheme}://cinder:{written}@{after}"),
