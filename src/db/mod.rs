@@ -43,6 +43,12 @@ pub struct Db {
     pub conn: AnyConnection,
     pub url: String,
     pub backend: Backend,
+    /// Where this connection came from, for [`Db::another`].
+    source: DbUrl,
+    access: Access,
+    /// When set, SQLite page reads stop at this rowid (glance metadata at this id): one of two
+    /// readers splitting a table (see [`Db::halves`]).
+    pub upto: Option<i64>,
 }
 
 impl Db {
@@ -85,9 +91,42 @@ impl Db {
                 AnyConnection::Postgresql(conn)
             }
         };
-        let mut db = Db { conn, url: url.redacted.clone(), backend: url.backend };
+        let mut db = Db { conn, url: url.redacted.clone(), backend: url.backend, source: url.clone(), access, upto: None };
         db.check_schema()?;
         Ok(db)
+    }
+
+    /// A second connection to the same database, with the same access.
+    pub fn another(&self) -> Result<Db> {
+        Db::connect(&self.source, self.access)
+    }
+
+    /// Where to split each census table between two readers on SQLite: the midpoint of its
+    /// rowids (of `id` for glance metadata), in the order volumes, snapshots, glance metadata,
+    /// backups. The first reader takes rows up to it, the second the rows after.
+    pub fn halves(&mut self) -> Result<[i64; 4]> {
+        #[derive(QueryableByName)]
+        struct Bounds {
+            #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+            lo: Option<i64>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+            hi: Option<i64>,
+        }
+        let mut mids = [0i64; 4];
+        let queries = [
+            "SELECT min(rowid) AS lo, max(rowid) AS hi FROM volumes",
+            "SELECT min(rowid) AS lo, max(rowid) AS hi FROM snapshots",
+            "SELECT min(id) AS lo, max(id) AS hi FROM volume_glance_metadata",
+            "SELECT min(rowid) AS lo, max(rowid) AS hi FROM backups",
+        ];
+        for (mid, query) in mids.iter_mut().zip(queries) {
+            let b = diesel::sql_query(query)
+                .get_result::<Bounds>(&mut self.conn)
+                .map_err(|e| self.error("reading table bounds", e))?;
+            let (lo, hi) = (b.lo.unwrap_or(0), b.hi.unwrap_or(0));
+            *mid = lo + (hi - lo) / 2;
+        }
+        Ok(mids)
     }
 
     /// Wraps a database error with the URL, so every message says which database failed.
@@ -382,6 +421,9 @@ macro_rules! keyset_page {
             Backend::Sqlite => q.order(sql::<BigInt>($rowid)),
             _ => q.order($table::id),
         };
+        if let (Backend::Sqlite, Some(upto)) = ($db.backend, $db.upto) {
+            q = q.filter(sql::<Bool>($rowid).sql(" <= ").bind::<BigInt, _>(upto));
+        }
         match $cursor {
             Cursor::Int(k) => q = q.filter(sql::<Bool>($rowid).sql(" > ").bind::<BigInt, _>(*k)),
             Cursor::Text(t) => q = q.filter($table::id.gt(t.clone())),
@@ -533,6 +575,9 @@ impl Db {
         if let Some(a) = cursor.int() {
             q = q.filter(vgm::id.gt(i32::try_from(a).unwrap_or(i32::MAX)));
         }
+        if let Some(upto) = self.upto {
+            q = q.filter(vgm::id.le(i32::try_from(upto).unwrap_or(i32::MAX)));
+        }
         let rows = q.load::<Row>(&mut self.conn).map_err(|e| self.error("reading volume_glance_metadata", e))?;
         cursor.advance(&rows, |r| Cursor::Int(i64::from(r.0)));
         Ok(rows
@@ -568,6 +613,9 @@ impl Db {
             .into_boxed();
         if let Some(a) = cursor.int() {
             q = q.filter(vgm::id.gt(i32::try_from(a).unwrap_or(i32::MAX)));
+        }
+        if let Some(upto) = self.upto {
+            q = q.filter(vgm::id.le(i32::try_from(upto).unwrap_or(i32::MAX)));
         }
         let rows = q.load::<Row>(&mut self.conn).map_err(|e| self.error("reading volume_glance_metadata", e))?;
         cursor.advance(&rows, |r| Cursor::Int(i64::from(r.0)));

@@ -156,59 +156,147 @@ impl Census {
 /// row, and counts the whole database's rows on the all-zeros key on the way. Rows are streamed
 /// a page at a time, each table read once in storage order: volumes first (every row, keeping
 /// the in-scope ones' few facts in memory), then the child tables, which look their volume up
-/// in what the first pass kept. A second thread reads and decodes the next pages while this one
-/// plans; at most two pages wait between them. For reports (`scan`, `status`, `verify`);
-/// `migrate` plans page by page with [`page`], which reads each child's volume as it is then.
+/// in what the first pass kept. Reader threads read and decode the next pages while this one
+/// plans; at most two pages per reader wait between them. On SQLite, where reading and decoding
+/// rows is most of the work, two readers on two connections each take one half of every table,
+/// and their pages are planned in turn (so the order of a report does not depend on timing).
+/// For reports (`scan`, `status`, `verify`); `migrate` plans page by page with [`page`], which
+/// reads each child's volume as it is then.
 pub fn walk(db: &mut Db, scope: &Scope, each: impl FnMut(Item) -> Result<()>) -> Result<Census> {
     let backend = db.backend;
+    let split = match backend {
+        crate::db::Backend::Sqlite => Some((db.another()?, db.halves()?)),
+        _ => None,
+    };
     std::thread::scope(|s| {
         let (tx, rx) = sync_channel::<Page>(2);
-        let reader = s.spawn(move || read_pages(db, &tx));
-        // Returns early (dropping `rx`, which stops the reader) if `each` fails.
-        let planned = plan_pages(rx, backend, scope, each);
-        let read = reader.join().unwrap_or_else(|_| Err(crate::error::Error::Internal("database reader thread panicked".into())));
+        let upto = split.as_ref().map(|(_, mids)| *mids);
+        let mut readers = vec![s.spawn(move || read_pages(db, Half::Lower(upto), &tx))];
+        let mut receivers = vec![rx];
+        if let Some((mut upper, mids)) = split {
+            let (tx, rx) = sync_channel::<Page>(2);
+            readers.push(s.spawn(move || read_pages(&mut upper, Half::Upper(mids), &tx)));
+            receivers.push(rx);
+        }
+        // Returns early (dropping the receivers, which stops the readers) if `each` fails.
+        let planned = plan_pages(InTurn::new(receivers), backend, scope, each);
+        let mut read = Ok(());
+        for reader in readers {
+            let r = reader.join().unwrap_or_else(|_| Err(crate::error::Error::Internal("database reader thread panicked".into())));
+            read = read.and(r);
+        }
         // A read error ends the pages early: report it rather than the short census.
         read.and(planned)
     })
 }
 
-/// One page of one table, on its way from the reader thread to the planner.
+/// One page of one table, on its way from a reader thread to the planner.
 enum Page {
     Volumes(Vec<VolumeFacts>),
     Snapshots(Vec<SnapshotOnly>),
     Glance(Vec<GlanceOnly>),
     Backups(Vec<BackupRow>),
+    /// This reader has sent all its pages of the current table.
+    End,
 }
 
-/// Reads every page of every table, in the order [`plan_pages`] needs them. Stops quietly when
-/// the planner has stopped listening.
-fn read_pages(db: &mut Db, tx: &SyncSender<Page>) -> Result<()> {
-    let _ = send_pages(db, tx, Page::Volumes, |db, c| db.volume_facts_page(c))?
-        && send_pages(db, tx, Page::Snapshots, |db, c| db.zero_snapshots_page(c))?
-        && send_pages(db, tx, Page::Glance, |db, c| db.zero_glance_page(c))?
-        && send_pages(db, tx, Page::Backups, |db, c| db.backups_page(Keys::Zero, Rows::All, c))?;
+/// Which rows of each table a reader takes: all of them (`Lower(None)`), those up to the
+/// midpoints (`Lower(Some)`), or those after them (`Upper`), in [`Db::halves`]'s order.
+#[derive(Clone, Copy)]
+enum Half {
+    Lower(Option<[i64; 4]>),
+    Upper([i64; 4]),
+}
+
+/// Reads every page of every table, in the order [`plan_pages`] needs them, each table's pages
+/// followed by [`Page::End`]. Stops quietly when the planner has stopped listening.
+fn read_pages(db: &mut Db, half: Half, tx: &SyncSender<Page>) -> Result<()> {
+    let _ = send_pages(db, half, 0, tx, Page::Volumes, |db, c| db.volume_facts_page(c))?
+        && send_pages(db, half, 1, tx, Page::Snapshots, |db, c| db.zero_snapshots_page(c))?
+        && send_pages(db, half, 2, tx, Page::Glance, |db, c| db.zero_glance_page(c))?
+        && send_pages(db, half, 3, tx, Page::Backups, |db, c| db.backups_page(Keys::Zero, Rows::All, c))?;
     Ok(())
 }
 
-/// Sends every page of one table; false when the planner stopped listening.
+/// Sends every page of this reader's part of one table, then [`Page::End`]; false when the
+/// planner stopped listening.
 fn send_pages<R>(
     db: &mut Db,
+    half: Half,
+    table: usize,
     tx: &SyncSender<Page>,
     page: fn(Vec<R>) -> Page,
     read: impl Fn(&mut Db, &mut Cursor) -> Result<Vec<R>>,
 ) -> Result<bool> {
     let mut cursor = Cursor::Start;
-    while cursor != Cursor::End {
-        if tx.send(page(read(db, &mut cursor)?)).is_err() {
-            return Ok(false);
+    match half {
+        Half::Lower(mids) => db.upto = mids.map(|m| m[table]),
+        Half::Upper(mids) => cursor = Cursor::Int(mids[table]),
+    }
+    let mut sent = || -> Result<bool> {
+        while cursor != Cursor::End {
+            if tx.send(page(read(db, &mut cursor)?)).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    let sent = sent();
+    db.upto = None;
+    Ok(sent? && tx.send(Page::End).is_ok())
+}
+
+/// The readers' pages, table by table, taking one page from each reader in turn: the same order
+/// on every run, however fast each reader is. A reader that stops (done, or failed: its error is
+/// reported once it is joined) is skipped from then on.
+struct InTurn {
+    readers: Vec<Receiver<Page>>,
+    /// The reader has sent [`Page::End`] for the current table.
+    ended: Vec<bool>,
+    closed: Vec<bool>,
+    turn: usize,
+}
+
+impl InTurn {
+    fn new(readers: Vec<Receiver<Page>>) -> InTurn {
+        let n = readers.len();
+        InTurn { readers, ended: vec![false; n], closed: vec![false; n], turn: 0 }
+    }
+}
+
+impl Iterator for InTurn {
+    type Item = Page;
+
+    fn next(&mut self) -> Option<Page> {
+        loop {
+            if self.ended.iter().all(|e| *e) {
+                // Every reader is at the end of this table: on to the next, with those still open.
+                if self.closed.iter().all(|c| *c) {
+                    return None;
+                }
+                self.ended.clone_from(&self.closed);
+                self.turn = 0;
+            }
+            let i = self.turn;
+            self.turn = (self.turn + 1) % self.readers.len();
+            if self.ended[i] {
+                continue;
+            }
+            match self.readers[i].recv() {
+                Ok(Page::End) => self.ended[i] = true,
+                Ok(page) => return Some(page),
+                Err(_) => {
+                    self.ended[i] = true;
+                    self.closed[i] = true;
+                }
+            }
         }
     }
-    Ok(true)
 }
 
 /// Plans the pages [`read_pages`] sends, in order.
 fn plan_pages(
-    rx: Receiver<Page>,
+    pages: impl Iterator<Item = Page>,
     backend: crate::db::Backend,
     scope: &Scope,
     mut each: impl FnMut(Item) -> Result<()>,
@@ -223,7 +311,7 @@ fn plan_pages(
             None => None,
         }
     };
-    for page in rx {
+    for page in pages {
         match page {
             Page::Volumes(rows) => {
                 for v in rows {
@@ -266,6 +354,7 @@ fn plan_pages(
                     }
                 }
             }
+            Page::End => {}
             Page::Backups(rows) => {
                 parents.clear();
                 for b in rows {
