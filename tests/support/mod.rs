@@ -92,7 +92,12 @@ impl CinderDb {
     pub fn conn(&self) -> keymigrate::db::AnyConnection {
         use keymigrate::db::AnyConnection;
         match self.backend {
-            Backend::Sqlite => AnyConnection::Sqlite(SqliteConnection::establish(&self.diesel_url).expect("connect")),
+            Backend::Sqlite => {
+                // The test reads while keymigrate writes: wait for its lock as keymigrate waits for Cinder's.
+                let mut c = SqliteConnection::establish(&self.diesel_url).expect("connect");
+                c.batch_execute("PRAGMA busy_timeout = 30000;").expect("busy_timeout");
+                AnyConnection::Sqlite(c)
+            }
             Backend::Mysql => AnyConnection::Mysql(MysqlConnection::establish(&self.diesel_url).expect("connect")),
             Backend::Postgres => AnyConnection::Postgresql(PgConnection::establish(&self.diesel_url).expect("connect")),
         }
