@@ -245,7 +245,7 @@ impl Engine<'_> {
     /// The readers the unit's secret must have: its owner, and for a volume the owners of the
     /// all-zeros snapshots that share it.
     fn readers(&mut self, table: Table, id: &str, owner: Option<&str>) -> Result<Vec<String>> {
-        let mut readers: BTreeSet<String> = owner.filter(|o| !o.is_empty()).map(String::from).into_iter().collect();
+        let mut readers: BTreeSet<String> = owner.filter(|o| plan::is_owner(o)).map(String::from).into_iter().collect();
         if table == Table::Volumes {
             readers.extend(self.db.zero_snapshot_owners(id)?);
         }
@@ -401,7 +401,7 @@ impl Engine<'_> {
             (None, true) => {
                 // Killed while storing: whatever Barbican made is found by name once the unit is
                 // done. Do the unit now, whatever the scope is today.
-                let owner = state.and_then(|s| s.owner).filter(|o| !o.is_empty());
+                let owner = state.and_then(|s| s.owner).filter(|o| plan::is_owner(o));
                 if owner.is_none() {
                     self.journal.finish(entry.table, &entry.id)?;
                     return Ok(());

@@ -45,6 +45,11 @@ fn configuration_errors_exit_127_and_name_the_problem() {
     assert!(!out.stderr.contains(":pw@"), "{}", out.stderr);
 
     let unknown = w.write("interp.conf", &format!("[database]\nconnection = {}$nosuch\n", db.url));
+    // The URL holds a password, so the name after `$` (maybe part of it) is not shown.
+    let out = w.run(&["--config-file", conf_arg(&unknown), "scan"]);
+    out.assert_error(127, "[database] connection");
+    assert!(!out.stderr.contains("nosuch"), "{}", out.stderr);
+    let unknown = w.write("interp2.conf", &format!("[DEFAULT]\nhost = node-$nosuch\n[database]\nconnection = {}\n", db.url));
     w.run(&["--config-file", conf_arg(&unknown), "scan"]).assert_error(127, "$nosuch");
 
     let lp = w.write("loop.conf", "[DEFAULT]\nstate_path = $host\nhost = $state_path\n");

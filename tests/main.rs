@@ -7,5 +7,6 @@ mod cli;
 mod crash;
 mod errors;
 mod faults;
+mod hostile;
 pub mod migrate;
 mod scan;

@@ -282,6 +282,17 @@ fn the_census_walk_and_migrates_page_by_page_plan_agree() {
             )),
             Backend::Postgres => {}
         }
+        // Hostile values: blank owners, ids that are not UUIDs, and key IDs that only MySQL's
+        // collation (case-insensitive, trailing spaces ignored) would call all zeros.
+        db.volume("völ €'x", Some("hostA@lvm#pool"), Some("   "), z)
+            .volume("vol odd", Some("hostA@lvm#pool"), Some("alice"), z)
+            .volume("vol-fw", Some("hostA@lvm#pool"), Some("alice"), Some("\u{ff10}0000000-0000-0000-0000-000000000000"));
+        db.snapshot("s-blank", "vol odd", Some(" "), z, false).snapshot("s-null", &u(1), None, z, false);
+        db.glance(400, Some("vol odd"), None, "cinder_encryption_key_id", &format!("{ZERO} "), false)
+            .glance(401, Some("vol odd"), None, "CINDER_ENCRYPTION_KEY_ID", ZERO, false)
+            .glance(402, Some("vol-fw"), None, "cinder_encryption_key_id", ZERO, false)
+            .glance(403, None, Some("s-blank"), "cinder_encryption_key_id", ZERO, false);
+        db.backup("b-blank", "vol odd", Some("hostA"), Some("\t"), z, false);
         let url = keymigrate::db::url::translate(&db.url, std::path::Path::new("/")).expect("url");
         let mut conn = keymigrate::db::Db::connect(&url, keymigrate::db::Access::ReadOnly).expect("connect");
         let host = |v: &str| Matcher { field: Field::Host, value: v.into() };
@@ -316,6 +327,14 @@ fn the_census_walk_and_migrates_page_by_page_plan_agree() {
                 }
             }
             assert!(walked.len() > 3, "{backend:?} {:?}: {walked:?}", scope.describe());
+            for not_zero in ["id: \"400\"", "id: \"401\"", "id: \"vol-fw\""] {
+                assert!(!walked.iter().any(|w| w.contains(not_zero)), "{backend:?}: {not_zero} is not on the all-zeros ID");
+            }
+            for blank in ["id: \"s-blank\"", "id: \"s-null\"", "id: \"b-blank\"", "id: \"völ €'x\""] {
+                if let Some(w) = walked.iter().find(|w| w.contains(blank)) {
+                    assert!(w.contains("Blocked"), "{backend:?}: a row without an owner must be blocked: {w}");
+                }
+            }
             walked.sort();
             paged.sort();
             assert_eq!(walked, paged, "{backend:?}, scope {}", scope.describe());

@@ -359,11 +359,25 @@ impl Conf {
             }
         }
         let (top_group, top_name) = stack.first().cloned().unwrap_or_default();
-        Err(Error::config_value(
-            format!("[{top_group}] {top_name}"),
-            format!("refers to ${ident}, which is not an option keymigrate knows ({origin}); write $$ for a literal $"),
-        ))
+        // In a secret the text after `$` is part of the secret (`pa$word`): do not show it.
+        let in_secret = stack.last().is_some_and(|(g, n)| holds_secret(g, n));
+        let message = if in_secret {
+            format!(
+                "has a $ followed by a name that is not an option keymigrate knows ({origin}; the value is not shown, it \
+                 may be a secret); write $$ for a literal $"
+            )
+        } else {
+            format!("refers to ${ident}, which is not an option keymigrate knows ({origin}); write $$ for a literal $")
+        };
+        Err(Error::config_value(format!("[{top_group}] {top_name}"), message))
     }
+}
+
+/// Options whose values are, or contain, a secret: a password, the fixed key, a database URL.
+fn holds_secret(group: &str, name: &str) -> bool {
+    [&FIXED_KEY, &DB_CONNECTION, &keystone::PASSWORD, &keystone::APP_CRED_SECRET]
+        .iter()
+        .any(|o| (o.group == group && o.name == name) || o.deprecated.iter().any(|&(g, n)| g == group && n == name))
 }
 
 fn registered(group: &str, name: &str) -> Option<&'static Opt> {
@@ -453,5 +467,7 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -42,11 +42,21 @@ fn dollar_escapes_and_non_placeholders_are_literal() {
 
 #[test]
 fn unknown_reference_is_an_error_that_names_the_option_not_the_value() {
+    let c = conf("[DEFAULT]\nhost = node-$nosuch\n");
+    let err = c.get(&HOST).expect_err("unknown name").to_string();
+    assert!(err.contains("[DEFAULT] host") && err.contains("$nosuch"), "{err}");
+    // In a secret, the name after `$` is part of the secret: `s3cr3t$nosuch` is a password.
     let c = conf("[keystone_authtoken]\npassword = s3cr3t$nosuch\n");
     let err = c.get(&keystone::PASSWORD).expect_err("unknown name").to_string();
     assert!(err.contains("[keystone_authtoken] password"), "{err}");
-    assert!(err.contains("$nosuch"), "{err}");
-    assert!(!err.contains("s3cr3t"), "{err}");
+    assert!(!err.contains("s3cr3t") && !err.contains("nosuch"), "{err}");
+    let c = conf("[database]\nconnection = mysql://u:pa$word@h/c\n");
+    let err = c.get(&DB_CONNECTION).expect_err("unknown name").to_string();
+    assert!(err.contains("[database] connection") && !err.contains("word"), "{err}");
+    // Also when the secret is reached through another option.
+    let c = conf("[DEFAULT]\nhost = $keystone_authtoken.password\n[keystone_authtoken]\npassword = s3cr3t$nosuch\n");
+    let err = c.get(&HOST).expect_err("unknown name").to_string();
+    assert!(err.contains("[DEFAULT] host") && !err.contains("nosuch"), "{err}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ pub mod url;
 use diesel::connection::SimpleConnection;
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool};
+use diesel::sql_types::{BigInt, Bool, Nullable};
 use diesel::{MysqlConnection, PgConnection, SqliteConnection};
 
 use crate::conditions::ZERO_KEY_ID;
@@ -382,6 +382,16 @@ impl Cursor {
     }
 }
 
+/// `column <op> 'value'` (`=` or `<>`), comparing bytes as Cinder's Python compares key IDs.
+/// MySQL's default collations ignore case and trailing spaces, so there `'…0000 '` would equal
+/// the all-zeros ID: the comparison is made BINARY. Elsewhere `=` is already exact. For the
+/// constants [`ZERO_KEY_ID`] and [`GLANCE_KEY`] only; the typed `eq` next to it keeps the index.
+pub(crate) fn exact(backend: Backend, column: &str, op: &str, value: &'static str) -> String {
+    debug_assert!(!value.contains(['\'', '\\']));
+    let binary = if backend == Backend::Mysql { "BINARY " } else { "" };
+    format!("{binary}{column} {op} '{value}'")
+}
+
 /// `NOT deleted`: the same rows as Cinder's `deleted = false` (NULL is neither), written so that
 /// SQLite walks the primary key in order instead of the `(deleted, …)` indexes, which would make
 /// every keyset page a full scan and a sort.
@@ -396,9 +406,12 @@ where
 /// filter, the order (rowid on SQLite, id elsewhere), the cursor, and advancing it.
 macro_rules! keyset_page {
     ($db:ident, $keys:ident, $rows:expr, $cursor:ident, $rowid:ident, $base:ident, $table:ident, $row:ty, $what:literal) => {{
+        let column = concat!(stringify!($table), ".encryption_key_id");
         let mut q = match $keys {
-            Keys::Zero => $base.filter($table::encryption_key_id.eq(ZERO_KEY_ID)),
-            Keys::Migrated => $base.filter($table::encryption_key_id.ne(ZERO_KEY_ID)),
+            Keys::Zero => $base
+                .filter($table::encryption_key_id.eq(ZERO_KEY_ID))
+                .filter(sql::<Bool>(&exact($db.backend, column, "=", ZERO_KEY_ID))),
+            Keys::Migrated => $base.filter(sql::<Bool>(&exact($db.backend, column, "<>", ZERO_KEY_ID))),
             Keys::Any => $base,
         };
         if $rows == Rows::Live {
@@ -462,7 +475,7 @@ impl Db {
                     volumes::cluster_name,
                     volumes::user_id,
                     volumes::project_id,
-                    volumes::encryption_key_id.eq(ZERO_KEY_ID).nullable(),
+                    sql::<Nullable<Bool>>(&exact(self.backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),
                     volumes::deleted,
                 ),
             ))
@@ -551,9 +564,12 @@ impl Db {
             .order(vgm::id)
             .limit(BATCH)
             .into_boxed();
+        q = q.filter(sql::<Bool>(&exact(self.backend, "volume_glance_metadata.key", "=", GLANCE_KEY)));
         q = match keys {
-            Keys::Zero => q.filter(vgm::value.eq(ZERO_KEY_ID)),
-            Keys::Migrated => q.filter(vgm::value.ne(ZERO_KEY_ID)),
+            Keys::Zero => q
+                .filter(vgm::value.eq(ZERO_KEY_ID))
+                .filter(sql::<Bool>(&exact(self.backend, "volume_glance_metadata.value", "=", ZERO_KEY_ID))),
+            Keys::Migrated => q.filter(sql::<Bool>(&exact(self.backend, "volume_glance_metadata.value", "<>", ZERO_KEY_ID))),
             Keys::Any => q,
         };
         if let Some(a) = cursor.int() {
@@ -590,6 +606,8 @@ impl Db {
             ))
             .filter(vgm::key.eq(GLANCE_KEY))
             .filter(vgm::value.eq(ZERO_KEY_ID))
+            .filter(sql::<Bool>(&exact(self.backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
+            .filter(sql::<Bool>(&exact(self.backend, "volume_glance_metadata.value", "=", ZERO_KEY_ID)))
             .order(vgm::id)
             .limit(BATCH)
             .into_boxed();

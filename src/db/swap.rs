@@ -3,10 +3,12 @@
 //! does. A row that no longer holds the all-zeros ID (another run, Cinder's own migrator, a
 //! deleted volume) is never written.
 
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 
 use super::schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
-use super::{Db, GLANCE_KEY};
+use super::{exact, Backend, Db, GLANCE_KEY};
 use crate::conditions::ZERO_KEY_ID;
 use crate::error::Result;
 use crate::plan::Table;
@@ -80,15 +82,17 @@ impl Db {
     /// glance-metadata rows. Backups and glance-metadata rows: the row alone.
     pub fn swap(&mut self, table: Table, id: &str, new_id: &str, owners: &[String]) -> Result<Result<Swapped, Lost>> {
         let now = chrono::Utc::now().naive_utc();
+        let backend = self.backend;
         let result = self.conn.transaction::<Swapped, diesel::result::Error, _>(|conn| match table {
-            Table::Volumes => swap_volume(conn, id, new_id, owners, now),
-            Table::Snapshots => swap_snapshot(conn, id, new_id, now),
+            Table::Volumes => swap_volume(conn, backend, id, new_id, owners, now),
+            Table::Snapshots => swap_snapshot(conn, backend, id, new_id, now),
             Table::Backups => {
                 let n = diesel::update(
                     backups::table
                         .filter(backups::id.eq(id))
                         .filter(backups::deleted.eq(false))
-                        .filter(backups::encryption_key_id.eq(ZERO_KEY_ID)),
+                        .filter(backups::encryption_key_id.eq(ZERO_KEY_ID))
+                        .filter(zero_exact(backend, "backups.encryption_key_id")),
                 )
                 .set((backups::encryption_key_id.eq(new_id), backups::updated_at.eq(now)))
                 .execute(conn)?;
@@ -97,7 +101,7 @@ impl Db {
             }
             Table::VolumeGlanceMetadata => {
                 let gid: i32 = id.parse().map_err(|_| diesel::result::Error::NotFound)?;
-                let n = diesel::update(zero_glance().filter(vgm::id.eq(gid)))
+                let n = diesel::update(zero_glance(backend).filter(vgm::id.eq(gid)))
                     .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
                     .execute(conn)?;
                 one(n)?;
@@ -176,15 +180,18 @@ impl Db {
 
     /// Owners of a volume's live all-zeros snapshots: they share the volume's secret.
     pub fn zero_snapshot_owners(&mut self, volume_id: &str) -> Result<Vec<String>> {
+        // Not DISTINCT: on MySQL that would fold `alice` and `Alice ` into one, and the swap's
+        // `user_id IN (…)` would then rewrite a snapshot whose owner was never granted access.
         let owners: Vec<Option<String>> = snapshots::table
             .select(snapshots::user_id)
             .filter(snapshots::volume_id.eq(volume_id))
             .filter(snapshots::deleted.eq(false))
             .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
-            .distinct()
+            .filter(zero_exact(self.backend, "snapshots.encryption_key_id"))
             .load(&mut self.conn)
             .map_err(|e| self.error("reading snapshots", e))?;
-        Ok(owners.into_iter().flatten().filter(|o| !o.is_empty()).collect())
+        let owners: std::collections::BTreeSet<String> = owners.into_iter().flatten().filter(|o| crate::plan::is_owner(o)).collect();
+        Ok(owners.into_iter().collect())
     }
 
     /// Whether any row, live or deleted, points at `secret_id`. A secret that a row points at is
@@ -206,16 +213,36 @@ fn one(n: usize) -> Result<(), diesel::result::Error> {
     if n == 1 { Ok(()) } else { Err(diesel::result::Error::RollbackTransaction) }
 }
 
+/// The compare half of compare-and-swap, byte for byte (see [`exact`]).
+fn zero_exact(backend: Backend, column: &str) -> diesel::expression::SqlLiteral<Bool> {
+    sql::<Bool>(&exact(backend, column, "=", ZERO_KEY_ID))
+}
+
 #[allow(clippy::type_complexity)]
-fn zero_glance() -> diesel::dsl::Filter<
-    diesel::dsl::Filter<diesel::dsl::Filter<vgm::table, diesel::dsl::Eq<vgm::deleted, bool>>, diesel::dsl::Eq<vgm::key, &'static str>>,
-    diesel::dsl::Eq<vgm::value, &'static str>,
+fn zero_glance(
+    backend: Backend,
+) -> diesel::dsl::Filter<
+    diesel::dsl::Filter<
+        diesel::dsl::Filter<diesel::dsl::Filter<vgm::table, diesel::dsl::Eq<vgm::deleted, bool>>, diesel::dsl::Eq<vgm::key, &'static str>>,
+        diesel::dsl::Eq<vgm::value, &'static str>,
+    >,
+    diesel::expression::SqlLiteral<Bool>,
 > {
-    vgm::table.filter(vgm::deleted.eq(false)).filter(vgm::key.eq(GLANCE_KEY)).filter(vgm::value.eq(ZERO_KEY_ID))
+    let exact_key_and_value = format!(
+        "{} AND {}",
+        exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY),
+        exact(backend, "volume_glance_metadata.value", "=", ZERO_KEY_ID)
+    );
+    vgm::table
+        .filter(vgm::deleted.eq(false))
+        .filter(vgm::key.eq(GLANCE_KEY))
+        .filter(vgm::value.eq(ZERO_KEY_ID))
+        .filter(sql::<Bool>(&exact_key_and_value))
 }
 
 fn swap_volume(
     conn: &mut super::AnyConnection,
+    backend: Backend,
     id: &str,
     new_id: &str,
     owners: &[String],
@@ -225,7 +252,8 @@ fn swap_volume(
         volumes::table
             .filter(volumes::id.eq(id))
             .filter(volumes::deleted.eq(false))
-            .filter(volumes::encryption_key_id.eq(ZERO_KEY_ID)),
+            .filter(volumes::encryption_key_id.eq(ZERO_KEY_ID))
+            .filter(zero_exact(backend, "volumes.encryption_key_id")),
     )
     .set((volumes::encryption_key_id.eq(new_id), volumes::updated_at.eq(now)))
     .execute(conn)?;
@@ -236,28 +264,30 @@ fn swap_volume(
             .filter(snapshots::volume_id.eq(id))
             .filter(snapshots::deleted.eq(false))
             .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
+            .filter(zero_exact(backend, "snapshots.encryption_key_id"))
             .filter(snapshots::user_id.eq_any(owners)),
     )
     .set((snapshots::encryption_key_id.eq(new_id), snapshots::updated_at.eq(now)))
     .execute(conn)?;
     let of_volume = snapshots::table.select(snapshots::id.nullable()).filter(snapshots::volume_id.eq(id));
-    let g = diesel::update(zero_glance().filter(vgm::volume_id.eq(id).or(vgm::snapshot_id.eq_any(of_volume))))
+    let g = diesel::update(zero_glance(backend).filter(vgm::volume_id.eq(id).or(vgm::snapshot_id.eq_any(of_volume))))
         .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
         .execute(conn)?;
     Ok(Swapped { volumes: v, snapshots: s, backups: 0, volume_glance_metadata: g })
 }
 
-fn swap_snapshot(conn: &mut super::AnyConnection, id: &str, new_id: &str, now: Now) -> QueryResult<Swapped> {
+fn swap_snapshot(conn: &mut super::AnyConnection, backend: Backend, id: &str, new_id: &str, now: Now) -> QueryResult<Swapped> {
     let s = diesel::update(
         snapshots::table
             .filter(snapshots::id.eq(id))
             .filter(snapshots::deleted.eq(false))
-            .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID)),
+            .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
+            .filter(zero_exact(backend, "snapshots.encryption_key_id")),
     )
     .set((snapshots::encryption_key_id.eq(new_id), snapshots::updated_at.eq(now)))
     .execute(conn)?;
     one(s)?;
-    let g = diesel::update(zero_glance().filter(vgm::snapshot_id.eq(id)))
+    let g = diesel::update(zero_glance(backend).filter(vgm::snapshot_id.eq(id)))
         .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
         .execute(conn)?;
     Ok(Swapped { snapshots: s, volume_glance_metadata: g, ..Swapped::default() })

@@ -794,19 +794,27 @@ fn redact(url: &str, sa: &SaUrl<'_>) -> String {
         Some(span) => format!("{}***{}", &url[..span.start], &url[span.end..sa.query_start.min(url.len())]),
         None => url[..sa.query_start.min(url.len())].to_string(),
     };
-    if let Some(query) = sa.query {
+    if let Some(query) = sa.query.filter(|q| holds_password(sa, q)) {
+        // The password is in the query, split over several options by a raw `&`: hide it all.
+        debug_assert!(!query.is_empty());
+        out.push_str("***");
+    } else if let Some(query) = sa.query {
+        // A password written with a raw `&` continues as pairs without `=`: hide those too.
+        let mut after_password = false;
         let pairs: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
                 _ if holds_password(sa, pair) => "***".to_string(),
                 Some((key, _)) => {
                     let name = unquote(&key.replace('+', " ")).to_lowercase();
-                    if name.contains("password") || name.contains("passwd") {
+                    after_password = name.contains("password") || name.contains("passwd");
+                    if after_password {
                         format!("{key}=***")
                     } else {
                         pair.to_string()
                     }
                 }
+                None if after_password => "***".to_string(),
                 None => pair.to_string(),
             })
             .collect();
@@ -1297,6 +1305,8 @@ mod tests {
             "postgresql://u:***@h/c?sslpassword=***&ssl_key_password=***&application_name=cinder&flag"
         );
         assert_eq!(r("postgresql://h/c?SSL%50ASSWORD=k"), "postgresql://h/c?SSL%50ASSWORD=***");
+        // A raw `&` in a password option: the pieces after it are not shown either.
+        assert_eq!(r("postgresql://h/c?sslpassword=a&b;c&flag=1&d"), "postgresql://h/c?sslpassword=***&***&flag=1&d");
         assert_eq!(r("sqlite:////x.db?timeout=1"), "sqlite:////x.db?timeout=1");
     }
 
@@ -1382,3 +1392,7 @@ mod tests {
         assert_eq!(conn("postgresql://:pw@db/cinder"), "postgresql://:pw@db/cinder");
     }
 }
+
+#[cfg(test)]
+#[path = "url_fuzz.rs"]
+mod fuzz;

@@ -116,15 +116,21 @@ pub enum Item {
     Skipped(Skipped),
 }
 
-const NO_OWNER: &str = "user_id is NULL, so no owner can be granted read access";
-const PARENT_NO_OWNER: &str = "its volume's user_id is NULL, so no owner can be granted read access";
+const NO_OWNER: &str = "user_id is NULL or blank, so no owner can be granted read access";
+const PARENT_NO_OWNER: &str = "its volume's user_id is NULL or blank, so no owner can be granted read access";
 const UNENCRYPTED_PARENT: &str =
     "its volume or snapshot is not encrypted, so the all-zeros ID came from an image property; a secret would give its owner the fixed key";
 pub const NULL_HOST: &str = "volume host is NULL; only --all-hosts migrates it";
 
+/// Whether a `user_id` names someone a secret can be shared with: not empty, not just spaces
+/// (an ACL for "  " would leave the secret readable by no user).
+pub fn is_owner(user_id: &str) -> bool {
+    !user_id.trim().is_empty()
+}
+
 fn owner_action(owner: &Option<String>) -> Action {
     match owner {
-        Some(o) if !o.is_empty() => Action::NewSecret,
+        Some(o) if is_owner(o) => Action::NewSecret,
         _ => Action::Blocked(NO_OWNER),
     }
 }
@@ -459,7 +465,7 @@ fn backup_unit(scope: &Scope, b: BackupRow) -> Option<Unit> {
 /// Sharing a volume's secret: blocked with the volume when the volume has no owner.
 fn share_volume(volume: &Parent, volume_id: String) -> Action {
     match &volume.owner {
-        Some(u) if !u.is_empty() => Action::ShareVolume(volume_id),
+        Some(u) if is_owner(u) => Action::ShareVolume(volume_id),
         _ => Action::Blocked(PARENT_NO_OWNER),
     }
 }
@@ -470,9 +476,11 @@ fn parent_in_scope(scope: &Scope, volume: Option<&VolumeRef>) -> bool {
 }
 
 /// A snapshot whose volume is in scope (`volume` is `None` when the volume does not exist): it
-/// shares the volume's secret when the volume is a unit.
+/// shares the volume's secret when the volume is a unit. A snapshot without an owner of its own
+/// never does: the volume's swap only takes snapshots whose owner was granted the secret.
 fn snapshot_unit(s: SnapshotOnly, volume: Option<Parent>) -> Unit {
     let action = match (&volume, &s.volume_id) {
+        _ if !s.user_id.as_deref().is_some_and(is_owner) => Action::Blocked(NO_OWNER),
         (Some(v), Some(vid)) if v.zero_and_live => share_volume(v, vid.clone()),
         _ => owner_action(&s.user_id),
     };

@@ -1,0 +1,418 @@
+//! Hostile input: configuration files, option values, database URLs and row values an operator
+//! (or a long-lived cloud) can produce. Bad configuration is one error line and the documented
+//! exit code, with nothing written and no secret echoed; odd rows are migrated byte for byte or
+//! reported, never guessed at.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::support::cloud::Cloud;
+use crate::support::*;
+
+fn arg(p: &std::path::Path) -> &str {
+    p.to_str().expect("path")
+}
+
+/// A one-volume SQLite Cinder database, and a guarded key for it.
+fn sqlite_with_a_volume() -> (CinderDb, String) {
+    let db = CinderDb::new(Backend::Sqlite);
+    db.volume("v1", Some("h"), Some("u"), Some(ZERO));
+    (db, random_key())
+}
+
+#[test]
+fn hostile_configuration_files_exit_127_and_write_nothing() {
+    let (db, key) = sqlite_with_a_volume();
+    let mut w = Workdir::new();
+    w.guard_key(&key);
+    let before = db.fingerprint();
+    let good = format!("[database]\nconnection = {}\n[key_manager]\nfixed_key = {key}\n", db.url);
+    let scan = |name: &str| w.run(&["--config-file", arg(&w.path(name)), "scan", "--all-hosts"]);
+
+    // 1 MiB of binary garbage, valid UTF-8 garbage, and garbage after a good file.
+    let garbage: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    std::fs::write(w.path("bin.conf"), &garbage).expect("write");
+    scan("bin.conf").assert_error(127, "bin.conf: line");
+    let text: String = (0..50_000u32).filter_map(|i| char::from_u32(i.wrapping_mul(7919) % 0x3000 + 1)).collect();
+    std::fs::write(w.path("text.conf"), &text).expect("write");
+    scan("text.conf").assert_error(127, "text.conf: line");
+    let mut tail = good.clone().into_bytes();
+    tail.extend_from_slice(b"\x00\xff\xfe junk");
+    std::fs::write(w.path("tail.conf"), tail).expect("write");
+    scan("tail.conf").assert_error(127, "tail.conf: line 5");
+
+    // A 4 MiB line: as an option keymigrate does not read it is harmless, as a broken line it is
+    // named by number, and neither is echoed.
+    let huge = "x".repeat(4 << 20);
+    w.write("huge-ok.conf", &format!("[DEFAULT]\nunrelated = {huge}\n{good}"));
+    scan("huge-ok.conf").assert_code(1);
+    w.write("huge-bad.conf", &format!("{good}[DEFAULT]\n{huge}\n"));
+    let out = scan("huge-bad.conf");
+    out.assert_error(127, "huge-bad.conf: line 6: No ':' or '=' found in assignment");
+    assert!(out.stderr.len() < 4096, "the line was echoed: {} bytes", out.stderr.len());
+    w.write("huge-host.conf", &format!("[DEFAULT]\nhost = {huge}\n{good}"));
+    w.run(&["--config-file", arg(&w.path("huge-host.conf")), "scan"]).assert_code(0);
+
+    // Structure: an assignment before any section, an unclosed section, a continuation with
+    // nothing to continue, a byte order mark.
+    for (name, text, needle) in [
+        ("nosection.conf", format!("fixed_key = {key}\n{good}"), "nosection.conf: line 1: Section must be started"),
+        ("unclosed.conf", format!("{good}[database\n"), "unclosed.conf: line 5: Invalid section"),
+        ("cont.conf", format!("{good}\n  {key}\n"), "cont.conf: line 6: Unexpected continuation line"),
+        ("bom.conf", format!("\u{feff}{good}"), "byte order mark"),
+    ] {
+        w.write(name, &text);
+        scan(name).assert_error(127, needle);
+    }
+
+    // Interpolation: loops (also through a secret), unknown names, a `$` in a password.
+    for (name, text, needle) in [
+        ("loop1.conf", format!("{good}[DEFAULT]\nhost = $host\n"), "interpolation loop"),
+        (
+            "loop2.conf",
+            format!("{good}[database]\nconnection = {}?x=$DEFAULT.my_ip\n[DEFAULT]\nmy_ip = $database.connection\n", db.url),
+            "interpolation loop",
+        ),
+        ("deep.conf", format!("{good}[DEFAULT]\nhost = ${{cluster}}\ncluster = ${{my_ip}}\nmy_ip = $$ok-$host\n"), "interpolation loop"),
+        ("unknown.conf", format!("{good}[DEFAULT]\nhost = node-${{nosuch.option}}\n"), "$nosuch.option"),
+    ] {
+        w.write(name, &text);
+        w.run(&["--config-file", arg(&w.path(name)), "scan"]).assert_error(127, needle);
+    }
+
+    // Quotes: one matching pair is removed, as oslo.config does; a mismatched pair is kept and
+    // makes the key invalid, without showing it.
+    w.write("quoted.conf", &good.replace(&format!("fixed_key = {key}"), &format!("fixed_key = \"{key}\"")));
+    scan("quoted.conf").assert_code(1);
+    w.write("single.conf", &good.replace(&format!("fixed_key = {key}"), &format!("fixed_key = '{key}'")));
+    scan("single.conf").assert_code(1);
+    w.write("mismatch.conf", &good.replace(&format!("fixed_key = {key}"), &format!("fixed_key = \"{key}'")));
+    scan("mismatch.conf").assert_error(127, "[key_manager] fixed_key");
+
+    // Missing sections: no [key_manager] is Cinder's "fixed_key is not in use" (rows remain:
+    // exit 2); no [database] is Cinder's default SQLite file, which does not exist here.
+    w.write("nokm.conf", &format!("[database]\nconnection = {}\n", db.url));
+    let out = scan("nokm.conf");
+    out.assert_code(2);
+    assert!(out.stderr.contains("fixed_key is not in use"), "{}", out.stderr);
+    w.write("nodb.conf", &format!("[DEFAULT]\nstate_path = {}\n[key_manager]\nfixed_key = {key}\n", w.path("st").display()));
+    scan("nodb.conf").assert_error(2, "no such file");
+    w.write("empty.conf", "");
+    scan("empty.conf").assert_code(2);
+
+    assert_eq!(db.fingerprint(), before);
+}
+
+#[test]
+fn a_dollar_in_a_password_is_never_echoed() {
+    let (db, key) = sqlite_with_a_volume();
+    let mut w = Workdir::new();
+    w.guard_key(&key);
+    let base = format!("[database]\nconnection = {}\n[key_manager]\nfixed_key = {key}\n", db.url);
+    // `pa$word`: `$word` is not an option, so Cinder would fail too. The error names the option,
+    // and neither half of the password.
+    w.secrets.extend(["Zq9pa".to_string(), "wordZq9".to_string()]);
+    for (auth, option) in [("password", "password"), ("appcred", "application_credential_secret")] {
+        let sections: String = service_sections(auth)
+            .lines()
+            .map(|l| if l.starts_with(&format!("{option} = ")) { format!("{option} = Zq9pa$wordZq9\n") } else { format!("{l}\n") })
+            .collect();
+        let conf = w.write("c.conf", &format!("{base}{sections}"));
+        let out = w.run(&["--config-file", arg(&conf), "migrate", "--all-hosts", "--state-dir", arg(&w.path("st"))]);
+        out.assert_error(127, &format!("[keystone_authtoken] {option}"));
+    }
+    // In the database URL, on a real server: `$$` is a literal `$`, and the refused password
+    // appears nowhere.
+    for (url, needle) in [
+        ("mysql+pymysql://kmtest:Zq9pa$wordZq9@127.0.0.1:13306/cinder", "[database] connection"),
+        ("postgresql://kmtest:Zq9pa${word}Zq9@127.0.0.1:15432/cinder", "[database] connection"),
+    ] {
+        let conf = w.write("c.conf", &format!("[database]\nconnection = {url}\n[key_manager]\nfixed_key = {key}\n"));
+        w.run(&["--config-file", arg(&conf), "scan", "--all-hosts"]).assert_error(127, needle);
+    }
+    w.secrets.push("Zq9pa$wordZq9".into());
+    w.secrets.push("Zq9pa$$wordZq9".into());
+    for (url, needle) in [
+        ("mysql+pymysql://kmtest:Zq9pa$$wordZq9@127.0.0.1:13306/cinder", "Access denied"),
+        ("postgresql://kmtest:Zq9pa$$wordZq9@127.0.0.1:15432/cinder", "password authentication failed"),
+        ("postgresql://kmtest:Zq9pa\\$wordZq9@127.0.0.1:15432/cinder", "password authentication failed"),
+    ] {
+        let conf = w.write("c.conf", &format!("[database]\nconnection = {url}\n[key_manager]\nfixed_key = {key}\n"));
+        let out = w.run(&["--config-file", arg(&conf), "scan", "--all-hosts"]);
+        out.assert_error(2, needle);
+        assert!(out.stderr.contains(":***@"), "{}", out.stderr);
+    }
+    assert_eq!(db.key_of("volumes", "v1").as_deref(), Some(ZERO));
+}
+
+#[test]
+fn hostile_fixed_keys_are_named_never_echoed() {
+    let (db, _) = sqlite_with_a_volume();
+    let long = "ab".repeat(15_001);
+    let odd_long = "a".repeat(1 << 20) + "b";
+    // Empty is "not set", as for Cinder's migrator: rows remain but fixed_key is gone (exit 2).
+    for empty in ["", "\"\"", "   ", "''"] {
+        let mut w = Workdir::new();
+        let conf = w.conf(&db, Some(empty), "");
+        let st = w.path("st");
+        for cmd in ["scan", "status", "migrate", "verify", "rollback"] {
+            let mut args = vec!["--config-file", arg(&conf), cmd, "--all-hosts"];
+            if matches!(cmd, "migrate" | "rollback") {
+                args.extend(["--state-dir", arg(&st)]);
+            }
+            let out = w.run(&args);
+            assert_eq!(out.code, 2, "{cmd} with fixed_key = {empty:?}: {}", out.stderr);
+            assert!(out.stderr.contains("fixed_key"), "{cmd}: {}", out.stderr);
+        }
+    }
+    let cases: [(&str, &str); 7] = [
+        ("0x00112233445566778899aabbccddeeff", "hexadecimal"),
+        ("00112233445566778899aabbccddeeff\u{feff}", "even number"),
+        ("٠١٢٣٤٥٦٧٨٩٠١٢٣٤٥", "hexadecimal"),
+        ("ｆｆｆｆｆｆｆｆｆｆｆｆｆｆｆｆ", "hexadecimal"),
+        ("00112233 44556677", "even number"),
+        (&long, "15000 bytes"),
+        (&odd_long, "even number"),
+    ];
+    for (bad, needle) in cases {
+        let mut w = Workdir::new();
+        if bad.trim().len() >= 4 {
+            w.secrets.push(bad.trim().to_string());
+            let digits: String = bad.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+            if digits.len() >= 8 {
+                w.secrets.push(digits);
+            }
+        }
+        let conf = w.conf(&db, Some(bad), "");
+        let st = w.path("st");
+        for cmd in ["scan", "status", "migrate", "verify", "rollback"] {
+            let mut args = vec!["--config-file", arg(&conf), cmd, "--all-hosts"];
+            if matches!(cmd, "migrate" | "rollback") {
+                args.extend(["--state-dir", arg(&st)]);
+            }
+            let out = w.run(&args);
+            out.assert_error(127, "[key_manager] fixed_key");
+            out.assert_error(127, needle);
+        }
+    }
+    assert_eq!(db.key_of("volumes", "v1").as_deref(), Some(ZERO));
+}
+
+#[test]
+fn hostile_database_urls_exit_127_or_2_and_never_show_the_password() {
+    let mut w = Workdir::new();
+    let key = random_key();
+    w.guard_key(&key);
+    w.secrets.push("Zq9-secret".into());
+    let usage = [
+        ("mongodb://kmtest:Zq9-secret@127.0.0.1/cinder", "unsupported database type 'mongodb'"),
+        ("mysql+pymysql://kmtest:Zq9-secret@127.0.0.1:port/cinder", "port"),
+        ("mysql+pymysql://kmtest:Zq9-secret@127.0.0.1:65536/cinder", "port"),
+        ("postgresql://kmtest:Zq9-secret@127.0.0.1:0/cinder", "port"),
+        ("postgresql://kmtest:Zq9-secret@127.0.0.1:-1/cinder", "port"),
+        ("mysql+pymysql://kmtest:Zq9-secret@127.0.0.1:13306", "names no database"),
+        ("mysql+pymysql://kmtest:Zq9@secret@127.0.0.1:13306/cinder", "%40"),
+        ("mysql+pymysql://kmtest:Zq9-secret@127.0.0.1 13306/cinder", "host"),
+        ("sqlite://", "in-memory"),
+        ("Zq9-secret", "not a database URL"),
+    ];
+    for (url, needle) in usage {
+        let conf = w.write("c.conf", &format!("[database]\nconnection = {url}\n[key_manager]\nfixed_key = {key}\n"));
+        let out = w.run(&["--config-file", arg(&conf), "scan", "--all-hosts"]);
+        out.assert_error(127, "[database] connection");
+        out.assert_error(127, needle);
+    }
+    let unusable = [
+        ("mysql+pymysql://kmtest:Zq9-secret@127.0.0.1:13306/cinder", "Access denied"),
+        ("mysql+pymysql://kmtest:kmtest-pw@127.0.0.1:13306/km_no_such_db", "km_no_such_db"),
+        ("postgresql://kmtest:kmtest-pw@127.0.0.1:15432/km_no_such_db", "km_no_such_db"),
+        ("postgresql://kmtest:kmtest-pw@127.0.0.2:1/cinder", "127.0.0.2"),
+    ];
+    for (url, needle) in unusable {
+        let conf = w.write("c.conf", &format!("[database]\nconnection = {url}\n[key_manager]\nfixed_key = {key}\n"));
+        let out = w.run(&["--config-file", arg(&conf), "scan", "--all-hosts"]);
+        out.assert_error(2, needle);
+        assert!(out.stderr.contains(":***@"), "{}", out.stderr);
+    }
+}
+
+/// A database that is not (or no longer) Cinder's, on every backend: exit 2 naming the table,
+/// and no write.
+#[test]
+fn databases_without_cinders_tables_or_with_the_wrong_column_types_are_refused() {
+    for backend in BACKENDS {
+        let mut w = Workdir::new();
+        let key = random_key();
+        let db = CinderDb::new(backend);
+        db.volume("v1", Some("h"), Some("u"), Some(ZERO));
+        let conf = w.conf(&db, Some(&key), "");
+        db.exec("ALTER TABLE backups RENAME TO backups_gone");
+        let out = w.run(&["--config-file", arg(&conf), "scan", "--all-hosts"]);
+        out.assert_error(2, "Cinder's table `backups`");
+        db.exec("ALTER TABLE backups_gone RENAME TO backups");
+
+        // encryption_key_id as an integer: an integer 0 must never pass for the all-zeros ID
+        // (MySQL compares '00000000-…' = 0 as numbers), and nothing may be written.
+        let retype = match backend {
+            Backend::Mysql => "ALTER TABLE backups MODIFY encryption_key_id INTEGER",
+            Backend::Postgres => "ALTER TABLE backups ALTER COLUMN encryption_key_id TYPE INTEGER USING NULL",
+            Backend::Sqlite => {
+                "CREATE TABLE backups_int AS SELECT * FROM backups; DROP TABLE backups; \
+                 CREATE TABLE backups (created_at DATETIME, updated_at DATETIME, deleted_at DATETIME, deleted BOOLEAN, \
+                 id VARCHAR(36) PRIMARY KEY, volume_id VARCHAR(36), user_id VARCHAR(255), project_id VARCHAR(255), \
+                 host VARCHAR(255), encryption_key_id INTEGER, status VARCHAR(255))"
+            }
+        };
+        db.exec(retype);
+        db.exec(
+            "INSERT INTO backups (id, deleted, volume_id, host, user_id, project_id, encryption_key_id, status) \
+             VALUES ('b-int', false, 'v1', 'h', 'u', 'p', 0, 'available')",
+        );
+        let before = db.keys("volumes");
+        let out = w.run(&["--config-file", arg(&conf), "scan", "--all-hosts", "-f", "json"]);
+        match out.code {
+            2 => {
+                out.assert_error(2, "backups");
+            }
+            _ => {
+                out.assert_code(1);
+                let doc = out.json();
+                assert_eq!(doc["counts"]["backups"]["total"], 0, "{backend:?}: an integer 0 counted as the all-zeros ID");
+                assert_eq!(doc["counts"]["volumes"]["total"], 1, "{backend:?}");
+            }
+        }
+        let out = w.run(&["--config-file", arg(&conf), "migrate", "--dry-run", "--all-hosts", "--state-dir", arg(&w.path("st"))]);
+        assert!(matches!(out.code, 1 | 2), "{backend:?}: {}", out.stderr);
+        assert_eq!(db.keys("volumes"), before, "{backend:?}");
+    }
+}
+
+/// Rows a long-lived cloud accumulates, on the real Cinder schema of every backend: ids that are
+/// not UUIDs, blank owners, hosts full of LIKE wildcards, `#`, `@` and Unicode, and key IDs that
+/// only MySQL's collation (case-insensitive, trailing spaces ignored) would call all zeros.
+/// `scan` and `migrate` must agree, compare bytes exactly, give every migrated row a secret its
+/// owner can read, and report (exit 2) the rows nobody owns instead of giving them a secret.
+#[test]
+fn hostile_row_values_are_migrated_byte_for_byte_or_reported() {
+    let cloud = Cloud::new();
+    let alice = env("KEYMIGRATE_TEST_ALICE_ID");
+    for backend in BACKENDS {
+        let db = CinderDb::new(backend);
+        let mut w = Workdir::new();
+        let key = random_key();
+        let conf = w.conf(&db, Some(&key), &service_sections("password"));
+        let state = w.path("state");
+        let r = &uuid()[..6];
+        let host = "h_1%x";
+        let z = Some(ZERO);
+        let (v_uni, v_upper, v_long) = (format!("völ €'{r}"), uuid().to_uppercase(), format!("vol {r} with spaces"));
+        let long_host = format!("{host}@{}", "b".repeat(248));
+        db.volume(&v_uni, Some(&format!("{host}@lvm#p")), Some(&alice), z)
+            .volume(&v_upper, Some(&format!("{host}#p")), Some(&alice), z)
+            .volume(&v_long, Some(&long_host), Some(&alice), z);
+        // Out of scope of `--host h_1%x`: case, trailing space, wildcard and Unicode look-alikes.
+        let near = [("n-case", "H_1%X@lvm#p"), ("n-space", "h_1%x @lvm#p"), ("n-under", "hx1%x@lvm"), ("n-pct", "h_1abcx"), ("n-uni", "h_1%x\u{301}@l")];
+        for (id, h) in near {
+            db.volume(&format!("{id}-{r}"), Some(h), Some(&alice), z);
+        }
+        // Nobody to grant the secret to.
+        let blocked = [("b-null", None), ("b-empty", Some("")), ("b-blank", Some("   ")), ("b-tab", Some("\t"))];
+        for (id, user) in blocked {
+            db.volume(&format!("{id}-{r}"), Some(&format!("{host}@lvm#p")), user, z);
+        }
+        db.snapshot(&format!("s-blank-{r}"), &v_uni, Some("  "), z, false);
+        db.backup(&format!("k-blank-{r}"), &v_uni, Some(host), Some("  "), z, false);
+        db.backup(&format!("k-ok-{r}"), &v_uni, Some(host), Some(&alice), z, false);
+        // Key IDs that are not the all-zeros ID byte for byte.
+        let odd_keys = ["not-a-uuid", "", "00000000-0000-0000-0000-00000000000", "０0000000-0000-0000-0000-000000000000"];
+        for (i, k) in odd_keys.iter().enumerate() {
+            db.volume(&format!("o{i}-{r}"), Some(&format!("{host}@lvm#p")), Some(&alice), Some(k));
+        }
+        // A trailing space: SQLite keeps it (then it is not all zeros); MySQL and PostgreSQL trim
+        // it to fit varchar(36) (then it is). Whatever is stored decides, exactly.
+        let spaced = format!("o-sp-{r}");
+        db.volume(&spaced, Some(&format!("{host}@lvm#p")), Some(&alice), Some(&format!("{ZERO} ")));
+        let spaced_is_zero = db.key_of("volumes", &spaced).as_deref() == Some(ZERO);
+        // glance metadata of a migrated volume: text columns keep trailing spaces everywhere.
+        let g = |n: i32| 9000 + n;
+        db.glance(g(1), Some(&v_uni), None, "cinder_encryption_key_id", ZERO, false)
+            .glance(g(2), Some(&v_uni), None, "cinder_encryption_key_id", &format!("{ZERO} "), false)
+            .glance(g(3), Some(&v_uni), None, "CINDER_ENCRYPTION_KEY_ID", ZERO, false)
+            .glance(g(4), Some(&v_uni), None, "cinder_encryption_key_id ", ZERO, false)
+            .glance(g(5), Some(&v_long), None, "cinder_encryption_key_id", &format!("{ZERO}  "), false);
+
+        let mut migrated: Vec<(&str, String)> =
+            vec![("volumes", v_uni.clone()), ("volumes", v_upper.clone()), ("volumes", v_long.clone()), ("backups", format!("k-ok-{r}"))];
+        if backend == Backend::Sqlite {
+            // SQLite does not enforce varchar(255): a 1 MiB host.
+            let huge = format!("v-huge-{r}");
+            db.volume(&huge, Some(&format!("{host}@{}", "h".repeat(1 << 20))), Some(&alice), z);
+            migrated.push(("volumes", huge));
+        }
+        migrated.push(("volume_glance_metadata", g(1).to_string()));
+        if spaced_is_zero {
+            migrated.push(("volumes", spaced.clone()));
+        }
+        let mut untouched: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+        for t in ["volumes", "snapshots", "backups", "volume_glance_metadata"] {
+            for (id, k) in db.keys(t) {
+                if !migrated.iter().any(|(mt, mid)| *mt == t && *mid == id) {
+                    untouched.insert((t.to_string(), id), k);
+                }
+            }
+        }
+
+        // scan: exactly these units, the blank owners blocked.
+        let out = w.run(&["--config-file", arg(&conf), "scan", "--host", host, "-f", "json"]);
+        out.assert_code(1);
+        let doc = out.json();
+        let units: BTreeSet<(String, String, String)> = doc["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|u| {
+                let s = |k: &str| u[k].as_str().unwrap_or_default().to_string();
+                (s("table"), s("id"), s("action"))
+            })
+            .collect();
+        let mut want: BTreeSet<(String, String, String)> = migrated
+            .iter()
+            .map(|(t, id)| (t.to_string(), id.clone(), if *t == "volume_glance_metadata" { "share_volume" } else { "new_secret" }.to_string()))
+            .collect();
+        for (id, _) in blocked {
+            want.insert(("volumes".into(), format!("{id}-{r}"), "blocked".into()));
+        }
+        want.insert(("snapshots".into(), format!("s-blank-{r}"), "blocked".into()));
+        want.insert(("backups".into(), format!("k-blank-{r}"), "blocked".into()));
+        assert_eq!(units, want, "{backend:?}");
+        let out = w.run(&["--config-file", arg(&conf), "status", "--host", host, "-f", "json"]);
+        out.assert_code(1);
+        assert_eq!(out.json()["scope"]["tables"]["volumes"]["blocked"], blocked.len(), "{backend:?}");
+
+        // migrate: every unit it can do, then exit 2 for the rows nobody owns.
+        let mut args = vec!["--config-file", arg(&conf), "migrate", "--host", host, "--state-dir", arg(&state), "-f", "json"];
+        let out = w.run(&args);
+        out.assert_code(2);
+        let new_secrets = migrated.iter().filter(|(t, _)| *t != "volume_glance_metadata").count();
+        assert_eq!(out.json()["report"]["secrets_created"], new_secrets, "{backend:?}: {}", out.stdout);
+        let cinder = cloud.cinder();
+        let key_bytes = hex::decode(&key).expect("hex");
+        for (t, id) in &migrated {
+            let secret = db.key_of(t, id).unwrap_or_else(|| panic!("{t} {id}: no key"));
+            assert_ne!(secret, ZERO, "{backend:?}: {t} {id} was not migrated");
+            assert_eq!(cloud.payload(&cinder, &secret).body, key_bytes, "{backend:?}: {t} {id}");
+            assert_eq!(cloud.payload(&cloud.alice(), &secret).body, key_bytes, "{backend:?}: {t} {id}: the owner cannot read it");
+            assert_eq!(cloud.acl_users(&cinder, &secret), vec![alice.clone()], "{backend:?}: {t} {id}");
+        }
+        assert_eq!(db.key_of("volume_glance_metadata", &g(1).to_string()), db.key_of("volumes", &v_uni));
+        for ((t, id), k) in &untouched {
+            assert_eq!(&db.key_of(t, id), k, "{backend:?}: {t} {id:?} must not change");
+        }
+        w.assert_state_clean(&state);
+
+        // A second run: nothing new, the same answer.
+        args.retain(|a| *a != "-f" && *a != "json");
+        let before = db.fingerprint();
+        w.run(&args).assert_code(2);
+        assert_eq!(db.fingerprint(), before, "{backend:?}");
+    }
+}
