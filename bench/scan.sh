@@ -23,50 +23,6 @@ mkdir -p "$DIR"
 PY="$ROOT/.cache/venvs/cinder/bin/python"
 KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 
-# seed KIND TARGET: fills an empty Cinder schema (sqlite: a file; mysql: a pymysql URL).
-seed() {
-  "$PY" - "$1" "$2" "$N" <<'PY'
-import sys, uuid, time
-kind, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-Z = "00000000-0000-0000-0000-000000000000"
-if kind == "sqlite":
-    import sqlite3
-    c = sqlite3.connect(target); p = "?"
-    c.execute("PRAGMA journal_mode=OFF"); c.execute("PRAGMA synchronous=OFF")
-else:
-    import pymysql, urllib.parse
-    u = urllib.parse.urlparse(target)
-    c = pymysql.connect(host=u.hostname, port=u.port, user=u.username, password=u.password,
-                        database=u.path[1:], autocommit=False); p = "%s"
-cur = c.cursor()
-def many(sql, rows, chunk=20000):
-    sql = sql.replace("?", p)
-    batch = []
-    for r in rows:
-        batch.append(r)
-        if len(batch) == chunk:
-            cur.executemany(sql, batch); batch = []
-    if batch:
-        cur.executemany(sql, batch)
-cur.execute("INSERT INTO volume_types (id, name, deleted, is_public) VALUES ('bench-vt', 'luks', 0, 1)")
-t = time.time()
-vols = [str(uuid.uuid4()) for _ in range(n)]
-many("INSERT INTO volumes (id, deleted, host, user_id, project_id, encryption_key_id, volume_type_id, status, use_quota)"
-     " VALUES (?, 0, ?, ?, 'proj', ?, 'bench-vt', 'available', 1)",
-     ((v, "host%d@lvm#pool" % (i % 50), "user-%d" % (i % 1000), Z) for i, v in enumerate(vols)))
-many("INSERT INTO snapshots (id, deleted, volume_id, user_id, project_id, encryption_key_id, volume_type_id, status, use_quota)"
-     " VALUES (?, 0, ?, 'u', 'proj', ?, 'bench-vt', 'available', 1)",
-     ((str(uuid.uuid4()), vols[i * 2], Z) for i in range(n // 2)))
-many("INSERT INTO backups (id, deleted, volume_id, host, user_id, project_id, encryption_key_id, status)"
-     " VALUES (?, 0, ?, ?, 'u', 'proj', ?, 'available')",
-     ((str(uuid.uuid4()), vols[i * 4], "host%d" % (i % 50), Z) for i in range(n // 4)))
-many("INSERT INTO volume_glance_metadata (deleted, volume_id, `key`, value) VALUES (0, ?, 'cinder_encryption_key_id', ?)",
-     ((vols[i * 4 + 1], Z) for i in range(n // 4)))
-c.commit()
-print("seeded %d volumes (+%d snapshots, %d backups, %d glance rows) in %.1f s" % (n, n // 2, n // 4, n // 4, time.time() - t))
-PY
-}
-
 # The baseline: the driver reads what keymigrate reads, and nothing else. Usage: KIND TARGET.
 cat > "$DIR/baseline.py" <<'PY'
 import sys
@@ -119,7 +75,7 @@ for kind in $BACKENDS; do
         rm -f "$DB.tmp"
         printf '[database]\nconnection = sqlite:///%s\n' "$DB.tmp" > "$DIR/sync.conf"
         .cache/venvs/cinder/bin/cinder-manage --config-file "$DIR/sync.conf" db sync >/dev/null 2>&1
-        seed sqlite "$DB.tmp"
+        "$PY" bench/seed.py sqlite "$DB.tmp" "$N" 50
         mv "$DB.tmp" "$DB"
       fi
       CONF="$DIR/bench-sqlite.conf"
@@ -140,7 +96,7 @@ for kind in $BACKENDS; do
       if [ "$("${MY[@]}" -N -e "SHOW DATABASES LIKE '${NAME}_done'" | wc -l)" = 0 ]; then
         "${MY[@]}" -e "DROP DATABASE IF EXISTS $NAME; CREATE DATABASE $NAME CHARACTER SET utf8"
         "${MY[@]}" "$NAME" < "$KEYMIGRATE_TEST_MYSQL_SCHEMA"
-        seed mysql "$URL"
+        "$PY" bench/seed.py mysql "host=127.0.0.1;port=$MY_PORT;user=$MY_USER;password=$MY_PW;db=$NAME" "$N" 50
         "${MY[@]}" -e "CREATE DATABASE ${NAME}_done"
       fi
       CONF="$DIR/bench-mysql.conf"

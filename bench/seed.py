@@ -1,13 +1,15 @@
 """Fills an empty Cinder database (schema from Cinder's own migrations) for bench/migrate.sh.
 
-    seed.py sqlite PATH N
-    seed.py mysql  'host=…;port=…;user=…;password=…;db=…' N
+    seed.py sqlite PATH N [HOSTS]
+    seed.py mysql  'host=…;port=…;user=…;password=…;db=…' N [HOSTS]
 
 N volumes on the all-zeros key ID, all served by one cinder-volume (`bench@lvm#pool`, so
 Cinder's startup migrator for `bench@lvm` sees every one of them), owned by 1,000 users of one
 project; N/2 snapshots (of every other volume), N/4 backups and N/4 glance-metadata rows, all
 on the all-zeros ID too. Columns Cinder's objects need to load a row are filled as Cinder
 itself would (status, size, timestamps, volume type). Runs in Cinder's venv (PyMySQL).
+With HOSTS (bench/scan.sh), volume i is on `host<i % HOSTS>@lvm#pool` and its backups on
+`host<i % HOSTS>` instead, so that a `--host` scope selects 1/HOSTS of the rows.
 """
 import datetime
 import sys
@@ -19,14 +21,20 @@ HOST = "bench@lvm#pool"
 VT = "b0000000-0000-4000-8000-00000000be4c"  # the volume type (LUKS) of every volume
 
 
-def rows(n):
+def rows(n, hosts=0):
+    def host(i):
+        return "host%d@lvm#pool" % (i % hosts) if hosts else HOST
+
+    def backup_host(i):
+        return "host%d" % (i % hosts) if hosts else "bench"
+
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
     vols = [str(uuid.uuid4()) for _ in range(n)]
-    volumes = [(v, now, now, 0, HOST, "user-%d" % (i % 1000), "proj", Z, VT, "available",
+    volumes = [(v, now, now, 0, host(i), "user-%d" % (i % 1000), "proj", Z, VT, "available",
                 "detached", 1, "nova", "vol-%d" % i, 0, 0, 1) for i, v in enumerate(vols)]
     snapshots = [(str(uuid.uuid4()), now, now, 0, vols[i * 2], "user-%d" % ((i * 2) % 1000), "proj", Z,
                   VT, "available", "100%", 1, "snap-%d" % i, 1) for i in range(n // 2)]
-    backups = [(str(uuid.uuid4()), now, now, 0, vols[i * 4], "bench", "user-%d" % ((i * 4) % 1000), "proj", Z,
+    backups = [(str(uuid.uuid4()), now, now, 0, vols[i * 4], backup_host(i * 4), "user-%d" % ((i * 4) % 1000), "proj", Z,
                 "available", 1, "backup-%d" % i, "cinder.backup.drivers.nfs.NFSBackupDriver")
                for i in range(n // 4)]
     glance = [(now, now, 0, vols[i * 4 + 1], "cinder_encryption_key_id", Z) for i in range(n // 4)]
@@ -52,8 +60,9 @@ ENCRYPTION = ("INSERT INTO encryption (encryption_id, volume_type_id, cipher, ke
 
 def main():
     backend, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    hosts = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     t = time.time()
-    volumes, snapshots, backups, glance = rows(n)
+    volumes, snapshots, backups, glance = rows(n, hosts)
     if backend == "sqlite":
         import sqlite3
         c = sqlite3.connect(target)
