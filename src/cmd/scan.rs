@@ -51,14 +51,19 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
         // Stream: the head object's fields, then the rows array one element at a time.
         write!(out, "{},\"rows\":[", head.strip_suffix('}').unwrap_or(&head)).map_err(Error::Output)?;
         let mut first = true;
+        // Each row is serialized into one buffer and written in one call: serde_json's many
+        // small writes through `dyn Write` cost more than the rows themselves.
+        let mut row = Vec::with_capacity(512);
         let census = plan::walk(db, scope, |item| {
             tally.add(&item);
             crate::progress::inc(1);
+            row.clear();
             if !first {
-                out.write_all(b",").map_err(Error::Output)?;
+                row.push(b',');
             }
             first = false;
-            serde_json::to_writer(&mut *out, &row_json(&item)).map_err(|e| Error::Output(e.into()))
+            serde_json::to_writer(&mut row, &row_json(&item)).map_err(|e| Error::Output(e.into()))?;
+            out.write_all(&row).map_err(Error::Output)
         })?;
         let tail = serde_json::json!({"counts": &*tally, "deleted": census.deleted, "units": tally.units(), "new_secrets": tally.new_secrets()});
         let tail = serde_json::to_string(&tail).map_err(|e| Error::Internal(e.to_string()))?;
