@@ -64,6 +64,7 @@ fn logs_follow_oslo_format_to_stderr_or_a_private_file() {
     assert!(out.stderr.is_empty(), "logs went to the file, not stderr: {}", out.stderr);
     let text = std::fs::read_to_string(&log).expect("log file");
     w.assert_no_leak(&text, "log file");
+    w.assert_no_raw_leak(text.as_bytes(), "log file");
     assert!(text.lines().count() >= 2 && text.lines().all(is_oslo_line), "{text}");
     assert_eq!(std::fs::metadata(&log).expect("meta").permissions().mode() & 0o777, 0o600);
 }

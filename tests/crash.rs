@@ -28,6 +28,8 @@ fn spawn(f: &Fixture, extra: &[&str], vars: &[(&str, &str)]) -> Child {
 /// Waits for a background run; its output is checked for leaks like every other run's.
 fn finish(f: &Fixture, child: Child) -> Output {
     let out = child.wait_with_output().expect("wait");
+    f.w.assert_no_raw_leak(&out.stdout, "stdout");
+    f.w.assert_no_raw_leak(&out.stderr, "stderr");
     let output = Output {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -235,6 +235,8 @@ pub struct Workdir {
     pub dir: tempfile::TempDir,
     /// Strings that must never appear in any output of the binary.
     pub secrets: Vec<String>,
+    /// The fixed keys' raw bytes, which must not appear either (in any output, log or journal).
+    pub raw_secrets: Vec<Vec<u8>>,
 }
 
 pub struct Output {
@@ -251,7 +253,7 @@ impl Workdir {
                 secrets.push(v);
             }
         }
-        Workdir { dir: tempfile::tempdir().expect("tempdir"), secrets }
+        Workdir { dir: tempfile::tempdir().expect("tempdir"), secrets, raw_secrets: Vec::new() }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -271,6 +273,7 @@ impl Workdir {
         self.secrets.push(hex_key.to_uppercase());
         self.secrets.push(base64::engine::general_purpose::STANDARD.encode(&bytes));
         self.secrets.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes));
+        self.raw_secrets.push(bytes);
     }
 
     /// A cinder.conf for `db` with `fixed_key` and anything in `extra` (whole sections).
@@ -307,6 +310,8 @@ impl Workdir {
             cmd.env(k, v);
         }
         let out = cmd.output().expect("run keymigrate");
+        self.assert_no_raw_leak(&out.stdout, "stdout");
+        self.assert_no_raw_leak(&out.stderr, "stderr");
         let output = Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -325,9 +330,18 @@ impl Workdir {
     }
 
     /// Every file under the workdir's state directory is scanned too.
+    /// The fixed key's raw bytes, anywhere in `bytes`.
+    pub fn assert_no_raw_leak(&self, bytes: &[u8], what: &str) {
+        for key in &self.raw_secrets {
+            assert!(!bytes.windows(key.len()).any(|w| w == key.as_slice()), "{what} holds the fixed key's raw bytes");
+        }
+    }
+
     pub fn assert_state_clean(&self, state: &Path) {
         for entry in walk(state) {
-            let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap_or_default()).into_owned();
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            self.assert_no_raw_leak(&bytes, &entry.display().to_string());
+            let text = String::from_utf8_lossy(&bytes).into_owned();
             self.assert_no_leak(&text, &entry.display().to_string());
         }
     }
