@@ -188,18 +188,19 @@ record() {
 
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2" | head -n1; }
 
-run_ceiling() { # N BACKEND
-    local out line b0 b1 ids=$DIR/ceiling.ids
-    log "ceiling: $CK keys at each concurrency of $CEIL_CONC"
+run_ceiling() { # N BACKEND [--confirm-name]
+    local out line b0 b1 ids=$DIR/ceiling.ids label="ceiling, keymigrate's 4 requests"
+    [[ ${3:-} == --confirm-name ]] || label="ceiling without the name check, 3 requests"
+    log "$label: $CK keys at each concurrency of $CEIL_CONC"
     b0=$(barbican_ticks)
-    out=$("$CEILING" --keys "$CK" --concurrency "$CEIL_CONC" --ids-out "$ids" --acl-user user-1)
+    out=$("$CEILING" --keys "$CK" --concurrency "$CEIL_CONC" --ids-out "$ids" --acl-user user-1 ${3:+"$3"})
     b1=$(barbican_ticks)
     printf '%s\n' "$out" | grep -v '^RESULT' | sed 's/^/    /' >&2
     line=$(grep '^RESULT' <<<"$out")
     local levels keys
     levels=$(tr ',' ' ' <<<"$CEIL_CONC" | wc -w)
     keys=$(field keys "$line")
-    record "$1" "$2" "ceiling (best: concurrency $(field concurrency "$line"))" "$keys" "$(field wall_s "$line")" \
+    record "$1" "$2" "$label (best: concurrency $(field concurrency "$line"))" "$keys" "$(field wall_s "$line")" \
         "$(field cpu_ms_per_key "$line")" "$(field rss_mb "$line")" \
         "$(awk "BEGIN { printf \"%.2f\", ($b1 - $b0) * 1000 / $TICK / ($keys * $levels) }")" \
         "$(field errors "$line")" "$(field keys_per_s "$line")"
@@ -300,6 +301,8 @@ for n in $SIZES; do
         RUN_TSV=$DIR/run-$n-$backend.tsv
         : >"$RUN_TSV"
         build_master "$backend" "$n"
+        # keymigrate's own sequence first: the ratios are taken against it.
+        run_ceiling "$n" "$backend" --confirm-name
         run_ceiling "$n" "$backend"
         run_cinder "$n" "$backend"
         for w in $WORKERS; do

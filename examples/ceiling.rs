@@ -1,8 +1,9 @@
 //! The ceiling of `bench/migrate.sh`: the per-key HTTP sequence of a migration (POST a secret,
-//! PUT its ACL, GET its payload back and compare) issued by a minimal load generator, with no
-//! database, no journal and no retries. Reuses nothing of keymigrate but its dependencies.
+//! with `--confirm-name` GET its metadata and compare the name, PUT its ACL, GET its payload back
+//! and compare) issued by a minimal load generator, with no database, no journal and no retries.
+//! Reuses nothing of keymigrate but its dependencies.
 //!
-//!   ceiling --keys K [--concurrency 1,4,8,16] [--ids-out FILE]   measure; print the best level
+//!   ceiling --keys K [--concurrency 1,4,8,16] [--ids-out FILE] [--confirm-name]   measure
 //!   ceiling --delete-ids FILE [--concurrency 8]                   delete the secrets listed
 //!
 //! Credentials come from the environment, never the command line: OS_AUTH_URL (…/v3),
@@ -39,6 +40,8 @@ struct Client {
     token: String,
     /// `…/v1`
     base: String,
+    /// Also GET each stored secret's metadata and compare its name, as keymigrate does.
+    confirm_name: bool,
 }
 
 impl Client {
@@ -64,7 +67,7 @@ impl Client {
         }
         let token = r.headers().get("X-Subject-Token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let base = format!("{}/v1", env("BARBICAN_URL").trim_end_matches('/'));
-        Client { agent, token, base }
+        Client { agent, token, base, confirm_name: false }
     }
 
     /// POST, PUT acl, GET payload; the secret's id when every step succeeded.
@@ -88,6 +91,21 @@ impl Client {
         let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| (None, format!("POST answer: {e}")))?;
         let id = v["secret_ref"].as_str().and_then(|s| s.rsplit('/').next()).unwrap_or_default().to_string();
         let fail = |m: String| (Some(id.clone()), m);
+        if self.confirm_name {
+            // keymigrate's check that the secret_ref names the secret just stored.
+            let mut r = self
+                .agent
+                .get(format!("{}/secrets/{id}", self.base))
+                .header("X-Auth-Token", &self.token)
+                .header("Accept", "application/json")
+                .call()
+                .map_err(|e| fail(format!("GET secret: {e}")))?;
+            let raw = r.body_mut().read_to_vec().map_err(|e| fail(format!("GET secret: {e}")))?;
+            let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| fail(format!("GET secret: {e}")))?;
+            if r.status() != 200 || v["name"].as_str() != Some(format!("ceiling-{n}").as_str()) {
+                return Err(fail(format!("GET secret: HTTP {}, name {}", r.status(), v["name"])));
+            }
+        }
         let acl = serde_json::json!({"read": {"users": [acl_user], "project-access": true}});
         let mut r = self
             .agent
@@ -148,6 +166,7 @@ fn main() {
     let mut ids_out: Option<String> = None;
     let mut delete_ids: Option<String> = None;
     let mut acl_user = "ceiling-user".to_string();
+    let mut confirm_name = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().unwrap_or_else(|| die(&format!("{a} needs a value")));
@@ -159,8 +178,9 @@ fn main() {
             "--ids-out" => ids_out = Some(val()),
             "--delete-ids" => delete_ids = Some(val()),
             "--acl-user" => acl_user = val(),
+            "--confirm-name" => confirm_name = true,
             "-h" | "--help" => {
-                eprintln!("usage: ceiling --keys K [--concurrency 1,4,8,16] [--ids-out FILE] [--acl-user ID]\n       ceiling --delete-ids FILE [--concurrency 8]");
+                eprintln!("usage: ceiling --keys K [--concurrency 1,4,8,16] [--ids-out FILE] [--acl-user ID] [--confirm-name]\n       ceiling --delete-ids FILE [--concurrency 8]");
                 return;
             }
             other => die(&format!("unknown argument {other}")),
@@ -185,7 +205,8 @@ fn main() {
     }
 
     let max = levels.iter().copied().max().unwrap_or(1);
-    let client = Client::new(max);
+    let mut client = Client::new(max);
+    client.confirm_name = confirm_name;
     let created = Mutex::new(Vec::<String>::new());
     let mut best: Option<(usize, f64, f64, f64)> = None; // concurrency, keys/s, wall, cpu ms/key
     let mut total_errors = 0usize;
