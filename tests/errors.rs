@@ -3,10 +3,6 @@
 
 use crate::support::*;
 
-fn conf_arg(p: &std::path::Path) -> &str {
-    p.to_str().expect("path")
-}
-
 #[test]
 fn usage_errors_exit_127_and_help_exits_0() {
     let w = Workdir::new();
@@ -29,31 +25,31 @@ fn configuration_errors_exit_127_and_name_the_problem() {
     let db = CinderDb::new(Backend::Sqlite);
     let w = Workdir::new();
     let missing = w.path("nope.conf");
-    w.run(&["--config-file", conf_arg(&missing), "scan"]).assert_error(127, "nope.conf");
-    w.run(&["--config-dir", conf_arg(&w.path("nodir")), "scan"]).assert_error(127, "nodir");
+    w.run(&["--config-file", arg(&missing), "scan"]).assert_error(127, "nope.conf");
+    w.run(&["--config-dir", arg(&w.path("nodir")), "scan"]).assert_error(127, "nodir");
 
     let bad = w.write("bad.conf", "[DEFAULT]\nhost = x\n  continuation\n\nnot a pair\n");
-    w.run(&["--config-file", conf_arg(&bad), "scan"]).assert_error(127, "bad.conf: line 5");
+    w.run(&["--config-file", arg(&bad), "scan"]).assert_error(127, "bad.conf: line 5");
 
     let garbage = w.path("garbage.conf");
     std::fs::write(&garbage, [0xff_u8, 0xfe, 0x00, 0x80, b'\n', b'[']).expect("write");
-    w.run(&["--config-file", conf_arg(&garbage), "scan"]).assert_error(127, "garbage.conf");
+    w.run(&["--config-file", arg(&garbage), "scan"]).assert_error(127, "garbage.conf");
 
     let scheme = w.write("scheme.conf", "[database]\nconnection = oracle://u:pw@h/db\n[key_manager]\nfixed_key = 00\n");
-    let out = w.run(&["--config-file", conf_arg(&scheme), "scan"]);
+    let out = w.run(&["--config-file", arg(&scheme), "scan"]);
     out.assert_error(127, "[database] connection");
     assert!(!out.stderr.contains(":pw@"), "{}", out.stderr);
 
     let unknown = w.write("interp.conf", &format!("[database]\nconnection = {}$nosuch\n", db.url));
     // The URL holds a password, so the name after `$` (maybe part of it) is not shown.
-    let out = w.run(&["--config-file", conf_arg(&unknown), "scan"]);
+    let out = w.run(&["--config-file", arg(&unknown), "scan"]);
     out.assert_error(127, "[database] connection");
     assert!(!out.stderr.contains("nosuch"), "{}", out.stderr);
     let unknown = w.write("interp2.conf", &format!("[DEFAULT]\nhost = node-$nosuch\n[database]\nconnection = {}\n", db.url));
-    w.run(&["--config-file", conf_arg(&unknown), "scan"]).assert_error(127, "$nosuch");
+    w.run(&["--config-file", arg(&unknown), "scan"]).assert_error(127, "$nosuch");
 
     let lp = w.write("loop.conf", "[DEFAULT]\nstate_path = $host\nhost = $state_path\n");
-    w.run(&["--config-file", conf_arg(&lp), "scan"]).assert_error(127, "loop");
+    w.run(&["--config-file", arg(&lp), "scan"]).assert_error(127, "loop");
 }
 
 #[test]
@@ -65,7 +61,7 @@ fn bad_fixed_keys_are_named_never_echoed() {
         w.secrets.push(bad.to_string());
         let conf = w.conf(&db, Some(bad), "");
         for cmd in ["scan", "status", "migrate"] {
-            let out = w.run(&["--config-file", conf_arg(&conf), cmd, "--all-hosts"]);
+            let out = w.run(&["--config-file", arg(&conf), cmd, "--all-hosts"]);
             out.assert_error(127, "[key_manager] fixed_key");
         }
     }
@@ -87,7 +83,7 @@ fn database_errors_exit_2_with_the_url_redacted() {
     w.secrets.push("wrong-pw-123".into());
     for (url, needle) in cases {
         let conf = w.write("c.conf", &format!("[database]\nconnection = {url}\n[key_manager]\nfixed_key = {key}\n"));
-        let out = w.run(&["--config-file", conf_arg(&conf), "scan", "--all-hosts"]);
+        let out = w.run(&["--config-file", arg(&conf), "scan", "--all-hosts"]);
         out.assert_error(2, needle);
         assert!(out.stderr.contains("***") || url.starts_with("sqlite"), "password not redacted: {}", out.stderr);
     }
@@ -102,14 +98,14 @@ fn a_database_without_cinders_tables_is_refused() {
     let empty = w.path("empty.sqlite");
     std::fs::write(&empty, b"").expect("write");
     let conf = w.write("c.conf", &format!("[database]\nconnection = sqlite:///{}\n[key_manager]\nfixed_key = {key}\n", empty.display()));
-    w.run(&["--config-file", conf_arg(&conf), "scan"]).assert_error(2, "Cinder's table `volumes`");
+    w.run(&["--config-file", arg(&conf), "scan"]).assert_error(2, "Cinder's table `volumes`");
 
     let wrong = w.path("wrong.sqlite");
     let mut c = <diesel::SqliteConnection as diesel::Connection>::establish(wrong.to_str().expect("path")).expect("create");
     diesel::connection::SimpleConnection::batch_execute(&mut c, "CREATE TABLE volumes (id INTEGER PRIMARY KEY, deleted INTEGER);")
         .expect("create");
     let conf = w.write("c.conf", &format!("[database]\nconnection = sqlite:///{}\n[key_manager]\nfixed_key = {key}\n", wrong.display()));
-    w.run(&["--config-file", conf_arg(&conf), "status"]).assert_error(2, "volumes");
+    w.run(&["--config-file", arg(&conf), "status"]).assert_error(2, "volumes");
 }
 
 #[test]
@@ -118,6 +114,6 @@ fn without_database_connection_cinders_default_is_used_and_named() {
     let key = random_key();
     w.guard_key(&key);
     let conf = w.write("c.conf", &format!("[DEFAULT]\nstate_path = {}\n[key_manager]\nfixed_key = {key}\n", w.path("state").display()));
-    let out = w.run(&["--config-file", conf_arg(&conf), "status"]);
+    let out = w.run(&["--config-file", arg(&conf), "status"]);
     out.assert_error(2, &format!("no such file: {}/cinder.sqlite", w.path("state").display()));
 }

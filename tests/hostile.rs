@@ -8,8 +8,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::support::cloud::Cloud;
 use crate::support::*;
 
-fn arg(p: &std::path::Path) -> &str {
-    p.to_str().expect("path")
+/// Every command that reads `fixed_key`, run on all hosts with `conf` (and a state directory
+/// for those that write one).
+fn every_command(w: &Workdir, conf: &std::path::Path) -> Vec<(&'static str, Output)> {
+    let st = w.path("st");
+    ["scan", "status", "migrate", "verify", "rollback"]
+        .into_iter()
+        .map(|cmd| {
+            let mut args = vec!["--config-file", arg(conf), cmd, "--all-hosts"];
+            if matches!(cmd, "migrate" | "rollback") {
+                args.extend(["--state-dir", arg(&st)]);
+            }
+            (cmd, w.run(&args))
+        })
+        .collect()
 }
 
 /// A one-volume SQLite Cinder database, and a guarded key for it.
@@ -153,13 +165,7 @@ fn hostile_fixed_keys_are_named_never_echoed() {
     for empty in ["", "\"\"", "   ", "''"] {
         let mut w = Workdir::new();
         let conf = w.conf(&db, Some(empty), "");
-        let st = w.path("st");
-        for cmd in ["scan", "status", "migrate", "verify", "rollback"] {
-            let mut args = vec!["--config-file", arg(&conf), cmd, "--all-hosts"];
-            if matches!(cmd, "migrate" | "rollback") {
-                args.extend(["--state-dir", arg(&st)]);
-            }
-            let out = w.run(&args);
+        for (cmd, out) in every_command(&w, &conf) {
             assert_eq!(out.code, 2, "{cmd} with fixed_key = {empty:?}: {}", out.stderr);
             assert!(out.stderr.contains("fixed_key"), "{cmd}: {}", out.stderr);
         }
@@ -183,13 +189,7 @@ fn hostile_fixed_keys_are_named_never_echoed() {
             }
         }
         let conf = w.conf(&db, Some(bad), "");
-        let st = w.path("st");
-        for cmd in ["scan", "status", "migrate", "verify", "rollback"] {
-            let mut args = vec!["--config-file", arg(&conf), cmd, "--all-hosts"];
-            if matches!(cmd, "migrate" | "rollback") {
-                args.extend(["--state-dir", arg(&st)]);
-            }
-            let out = w.run(&args);
+        for (_, out) in every_command(&w, &conf) {
             out.assert_error(127, "[key_manager] fixed_key");
             out.assert_error(127, needle);
         }

@@ -217,6 +217,11 @@ impl Drop for CinderDb {
 }
 
 /// An SQL literal or NULL.
+/// A path as a command-line argument.
+pub fn arg(p: &Path) -> &str {
+    p.to_str().expect("path")
+}
+
 pub fn q(v: Option<&str>) -> String {
     match v {
         Some(s) => format!("'{}'", s.replace('\'', "''")),
