@@ -143,7 +143,7 @@ impl Engine<'_> {
                     }
                     dispatched += 1;
                     let readers = self.readers(unit.table, &unit.id, unit.owner.as_deref())?;
-                    jobs.push(Job { name: unit.secret_name(), table: unit.table, id: unit.id, readers, sweep: false });
+                    jobs.push(Job { name: unit.secret_name(), table: unit.table, id: unit.id.into(), readers, sweep: false });
                 }
                 self.run_jobs(jobs)?;
                 if self.report.stopped_early {

@@ -121,8 +121,8 @@ pub fn snake(header: &str) -> String {
 }
 
 /// A cell for an optional value: empty when NULL.
-pub fn cell(v: &Option<String>) -> String {
-    v.clone().unwrap_or_default()
+pub fn cell<S: AsRef<str>>(v: &Option<S>) -> String {
+    v.as_ref().map(|s| s.as_ref().to_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]

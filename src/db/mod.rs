@@ -16,6 +16,7 @@ use diesel::{MysqlConnection, PgConnection, SqliteConnection};
 
 use crate::conditions::ZERO_KEY_ID;
 use crate::error::{Error, Result};
+use crate::text::Text;
 use schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
 pub use url::{Backend, DbUrl};
 
@@ -114,10 +115,10 @@ impl Db {
         }
         let mut mids = [0i64; 4];
         let queries = [
-            "SELECT min(rowid) AS lo, max(rowid) AS hi FROM volumes",
-            "SELECT min(rowid) AS lo, max(rowid) AS hi FROM snapshots",
-            "SELECT min(id) AS lo, max(id) AS hi FROM volume_glance_metadata",
-            "SELECT min(rowid) AS lo, max(rowid) AS hi FROM backups",
+            "SELECT (SELECT min(rowid) FROM volumes) AS lo, (SELECT max(rowid) FROM volumes) AS hi",
+            "SELECT (SELECT min(rowid) FROM snapshots) AS lo, (SELECT max(rowid) FROM snapshots) AS hi",
+            "SELECT (SELECT min(id) FROM volume_glance_metadata) AS lo, (SELECT max(id) FROM volume_glance_metadata) AS hi",
+            "SELECT (SELECT min(rowid) FROM backups) AS lo, (SELECT max(rowid) FROM backups) AS hi",
         ];
         for (mid, query) in mids.iter_mut().zip(queries) {
             let b = diesel::sql_query(query)
@@ -206,12 +207,12 @@ fn sqlite_read_only_uri(path: &std::path::Path) -> String {
 /// A volume row as pages return it.
 #[derive(Debug, Clone, Queryable)]
 pub struct VolumeRow {
-    pub id: String,
-    pub host: Option<String>,
-    pub cluster_name: Option<String>,
-    pub user_id: Option<String>,
-    pub project_id: Option<String>,
-    pub key: Option<String>,
+    pub id: Text,
+    pub host: Option<Text>,
+    pub cluster_name: Option<Text>,
+    pub user_id: Option<Text>,
+    pub project_id: Option<Text>,
+    pub key: Option<Text>,
     pub deleted: Option<bool>,
 }
 
@@ -219,11 +220,11 @@ pub struct VolumeRow {
 /// all-zeros key rather than which key it is on.
 #[derive(Debug, Clone, Queryable)]
 pub struct VolumeFacts {
-    pub id: String,
-    pub host: Option<String>,
-    pub cluster_name: Option<String>,
-    pub user_id: Option<String>,
-    pub project_id: Option<String>,
+    pub id: Text,
+    pub host: Option<Text>,
+    pub cluster_name: Option<Text>,
+    pub user_id: Option<Text>,
+    pub project_id: Option<Text>,
     pub zero: Option<bool>,
     pub deleted: Option<bool>,
 }
@@ -245,21 +246,21 @@ impl From<VolumeRow> for VolumeFacts {
 /// A live snapshot that uses the all-zeros key ID, with what it needs of its volume.
 #[derive(Debug, Clone, Queryable)]
 pub struct SnapshotRow {
-    pub id: String,
-    pub volume_id: Option<String>,
-    pub user_id: Option<String>,
-    pub project_id: Option<String>,
-    pub key: Option<String>,
+    pub id: Text,
+    pub volume_id: Option<Text>,
+    pub user_id: Option<Text>,
+    pub project_id: Option<Text>,
+    pub key: Option<Text>,
     pub volume: Option<VolumeRef>,
 }
 
 /// The parts of a parent volume that decide a child row's scope and plan.
 #[derive(Debug, Clone, Queryable)]
 pub struct VolumeRef {
-    pub host: Option<String>,
-    pub cluster_name: Option<String>,
-    pub user_id: Option<String>,
-    pub encryption_key_id: Option<String>,
+    pub host: Option<Text>,
+    pub cluster_name: Option<Text>,
+    pub user_id: Option<Text>,
+    pub encryption_key_id: Option<Text>,
     pub deleted: Option<bool>,
 }
 
@@ -272,21 +273,21 @@ impl VolumeRef {
 
 #[derive(Debug, Clone, Queryable)]
 pub struct BackupRow {
-    pub id: String,
-    pub host: Option<String>,
-    pub user_id: Option<String>,
-    pub project_id: Option<String>,
-    pub key: Option<String>,
+    pub id: Text,
+    pub host: Option<Text>,
+    pub user_id: Option<Text>,
+    pub project_id: Option<Text>,
+    pub key: Option<Text>,
     pub deleted: Option<bool>,
 }
 
 /// A snapshot on the all-zeros key, live or deleted, without its volume: what a census reads.
 #[derive(Debug, Clone, Queryable)]
 pub struct SnapshotOnly {
-    pub id: String,
-    pub volume_id: Option<String>,
-    pub user_id: Option<String>,
-    pub project_id: Option<String>,
+    pub id: Text,
+    pub volume_id: Option<Text>,
+    pub user_id: Option<Text>,
+    pub project_id: Option<Text>,
     pub deleted: Option<bool>,
 }
 
@@ -295,8 +296,8 @@ pub struct SnapshotOnly {
 #[derive(Debug, Clone)]
 pub struct GlanceOnly {
     pub id: i32,
-    pub volume_id: Option<String>,
-    pub snapshot_id: Option<String>,
+    pub volume_id: Option<Text>,
+    pub snapshot_id: Option<Text>,
     pub deleted: Option<bool>,
     pub snapshot: Option<SnapshotRef>,
 }
@@ -312,9 +313,9 @@ impl GlanceOnly {
 #[derive(Debug, Clone)]
 pub struct GlanceRow {
     pub id: i32,
-    pub volume_id: Option<String>,
-    pub snapshot_id: Option<String>,
-    pub key: Option<String>,
+    pub volume_id: Option<Text>,
+    pub snapshot_id: Option<Text>,
+    pub key: Option<Text>,
     /// The volume the row belongs to: directly, or through its snapshot.
     pub volume: Option<VolumeRef>,
     /// The snapshot the row belongs to, when it belongs to one.
@@ -323,10 +324,10 @@ pub struct GlanceRow {
 
 #[derive(Debug, Clone, Queryable)]
 pub struct SnapshotRef {
-    pub volume_id: Option<String>,
-    pub user_id: Option<String>,
-    pub project_id: Option<String>,
-    pub encryption_key_id: Option<String>,
+    pub volume_id: Option<Text>,
+    pub user_id: Option<Text>,
+    pub project_id: Option<Text>,
+    pub encryption_key_id: Option<Text>,
     pub deleted: Option<bool>,
 }
 
@@ -430,17 +431,24 @@ macro_rules! keyset_page {
             _ => {}
         }
         // Sized for a whole page up front: collecting would grow and copy it a dozen times.
-        let loaded = (|| -> QueryResult<Vec<(i64, $row)>> {
+        // The rowid is only needed of the last row, for the cursor.
+        let mut last = None;
+        let loaded = (|| -> QueryResult<Vec<$row>> {
             let mut page = Vec::with_capacity(BATCH as usize);
             for row in q.limit(BATCH).load_iter::<(i64, $row), diesel::connection::DefaultLoadingMode>(&mut $db.conn)? {
-                page.push(row?);
+                let (rowid, row) = row?;
+                last = Some(rowid);
+                page.push(row);
             }
             Ok(page)
         })();
         let page = loaded.map_err(|e| $db.error($what, e))?;
         let sqlite = $db.backend == Backend::Sqlite;
-        $cursor.advance(&page, |(k, r)| if sqlite { Cursor::Int(*k) } else { Cursor::Text(r.id.clone()) });
-        Ok(page.into_iter().map(|(_, r)| r).collect())
+        $cursor.advance(&page, |r| match last {
+            Some(rowid) if sqlite => Cursor::Int(rowid),
+            _ => Cursor::Text(r.id.to_string()),
+        });
+        Ok(page)
     }};
 }
 
@@ -542,7 +550,7 @@ impl Db {
     /// The next page of live `volume_glance_metadata` rows whose `cinder_encryption_key_id` is
     /// all zeros, with the volume (directly or through the snapshot) and snapshot they belong to.
     pub fn glance_metadata_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<GlanceRow>> {
-        type Row = (i32, Option<String>, Option<String>, Option<String>, Option<SnapshotRef>, Option<VolumeRef>);
+        type Row = (i32, Option<Text>, Option<Text>, Option<Text>, Option<SnapshotRef>, Option<VolumeRef>);
         // A row belongs to a volume directly, or to a snapshot and through it to a volume.
         let owning_volume_id = diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
             "COALESCE(volume_glance_metadata.volume_id, snapshots.volume_id)",
@@ -593,7 +601,7 @@ impl Db {
     /// The next page of `volume_glance_metadata` rows whose `cinder_encryption_key_id` is all
     /// zeros, live or deleted, with the snapshot they belong to (if any) but not their volume.
     pub fn zero_glance_page(&mut self, cursor: &mut Cursor) -> Result<Vec<GlanceOnly>> {
-        type Row = (i32, Option<String>, Option<String>, Option<bool>, Option<SnapshotRef>);
+        type Row = (i32, Option<Text>, Option<Text>, Option<bool>, Option<SnapshotRef>);
         let mut q = vgm::table
             .left_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
             .select((
@@ -657,6 +665,12 @@ impl TableCounts {
             Table::Snapshots => self.snapshots,
             Table::Backups => self.backups,
             Table::VolumeGlanceMetadata => self.volume_glance_metadata,
+        }
+    }
+
+    pub fn merge(&mut self, other: &TableCounts) {
+        for table in crate::plan::Table::ALL {
+            *self.get_mut(table) += other.get(table);
         }
     }
 

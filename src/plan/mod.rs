@@ -13,6 +13,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use crate::db::{BackupRow, Cursor, Db, GlanceOnly, GlanceRow, Keys, Rows, SnapshotOnly, SnapshotRef, TableCounts, VolumeFacts, VolumeRef};
 use crate::error::Result;
 use crate::scope::Scope;
+use crate::text::Text;
 pub use parents::Parent;
 use parents::Parents;
 
@@ -55,9 +56,9 @@ pub enum Action {
     /// Store a new secret for this row (and the rows that share it).
     NewSecret,
     /// Rewritten in the same transaction as this volume, with the volume's new secret.
-    ShareVolume(String),
+    ShareVolume(Text),
     /// Rewritten in the same transaction as this snapshot, with the snapshot's new secret.
-    ShareSnapshot(String),
+    ShareSnapshot(Text),
     /// Cannot be migrated without an operator; the reason says why.
     Blocked(&'static str),
 }
@@ -76,16 +77,16 @@ impl std::fmt::Display for Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unit {
     pub table: Table,
-    pub id: String,
+    pub id: Text,
     /// The volume host the row is scoped by (the backup host for backups).
-    pub host: Option<String>,
+    pub host: Option<Text>,
     /// The `user_id` that must be able to read the new secret.
-    pub owner: Option<String>,
-    pub project: Option<String>,
+    pub owner: Option<Text>,
+    pub project: Option<Text>,
     pub action: Action,
     /// The volume or snapshot a glance-metadata row belongs to (its id is only a per-database
     /// integer); `None` for other tables.
-    pub parent: Option<String>,
+    pub parent: Option<Text>,
 }
 
 impl Unit {
@@ -107,7 +108,7 @@ impl Unit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     pub table: Table,
-    pub id: String,
+    pub id: Text,
     pub reason: &'static str,
 }
 
@@ -128,7 +129,7 @@ pub fn is_owner(user_id: &str) -> bool {
     !user_id.trim().is_empty()
 }
 
-fn owner_action(owner: &Option<String>) -> Action {
+fn owner_action(owner: &Option<Text>) -> Action {
     match owner {
         Some(o) if is_owner(o) => Action::NewSecret,
         _ => Action::Blocked(NO_OWNER),
@@ -143,6 +144,11 @@ pub struct Census {
 }
 
 impl Census {
+    fn merge(&mut self, other: &Census) {
+        self.live.merge(&other.live);
+        self.deleted.merge(&other.deleted);
+    }
+
     /// Counts a row on the all-zeros key. NULL `deleted` counts as neither, as Cinder's
     /// `deleted = false` and `deleted = true` both leave it out.
     fn count(&mut self, table: Table, deleted: Option<bool>) {
@@ -155,49 +161,132 @@ impl Census {
 }
 
 /// Walks every table, calling `each` for every in-scope unit and every reported-but-untouched
-/// row, and counts the whole database's rows on the all-zeros key on the way. Rows are streamed
-/// a page at a time, each table read once in storage order: volumes first (every row, keeping
-/// the in-scope ones' few facts in memory), then the child tables, which look their volume up
-/// in what the first pass kept. Reader threads read and decode the next pages while this one
-/// plans; at most two pages per reader wait between them. On SQLite, where reading and decoding
-/// rows is most of the work, two readers on two connections each take one half of every table,
-/// and their pages are planned in turn (so the order of a report does not depend on timing).
-/// For reports (`scan`, `status`, `verify`); `migrate` plans page by page with [`page`], which
-/// reads each child's volume as it is then.
-pub fn walk(db: &mut Db, scope: &Scope, each: impl FnMut(Item) -> Result<()>) -> Result<Census> {
+/// row, in order, and counts the whole database's rows on the all-zeros key on the way. See
+/// [`walk_with`]; here the items themselves cross from the readers to this thread.
+pub fn walk(db: &mut Db, scope: &Scope, mut each: impl FnMut(Item) -> Result<()>) -> Result<Census> {
+    let collect = |item: Item, page: &mut Vec<Item>| {
+        page.push(item);
+        Ok(())
+    };
+    let (_, census) = walk_with(db, scope, &collect, |page: Vec<Item>, _| page.into_iter().try_for_each(&mut each))?;
+    Ok(census)
+}
+
+/// A [`walk`] that only counts: the units in scope, and the whole database's rows.
+pub fn tally(db: &mut Db, scope: &Scope) -> Result<(Tally, Census)> {
+    walk_with(db, scope, &|_: Item, _: &mut ()| Ok(()), |(), _| Ok(()))
+}
+
+/// What a reader thread does with each item of a page, into a value made for that page.
+pub type Collect<'a, T> = &'a (dyn Fn(Item, &mut T) -> Result<()> + Sync);
+
+/// The work of a report (`scan`, `status`, `verify`), done where the rows are read. Rows are
+/// streamed a page at a time, each table read once in storage order: volumes first (every row,
+/// each reader keeping the in-scope ones' few facts in memory), then the child tables, which
+/// look their volume up in what the readers kept. Each reader thread reads, decodes and plans
+/// its pages and hands every item to `collect` (rendering a report row, say); this thread
+/// passes each page's value to `consume` in order, with its number of items. On SQLite, where
+/// reading and decoding rows is most of the work, two readers on two connections each take one
+/// half of every table; their pages are taken in turn (so the order of a report does not depend
+/// on timing), at most two waiting per reader. Returns the units' tally and the census of the
+/// whole database. `migrate` plans page by page with [`page`] instead, which reads each child's
+/// volume as it is then.
+pub fn walk_with<T: Default + Send>(
+    db: &mut Db,
+    scope: &Scope,
+    collect: Collect<T>,
+    mut consume: impl FnMut(T, u64) -> Result<()>,
+) -> Result<(Tally, Census)> {
     let backend = db.backend;
-    let split = match backend {
+    let mut split = match backend {
         crate::db::Backend::Sqlite => Some((db.another()?, db.halves()?)),
         _ => None,
     };
+    let mut dbs: Vec<(&mut Db, Half)> = match &mut split {
+        Some((upper, mids)) => vec![(db, Half::Lower(Some(*mids))), (upper, Half::Upper(*mids))],
+        None => vec![(db, Half::Lower(None))],
+    };
+    let (mut tally, mut census) = (Tally::default(), Census::default());
+    let mut take = |page: Planned<T>| -> Result<()> {
+        tally.merge(&page.tally);
+        census.merge(&page.census);
+        consume(page.out, page.items)
+    };
+    // First the volumes, each reader keeping its in-scope volumes' facts ...
+    let parents = in_parallel(&mut dbs, &mut take, |db, half, tx| {
+        let mut parents = Parents::new(backend);
+        let plan = |rows: Vec<VolumeFacts>| plan_volumes(rows, scope, &mut parents, collect);
+        let done = send_table(db, half, 0, tx, |db, c| db.volume_facts_page(c), plan)?;
+        parents.seal();
+        Ok(done.then_some(parents))
+    })?;
+    let Some(parents) = parents.into_iter().collect::<Option<Vec<Parents>>>() else {
+        return Err(crate::error::Error::Internal("a database reader stopped before the end of volumes".into()));
+    };
+    // ... then the child tables, every reader looking volumes up in what all of them kept.
+    let parents = parents.as_slice();
+    in_parallel(&mut dbs, &mut take, |db, half, tx| {
+        let _ = send_table(db, half, 1, tx, |db, c| db.zero_snapshots_page(c), |rows| plan_snapshots(rows, scope, parents, collect))?
+            && send_table(db, half, 2, tx, |db, c| db.zero_glance_page(c), |rows| plan_glance(rows, scope, parents, collect))?
+            && send_table(db, half, 3, tx, |db, c| db.backups_page(Keys::Zero, Rows::All, c), |rows| plan_backups(rows, scope, collect))?;
+        Ok(())
+    })?;
+    Ok((tally, census))
+}
+
+/// Runs `read` on a thread per connection and takes their pages [`InTurn`]; returns what each
+/// returned, in the connections' order. When `take` fails, stops taking (dropping the channels,
+/// which stops the readers) and returns its error; a read error is returned rather than the
+/// short result it leads to.
+fn in_parallel<T: Send, R: Send>(
+    dbs: &mut [(&mut Db, Half)],
+    take: &mut impl FnMut(Planned<T>) -> Result<()>,
+    read: impl Fn(&mut Db, Half, &SyncSender<Message<T>>) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     std::thread::scope(|s| {
-        let (tx, rx) = sync_channel::<Page>(2);
-        let upto = split.as_ref().map(|(_, mids)| *mids);
-        let mut readers = vec![s.spawn(move || read_pages(db, Half::Lower(upto), &tx))];
-        let mut receivers = vec![rx];
-        if let Some((mut upper, mids)) = split {
-            let (tx, rx) = sync_channel::<Page>(2);
-            readers.push(s.spawn(move || read_pages(&mut upper, Half::Upper(mids), &tx)));
+        let read = &read;
+        let mut readers = Vec::new();
+        let mut receivers = Vec::new();
+        for (db, half) in dbs.iter_mut() {
+            let (tx, rx) = sync_channel::<Message<T>>(2);
+            let half = *half;
+            readers.push(s.spawn(move || read(db, half, &tx)));
             receivers.push(rx);
         }
-        // Returns early (dropping the receivers, which stops the readers) if `each` fails.
-        let planned = plan_pages(InTurn::new(receivers), backend, scope, each);
+        let taken = InTurn::new(receivers).try_for_each(&mut *take);
+        let mut results = Vec::new();
         let mut read = Ok(());
         for reader in readers {
-            let r = reader.join().unwrap_or_else(|_| Err(crate::error::Error::Internal("database reader thread panicked".into())));
-            read = read.and(r);
+            match reader.join() {
+                Ok(Ok(r)) => results.push(r),
+                Ok(Err(e)) => read = read.and(Err(e)),
+                Err(_) => read = read.and(Err(crate::error::Error::Internal("database reader thread panicked".into()))),
+            }
         }
-        // A read error ends the pages early: report it rather than the short census.
-        read.and(planned)
+        read.and(taken).map(|()| results)
     })
 }
 
-/// One page of one table, on its way from a reader thread to the planner.
-enum Page {
-    Volumes(Vec<VolumeFacts>),
-    Snapshots(Vec<SnapshotOnly>),
-    Glance(Vec<GlanceOnly>),
-    Backups(Vec<BackupRow>),
+/// One page, planned by a reader: what `collect` made of its items, and its counts.
+#[derive(Default)]
+struct Planned<T> {
+    out: T,
+    items: u64,
+    tally: Tally,
+    census: Census,
+}
+
+impl<T> Planned<T> {
+    fn add(&mut self, item: Item, collect: Collect<T>) -> Result<()> {
+        self.tally.add(&item);
+        self.items += 1;
+        collect(item, &mut self.out)
+    }
+}
+
+/// What travels from a reader thread to the merge.
+enum Message<T> {
+    Page(Box<Planned<T>>),
     /// This reader has sent all its pages of the current table.
     End,
 }
@@ -210,25 +299,15 @@ enum Half {
     Upper([i64; 4]),
 }
 
-/// Reads every page of every table, in the order [`plan_pages`] needs them, each table's pages
-/// followed by [`Page::End`]. Stops quietly when the planner has stopped listening.
-fn read_pages(db: &mut Db, half: Half, tx: &SyncSender<Page>) -> Result<()> {
-    let _ = send_pages(db, half, 0, tx, Page::Volumes, |db, c| db.volume_facts_page(c))?
-        && send_pages(db, half, 1, tx, Page::Snapshots, |db, c| db.zero_snapshots_page(c))?
-        && send_pages(db, half, 2, tx, Page::Glance, |db, c| db.zero_glance_page(c))?
-        && send_pages(db, half, 3, tx, Page::Backups, |db, c| db.backups_page(Keys::Zero, Rows::All, c))?;
-    Ok(())
-}
-
-/// Sends every page of this reader's part of one table, then [`Page::End`]; false when the
-/// planner stopped listening.
-fn send_pages<R>(
+/// Reads, plans and sends every page of this reader's part of one table, then
+/// [`Message::End`]; false when the merge has stopped listening.
+fn send_table<R, T>(
     db: &mut Db,
     half: Half,
     table: usize,
-    tx: &SyncSender<Page>,
-    page: fn(Vec<R>) -> Page,
+    tx: &SyncSender<Message<T>>,
     read: impl Fn(&mut Db, &mut Cursor) -> Result<Vec<R>>,
+    mut plan: impl FnMut(Vec<R>) -> Result<Planned<T>>,
 ) -> Result<bool> {
     let mut cursor = Cursor::Start;
     match half {
@@ -237,7 +316,8 @@ fn send_pages<R>(
     }
     let mut sent = || -> Result<bool> {
         while cursor != Cursor::End {
-            if tx.send(page(read(db, &mut cursor)?)).is_err() {
+            let page = plan(read(db, &mut cursor)?)?;
+            if tx.send(Message::Page(Box::new(page))).is_err() {
                 return Ok(false);
             }
         }
@@ -245,31 +325,31 @@ fn send_pages<R>(
     };
     let sent = sent();
     db.upto = None;
-    Ok(sent? && tx.send(Page::End).is_ok())
+    Ok(sent? && tx.send(Message::End).is_ok())
 }
 
 /// The readers' pages, table by table, taking one page from each reader in turn: the same order
 /// on every run, however fast each reader is. A reader that stops (done, or failed: its error is
 /// reported once it is joined) is skipped from then on.
-struct InTurn {
-    readers: Vec<Receiver<Page>>,
-    /// The reader has sent [`Page::End`] for the current table.
+struct InTurn<T> {
+    readers: Vec<Receiver<Message<T>>>,
+    /// The reader has sent [`Message::End`] for the current table.
     ended: Vec<bool>,
     closed: Vec<bool>,
     turn: usize,
 }
 
-impl InTurn {
-    fn new(readers: Vec<Receiver<Page>>) -> InTurn {
+impl<T> InTurn<T> {
+    fn new(readers: Vec<Receiver<Message<T>>>) -> InTurn<T> {
         let n = readers.len();
         InTurn { readers, ended: vec![false; n], closed: vec![false; n], turn: 0 }
     }
 }
 
-impl Iterator for InTurn {
-    type Item = Page;
+impl<T> Iterator for InTurn<T> {
+    type Item = Planned<T>;
 
-    fn next(&mut self) -> Option<Page> {
+    fn next(&mut self) -> Option<Planned<T>> {
         loop {
             if self.ended.iter().all(|e| *e) {
                 // Every reader is at the end of this table: on to the next, with those still open.
@@ -285,8 +365,8 @@ impl Iterator for InTurn {
                 continue;
             }
             match self.readers[i].recv() {
-                Ok(Page::End) => self.ended[i] = true,
-                Ok(page) => return Some(page),
+                Ok(Message::End) => self.ended[i] = true,
+                Ok(Message::Page(page)) => return Some(*page),
                 Err(_) => {
                     self.ended[i] = true;
                     self.closed[i] = true;
@@ -296,93 +376,76 @@ impl Iterator for InTurn {
     }
 }
 
-/// Plans the pages [`read_pages`] sends, in order.
-fn plan_pages(
-    pages: impl Iterator<Item = Page>,
-    backend: crate::db::Backend,
-    scope: &Scope,
-    mut each: impl FnMut(Item) -> Result<()>,
-) -> Result<Census> {
-    let mut census = Census::default();
-    let mut parents = Parents::new(backend);
-    // In scope when the volume is; a row without a volume only with --all-hosts.
-    let in_scope = |found: Option<Parent>| -> Option<Option<Parent>> {
-        match found {
-            Some(p) => Some(Some(p)),
-            None if scope.all => Some(None),
-            None => None,
+fn plan_volumes<T: Default>(rows: Vec<VolumeFacts>, scope: &Scope, parents: &mut Parents, collect: Collect<T>) -> Result<Planned<T>> {
+    let mut page = Planned::default();
+    for v in rows {
+        let zero_and_live = v.is_zero_and_live();
+        if v.zero == Some(true) {
+            page.census.count(Table::Volumes, v.deleted);
         }
-    };
-    for page in pages {
-        match page {
-            Page::Volumes(rows) => {
-                for v in rows {
-                    let zero_and_live = v.is_zero_and_live();
-                    if v.zero == Some(true) {
-                        census.count(Table::Volumes, v.deleted);
-                    }
-                    if scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()) {
-                        parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), zero_and_live, v.zero.is_some());
-                    }
-                    if zero_and_live {
-                        if let Some(item) = volume_item(scope, v) {
-                            each(item)?;
-                        }
-                    }
-                }
-            }
-            Page::Snapshots(rows) => {
-                parents.seal();
-                let found = parents.get_all(rows.iter().map(|s| s.volume_id.as_deref().filter(|_| s.deleted == Some(false))));
-                for (s, found) in rows.into_iter().zip(found) {
-                    census.count(Table::Snapshots, s.deleted);
-                    if s.deleted != Some(false) {
-                        continue;
-                    }
-                    if let Some(parent) = in_scope(found) {
-                        each(Item::Unit(snapshot_unit(s, parent)))?;
-                    }
-                }
-            }
-            Page::Glance(rows) => {
-                parents.seal();
-                let found = parents.get_all(rows.iter().map(|g| g.volume_id().filter(|_| g.deleted == Some(false))));
-                for (g, found) in rows.into_iter().zip(found) {
-                    census.count(Table::VolumeGlanceMetadata, g.deleted);
-                    if g.deleted != Some(false) {
-                        continue;
-                    }
-                    if let Some(parent) = in_scope(found) {
-                        let owning_volume = g.volume_id().map(String::from);
-                        each(Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, owning_volume, parent)))?;
-                    }
-                }
-            }
-            Page::End => {}
-            Page::Backups(rows) => {
-                parents.clear();
-                for b in rows {
-                    census.count(Table::Backups, b.deleted);
-                    if b.deleted == Some(false) {
-                        if let Some(unit) = backup_unit(scope, b) {
-                            each(Item::Unit(unit))?;
-                        }
-                    }
-                }
+        if scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()) {
+            parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), zero_and_live, v.zero.is_some());
+        }
+        if zero_and_live {
+            if let Some(item) = volume_item(scope, v) {
+                page.add(item, collect)?;
             }
         }
     }
-    Ok(census)
+    Ok(page)
 }
 
-/// A [`walk`] that only counts: the units in scope, and the whole database's rows.
-pub fn tally(db: &mut Db, scope: &Scope) -> Result<(Tally, Census)> {
-    let mut tally = Tally::default();
-    let census = walk(db, scope, |item| {
-        tally.add(&item);
-        Ok(())
-    })?;
-    Ok((tally, census))
+/// In scope when the volume is; a row without a volume only with --all-hosts.
+fn child_in_scope<'a>(scope: &Scope, found: Option<Parent<'a>>) -> Option<Option<Parent<'a>>> {
+    match found {
+        Some(p) => Some(Some(p)),
+        None if scope.all => Some(None),
+        None => None,
+    }
+}
+
+fn plan_snapshots<T: Default>(rows: Vec<SnapshotOnly>, scope: &Scope, parents: &[Parents], collect: Collect<T>) -> Result<Planned<T>> {
+    let mut page = Planned::default();
+    let found = parents::find_all(parents, rows.iter().map(|s| s.volume_id.as_deref().filter(|_| s.deleted == Some(false))));
+    for (s, found) in rows.into_iter().zip(found) {
+        page.census.count(Table::Snapshots, s.deleted);
+        if s.deleted != Some(false) {
+            continue;
+        }
+        if let Some(parent) = child_in_scope(scope, found) {
+            page.add(Item::Unit(snapshot_unit(s, parent)), collect)?;
+        }
+    }
+    Ok(page)
+}
+
+fn plan_glance<T: Default>(rows: Vec<GlanceOnly>, scope: &Scope, parents: &[Parents], collect: Collect<T>) -> Result<Planned<T>> {
+    let mut page = Planned::default();
+    let found = parents::find_all(parents, rows.iter().map(|g| g.volume_id().filter(|_| g.deleted == Some(false))));
+    for (g, found) in rows.into_iter().zip(found) {
+        page.census.count(Table::VolumeGlanceMetadata, g.deleted);
+        if g.deleted != Some(false) {
+            continue;
+        }
+        if let Some(parent) = child_in_scope(scope, found) {
+            let owning_volume = g.volume_id().map(Text::from);
+            page.add(Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, owning_volume, parent)), collect)?;
+        }
+    }
+    Ok(page)
+}
+
+fn plan_backups<T: Default>(rows: Vec<BackupRow>, scope: &Scope, collect: Collect<T>) -> Result<Planned<T>> {
+    let mut page = Planned::default();
+    for b in rows {
+        page.census.count(Table::Backups, b.deleted);
+        if b.deleted == Some(false) {
+            if let Some(unit) = backup_unit(scope, b) {
+                page.add(Item::Unit(unit), collect)?;
+            }
+        }
+    }
+    Ok(page)
 }
 
 /// The items of the next page of one table (possibly none, when no row of the page is in
@@ -424,11 +487,11 @@ pub fn page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Re
     })
 }
 
-impl From<&VolumeRef> for Parent {
-    fn from(v: &VolumeRef) -> Parent {
+impl<'a> From<&'a VolumeRef> for Parent<'a> {
+    fn from(v: &'a VolumeRef) -> Parent<'a> {
         Parent {
-            host: v.host.clone(),
-            owner: v.user_id.clone(),
+            host: v.host.as_deref(),
+            owner: v.user_id.as_deref(),
             zero_and_live: v.is_zero_and_live(),
             encrypted: v.encryption_key_id.is_some(),
         }
@@ -463,7 +526,7 @@ fn backup_unit(scope: &Scope, b: BackupRow) -> Option<Unit> {
 }
 
 /// Sharing a volume's secret: blocked with the volume when the volume has no owner.
-fn share_volume(volume: &Parent, volume_id: String) -> Action {
+fn share_volume(volume: &Parent<'_>, volume_id: Text) -> Action {
     match &volume.owner {
         Some(u) if is_owner(u) => Action::ShareVolume(volume_id),
         _ => Action::Blocked(PARENT_NO_OWNER),
@@ -478,7 +541,7 @@ fn parent_in_scope(scope: &Scope, volume: Option<&VolumeRef>) -> bool {
 /// A snapshot whose volume is in scope (`volume` is `None` when the volume does not exist): it
 /// shares the volume's secret when the volume is a unit. A snapshot without an owner of its own
 /// never does: the volume's swap only takes snapshots whose owner was granted the secret.
-fn snapshot_unit(s: SnapshotOnly, volume: Option<Parent>) -> Unit {
+fn snapshot_unit(s: SnapshotOnly, volume: Option<Parent<'_>>) -> Unit {
     let action = match (&volume, &s.volume_id) {
         _ if !s.user_id.as_deref().is_some_and(is_owner) => Action::Blocked(NO_OWNER),
         (Some(v), Some(vid)) if v.zero_and_live => share_volume(v, vid.clone()),
@@ -487,7 +550,7 @@ fn snapshot_unit(s: SnapshotOnly, volume: Option<Parent>) -> Unit {
     Unit {
         table: Table::Snapshots,
         id: s.id,
-        host: volume.and_then(|v| v.host),
+        host: volume.and_then(|v| v.host).map(Text::from),
         owner: s.user_id,
         project: s.project_id,
         action,
@@ -498,15 +561,15 @@ fn snapshot_unit(s: SnapshotOnly, volume: Option<Parent>) -> Unit {
 /// A glance-metadata row whose volume (directly, or through its snapshot) is in scope.
 fn glance_unit(
     id: i32,
-    volume_id: Option<String>,
-    snapshot_id: Option<String>,
+    volume_id: Option<Text>,
+    snapshot_id: Option<Text>,
     snapshot: Option<SnapshotRef>,
-    owning_volume: Option<String>,
-    volume: Option<Parent>,
+    owning_volume: Option<Text>,
+    volume: Option<Parent<'_>>,
 ) -> Unit {
     let owner = match &snapshot {
         Some(s) => s.user_id.clone(),
-        None => volume.as_ref().and_then(|v| v.owner.clone()),
+        None => volume.as_ref().and_then(|v| v.owner).map(Text::from),
     };
     let project = snapshot.as_ref().and_then(|s| s.project_id.clone());
     // Image properties become glance metadata: anyone can put the all-zeros ID there. On an
@@ -524,8 +587,8 @@ fn glance_unit(
     };
     Unit {
         table: Table::VolumeGlanceMetadata,
-        id: id.to_string(),
-        host: volume.and_then(|v| v.host),
+        id: Text::from(id.to_string()),
+        host: volume.and_then(|v| v.host).map(Text::from),
         owner,
         project,
         action,
@@ -544,7 +607,9 @@ pub struct Keyed {
 
 /// The next page of one table's rows on other keys, filtered by the same scope rules as units.
 pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Result<Vec<Keyed>> {
-    let keyed = |table, id, key: Option<String>, owner| key.map(|key| Keyed { table, id, key, owner });
+    let keyed = |table, id: Text, key: Option<Text>, owner: Option<Text>| {
+        key.map(|key| Keyed { table, id: id.into(), key: key.into(), owner: owner.map(String::from) })
+    };
     Ok(match table {
         Table::Volumes => db
             .volumes_page(Keys::Migrated, Rows::Live, cursor)?
@@ -573,7 +638,7 @@ pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor)
                     Some(s) => s.user_id.clone(),
                     None => g.volume.as_ref().and_then(|v| v.user_id.clone()),
                 };
-                keyed(table, g.id.to_string(), g.key, owner)
+                keyed(table, Text::from(g.id.to_string()), g.key, owner)
             })
             .collect(),
     })
@@ -603,6 +668,17 @@ pub struct TableTally {
 }
 
 impl Tally {
+    fn merge(&mut self, other: &Tally) {
+        for table in Table::ALL {
+            let (to, from) = (self.table_mut(table), other.table(table));
+            to.total += from.total;
+            to.new_secret += from.new_secret;
+            to.shared += from.shared;
+            to.blocked += from.blocked;
+        }
+        self.skipped += other.skipped;
+    }
+
     pub fn add(&mut self, item: &Item) {
         match item {
             Item::Skipped(_) => self.skipped += 1,

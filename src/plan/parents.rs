@@ -3,7 +3,8 @@
 //! time: on a large SQLite database those lookups are random reads that cost far more than
 //! reading every volume in order.
 //!
-//! Only volumes in scope are kept, about 28 bytes each: the ID as 16 bytes when it is a
+//! Each reader of a part of `volumes` builds an index of its part; child rows are looked up in
+//! all of them ([`find_all`]). Only volumes in scope are kept, about 28 bytes each: the ID as 16 bytes when it is a
 //! canonical UUID (a string otherwise), and the host and owner as indexes into a table of
 //! distinct strings (hosts and users are few next to volumes).
 
@@ -12,10 +13,10 @@ use std::collections::HashMap;
 use crate::db::Backend;
 
 /// A child row's volume, as far as planning the child needs it. The volume is in scope.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parent {
-    pub host: Option<String>,
-    pub owner: Option<String>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parent<'a> {
+    pub host: Option<&'a str>,
+    pub owner: Option<&'a str>,
     /// The volume is itself a unit: live and still on the all-zeros key.
     pub zero_and_live: bool,
     /// The volume has an encryption key ID at all (the all-zeros one or another).
@@ -66,11 +67,6 @@ impl Parents {
         self.sealed = false;
     }
 
-    /// Frees the index once no more lookups will come.
-    pub fn clear(&mut self) {
-        *self = Parents { fold_case: self.fold_case, ..Parents::default() };
-    }
-
     /// Sorts the index for lookups; call once the volumes pass is over. Sealing again is free.
     pub fn seal(&mut self) {
         if self.sealed {
@@ -95,7 +91,7 @@ impl Parents {
 
     /// The in-scope volume `id`, or `None` when it is out of scope or does not exist.
     #[cfg(test)]
-    pub fn get(&self, id: &str) -> Option<Parent> {
+    pub fn get(&self, id: &str) -> Option<Parent<'_>> {
         self.get_all([Some(id)]).pop().flatten()
     }
 
@@ -103,7 +99,7 @@ impl Parents {
     /// time, nearly every one waits for two cache (and TLB) misses, one after the other, as the
     /// IDs are random; looked up in passes, first every directory slot, then every run of
     /// entries, the misses of a whole page overlap.
-    pub fn get_all<'a>(&self, ids: impl IntoIterator<Item = Option<&'a str>>) -> Vec<Option<Parent>> {
+    pub fn get_all<'a>(&self, ids: impl IntoIterator<Item = Option<&'a str>>) -> Vec<Option<Parent<'_>>> {
         debug_assert!(self.sealed, "Parents::get_all before seal");
         let keys: Vec<Option<std::borrow::Cow<'a, str>>> = ids.into_iter().map(|id| id.map(|id| self.normalize(id))).collect();
         let uuids: Vec<Option<[u8; 16]>> = keys.iter().map(|k| k.as_deref().and_then(uuid_bytes)).collect();
@@ -139,8 +135,8 @@ impl Parents {
                     None => key.as_deref().and_then(|k| self.others.get(k).copied()),
                 }?;
                 Some(Parent {
-                    host: self.strings.get(facts.host).map(String::from),
-                    owner: self.strings.get(facts.owner).map(String::from),
+                    host: self.strings.get(facts.host),
+                    owner: self.strings.get(facts.owner),
                     zero_and_live: facts.zero_and_live,
                     encrypted: facts.encrypted,
                 })
@@ -166,6 +162,23 @@ impl Parents {
     }
 }
 
+/// [`Parents::get_all`] across the indexes that readers of parts of `volumes` built: each
+/// volume is in at most one of them.
+pub fn find_all<'a, 'p>(indexes: &'p [Parents], ids: impl IntoIterator<Item = Option<&'a str>>) -> Vec<Option<Parent<'p>>> {
+    let ids: Vec<Option<&'a str>> = ids.into_iter().collect();
+    let mut found: Vec<Option<Parent<'p>>> = vec![None; ids.len()];
+    for index in indexes {
+        let wanted = ids.iter().zip(&found).map(|(id, f)| if f.is_some() { None } else { *id });
+        let got = index.get_all(wanted);
+        for (f, got) in found.iter_mut().zip(got) {
+            if got.is_some() {
+                *f = got;
+            }
+        }
+    }
+    found
+}
+
 /// The 16 bytes of a UUID in canonical form (lower-case hex, 8-4-4-4-12). Other spellings are
 /// kept as strings so that a lookup matches exactly what the database would.
 fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
@@ -175,20 +188,33 @@ fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
     }
     // Where each byte's two hex digits start.
     const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    // Random hex digits make a branch per digit a coin toss: look every digit up, and check
+    // them all at once at the end.
     let mut out = [0u8; 16];
+    let mut bad = 0u8;
     for (byte, at) in out.iter_mut().zip(AT) {
-        *byte = nibble(b[at])? << 4 | nibble(b[at + 1])?;
+        let (hi, lo) = (HEX[usize::from(b[at])], HEX[usize::from(b[at + 1])]);
+        bad |= hi | lo;
+        *byte = hi << 4 | (lo & 0x0f);
     }
-    Some(out)
+    (bad & 0xf0 == 0).then_some(out)
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Each byte's value as a lower-case hex digit, or 0xff.
+const HEX: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Distinct strings by index; index 0 is NULL.
 #[derive(Default)]
@@ -258,7 +284,7 @@ mod tests {
         p.insert("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), None, false, false);
         p.seal();
         let a = p.get("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10");
-        assert_eq!(a, Some(Parent { host: Some("node1@lvm#a".into()), owner: Some("alice".into()), zero_and_live: true, encrypted: true }));
+        assert_eq!(a, Some(Parent { host: Some("node1@lvm#a"), owner: Some("alice"), zero_and_live: true, encrypted: true }));
         assert_eq!(p.get("VOL-odd"), Some(Parent { host: None, owner: None, zero_and_live: false, encrypted: false }));
         assert_eq!(p.get("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10").and_then(|v| v.owner), None);
         // SQLite and PostgreSQL compare IDs exactly.
