@@ -452,6 +452,16 @@ macro_rules! keyset_page {
     }};
 }
 
+/// A page of rows into a vector sized for a whole page up front: collecting would grow and copy
+/// it a dozen times.
+fn load_page<'q, R>(q: impl diesel::query_dsl::methods::LoadQuery<'q, AnyConnection, R>, conn: &mut AnyConnection) -> QueryResult<Vec<R>> {
+    let mut page = Vec::with_capacity(BATCH as usize);
+    for row in q.load_iter::<R, diesel::connection::DefaultLoadingMode>(conn)? {
+        page.push(row?);
+    }
+    Ok(page)
+}
+
 macro_rules! volume_ref_columns {
     () => {
         (volumes::host, volumes::cluster_name, volumes::user_id, volumes::encryption_key_id, volumes::deleted)
@@ -586,7 +596,7 @@ impl Db {
         if let Some(upto) = self.upto {
             q = q.filter(vgm::id.le(i32::try_from(upto).unwrap_or(i32::MAX)));
         }
-        let rows = q.load::<Row>(&mut self.conn).map_err(|e| self.error("reading volume_glance_metadata", e))?;
+        let rows = load_page::<Row>(q, &mut self.conn).map_err(|e| self.error("reading volume_glance_metadata", e))?;
         cursor.advance(&rows, |r| Cursor::Int(i64::from(r.0)));
         Ok(rows
             .into_iter()
@@ -625,7 +635,7 @@ impl Db {
         if let Some(upto) = self.upto {
             q = q.filter(vgm::id.le(i32::try_from(upto).unwrap_or(i32::MAX)));
         }
-        let rows = q.load::<Row>(&mut self.conn).map_err(|e| self.error("reading volume_glance_metadata", e))?;
+        let rows = load_page::<Row>(q, &mut self.conn).map_err(|e| self.error("reading volume_glance_metadata", e))?;
         cursor.advance(&rows, |r| Cursor::Int(i64::from(r.0)));
         Ok(rows
             .into_iter()
