@@ -13,6 +13,15 @@ use crate::conditions::ZERO_KEY_ID;
 use crate::error::Result;
 use crate::plan::Table;
 
+/// `column = secret`, byte for byte (see [`exact`]), the secret ID bound as a parameter: on
+/// MySQL the collation alone would also match the ID in upper case or with trailing spaces.
+macro_rules! holds {
+    ($backend:expr, $column:literal, $secret:expr) => {
+        sql::<Bool>(if $backend == Backend::Mysql { concat!("BINARY ", $column, " = ") } else { concat!($column, " = ") })
+            .bind::<diesel::sql_types::Text, _>($secret)
+    };
+}
+
 /// Rows rewritten by one unit's transaction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Swapped {
@@ -119,24 +128,45 @@ impl Db {
     /// Returns whether the row was rewritten.
     pub fn unswap(&mut self, table: Table, id: &str, secret: &str) -> Result<bool> {
         let now = chrono::Utc::now().naive_utc();
+        let backend = self.backend;
         let conn = &mut self.conn;
         let n = match table {
-            Table::Volumes => diesel::update(volumes::table.filter(volumes::id.eq(id)).filter(volumes::encryption_key_id.eq(secret)))
-                .set((volumes::encryption_key_id.eq(ZERO_KEY_ID), volumes::updated_at.eq(now)))
-                .execute(conn),
-            Table::Snapshots => {
-                diesel::update(snapshots::table.filter(snapshots::id.eq(id)).filter(snapshots::encryption_key_id.eq(secret)))
-                    .set((snapshots::encryption_key_id.eq(ZERO_KEY_ID), snapshots::updated_at.eq(now)))
-                    .execute(conn)
-            }
-            Table::Backups => diesel::update(backups::table.filter(backups::id.eq(id)).filter(backups::encryption_key_id.eq(secret)))
-                .set((backups::encryption_key_id.eq(ZERO_KEY_ID), backups::updated_at.eq(now)))
-                .execute(conn),
+            Table::Volumes => diesel::update(
+                volumes::table
+                    .filter(volumes::id.eq(id))
+                    .filter(volumes::encryption_key_id.eq(secret))
+                    .filter(holds!(backend, "volumes.encryption_key_id", secret)),
+            )
+            .set((volumes::encryption_key_id.eq(ZERO_KEY_ID), volumes::updated_at.eq(now)))
+            .execute(conn),
+            Table::Snapshots => diesel::update(
+                snapshots::table
+                    .filter(snapshots::id.eq(id))
+                    .filter(snapshots::encryption_key_id.eq(secret))
+                    .filter(holds!(backend, "snapshots.encryption_key_id", secret)),
+            )
+            .set((snapshots::encryption_key_id.eq(ZERO_KEY_ID), snapshots::updated_at.eq(now)))
+            .execute(conn),
+            Table::Backups => diesel::update(
+                backups::table
+                    .filter(backups::id.eq(id))
+                    .filter(backups::encryption_key_id.eq(secret))
+                    .filter(holds!(backend, "backups.encryption_key_id", secret)),
+            )
+            .set((backups::encryption_key_id.eq(ZERO_KEY_ID), backups::updated_at.eq(now)))
+            .execute(conn),
             Table::VolumeGlanceMetadata => {
                 let Ok(gid) = id.parse::<i32>() else { return Ok(false) };
-                diesel::update(vgm::table.filter(vgm::id.eq(gid)).filter(vgm::key.eq(GLANCE_KEY)).filter(vgm::value.eq(secret)))
-                    .set((vgm::value.eq(ZERO_KEY_ID), vgm::updated_at.eq(now)))
-                    .execute(conn)
+                diesel::update(
+                    vgm::table
+                        .filter(vgm::id.eq(gid))
+                        .filter(vgm::key.eq(GLANCE_KEY))
+                        .filter(vgm::value.eq(secret))
+                        .filter(sql::<Bool>(&exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
+                        .filter(holds!(backend, "volume_glance_metadata.value", secret)),
+                )
+                .set((vgm::value.eq(ZERO_KEY_ID), vgm::updated_at.eq(now)))
+                .execute(conn)
             }
         };
         n.map(|n| n == 1).map_err(|e| self.error(&format!("rolling back {} {id}", table.noun()), e))
@@ -195,7 +225,8 @@ impl Db {
     }
 
     /// Whether any row, live or deleted, points at `secret_id`. A secret that a row points at is
-    /// never deleted.
+    /// never deleted. Deliberately not byte-exact: on MySQL the collation also counts the ID in
+    /// another case or with trailing spaces, which can only keep a secret, never lose one.
     pub fn is_referenced(&mut self, secret_id: &str) -> Result<bool> {
         let conn = &mut self.conn;
         let r = (|| -> QueryResult<bool> {
