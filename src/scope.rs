@@ -130,6 +130,11 @@ impl Scope {
         Ok(Scope { all: false, volumes, backups: vec![host], source })
     }
 
+    /// Whether [`volume_in_scope`](Scope::volume_in_scope) looks at `cluster_name` at all.
+    pub fn reads_clusters(&self) -> bool {
+        !self.all && self.volumes.iter().any(|m| m.field == Field::ClusterName)
+    }
+
     pub fn volume_in_scope(&self, host: Option<&str>, cluster_name: Option<&str>) -> bool {
         self.all
             || self.volumes.iter().any(|m| {

@@ -157,7 +157,7 @@ fn json_option(out: &mut Vec<u8>, value: Option<&str>) {
 /// A JSON string: copied as it is when nothing in it needs escaping (IDs, hosts, nearly
 /// everything), escaped by serde_json otherwise.
 fn json_string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -165,6 +165,29 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
         // Writing a string into a Vec cannot fail; were it ever to, the row would say so.
         out.extend_from_slice(b"null");
     }
+}
+
+/// Whether any byte is one JSON escapes: a control character, `"` or `\\`. Eight bytes at a
+/// time: a report checks about 190 bytes per row, for millions of rows.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero (or, in the first term, below 0x20) where the high bit of the result is set.
+    let flagged = |x: u64| {
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x;
+        let quote = (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'"')));
+        let backslash = (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'\\')));
+        (below_space | quote | backslash) & HIGHS != 0
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if flagged(u64::from_le_bytes(word)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn row_json(item: &Item) -> RowJson<'_> {
@@ -225,6 +248,21 @@ fn write_counts(out: &mut dyn Write, tally: &Tally, deleted: &crate::db::TableCo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn needs_escape_finds_every_byte_json_escapes_at_every_position() {
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    let expected = b < 0x20 || b == b'"' || b == b'\\';
+                    assert_eq!(needs_escape(&bytes), expected, "byte {b:#04x} at {at} of {len}");
+                }
+            }
+            assert!(!needs_escape(&vec![b'z'; len]));
+        }
+    }
 
     #[test]
     fn rows_are_written_exactly_as_serde_json_writes_them() {

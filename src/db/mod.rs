@@ -482,15 +482,18 @@ impl Db {
     }
 
     /// The next page of every volume, live or deleted, on any key: a census's one pass.
-    pub fn volume_facts_page(&mut self, cursor: &mut Cursor) -> Result<Vec<VolumeFacts>> {
+    /// `cluster_name` is read only when `clusters` is set (and NULL otherwise): it is one of the
+    /// last of Cinder's 41 columns, and reading it makes SQLite decode every column before it.
+    pub fn volume_facts_page(&mut self, cursor: &mut Cursor, clusters: bool) -> Result<Vec<VolumeFacts>> {
         let (rowid, keys) = (self.rowid("volumes"), Keys::Any);
+        let cluster_name = if clusters { "volumes.cluster_name" } else { "NULL" };
         let base = volumes::table
             .select((
                 sql::<BigInt>(rowid),
                 (
                     volumes::id,
                     volumes::host,
-                    volumes::cluster_name,
+                    sql::<Nullable<diesel::sql_types::Text>>(cluster_name),
                     volumes::user_id,
                     volumes::project_id,
                     sql::<Nullable<Bool>>(&exact(self.backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),

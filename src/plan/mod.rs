@@ -216,7 +216,8 @@ pub fn walk_with<T: Default + Send>(
     let parents = in_parallel(&mut dbs, &mut take, |db, half, tx| {
         let mut parents = Parents::new(backend);
         let plan = |rows: Vec<VolumeFacts>| plan_volumes(rows, scope, &mut parents, collect);
-        let done = send_table(db, half, 0, tx, |db, c| db.volume_facts_page(c), plan)?;
+        let clusters = scope.reads_clusters();
+        let done = send_table(db, half, 0, tx, |db, c| db.volume_facts_page(c, clusters), plan)?;
         parents.seal();
         Ok(done.then_some(parents))
     })?;
