@@ -64,12 +64,6 @@ impl AsRef<str> for Text {
     }
 }
 
-impl std::borrow::Borrow<str> for Text {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl From<&str> for Text {
     fn from(s: &str) -> Text {
         Text::new(s)
@@ -79,12 +73,6 @@ impl From<&str> for Text {
 impl From<String> for Text {
     fn from(s: String) -> Text {
         Text::new(&s)
-    }
-}
-
-impl From<&Text> for String {
-    fn from(t: &Text) -> String {
-        t.as_str().to_owned()
     }
 }
 
@@ -123,18 +111,6 @@ impl PartialEq<str> for Text {
 impl PartialEq<&str> for Text {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for Text {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl std::hash::Hash for Text {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
     }
 }
 

@@ -215,9 +215,12 @@ fn hostile_database_urls_exit_127_or_2_and_never_show_the_password() {
         ("sqlite://", "in-memory"),
         ("Zq9-secret", "not a database URL"),
     ];
-    for (url, needle) in usage {
+    let scan = |url: &str| {
         let conf = w.write("c.conf", &format!("[database]\nconnection = {url}\n[key_manager]\nfixed_key = {key}\n"));
-        let out = w.run(&["--config-file", arg(&conf), "scan", "--all-hosts"]);
+        w.run(&["--config-file", arg(&conf), "scan", "--all-hosts"])
+    };
+    for (url, needle) in usage {
+        let out = scan(url);
         out.assert_error(127, "[database] connection");
         out.assert_error(127, needle);
     }
@@ -228,8 +231,7 @@ fn hostile_database_urls_exit_127_or_2_and_never_show_the_password() {
         ("postgresql://kmtest:kmtest-pw@127.0.0.2:1/cinder", "127.0.0.2"),
     ];
     for (url, needle) in unusable {
-        let conf = w.write("c.conf", &format!("[database]\nconnection = {url}\n[key_manager]\nfixed_key = {key}\n"));
-        let out = w.run(&["--config-file", arg(&conf), "scan", "--all-hosts"]);
+        let out = scan(url);
         out.assert_error(2, needle);
         assert!(out.stderr.contains(":***@"), "{}", out.stderr);
     }

@@ -389,8 +389,15 @@ impl Cursor {
 /// constants [`ZERO_KEY_ID`] and [`GLANCE_KEY`] only; the typed `eq` next to it keeps the index.
 pub(crate) fn exact(backend: Backend, column: &str, op: &str, value: &'static str) -> String {
     debug_assert!(!value.contains(['\'', '\\']));
-    let binary = if backend == Backend::Mysql { "BINARY " } else { "" };
-    format!("{binary}{column} {op} '{value}'")
+    format!("{} {op} '{value}'", bytewise(backend, column))
+}
+
+/// `column` as [`exact`] compares it: as bytes (BINARY) on MySQL, as it is elsewhere.
+pub(crate) fn bytewise(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Mysql => format!("BINARY {column}"),
+        _ => column.to_string(),
+    }
 }
 
 /// `NOT deleted`: the same rows as Cinder's `deleted = false` (NULL is neither), written so that

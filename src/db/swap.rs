@@ -8,19 +8,10 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 
 use super::schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
-use super::{exact, Backend, Db, GLANCE_KEY};
+use super::{bytewise, exact, Backend, Db, GLANCE_KEY};
 use crate::conditions::ZERO_KEY_ID;
 use crate::error::Result;
 use crate::plan::Table;
-
-/// `column = secret`, byte for byte (see [`exact`]), the secret ID bound as a parameter: on
-/// MySQL the collation alone would also match the ID in upper case or with trailing spaces.
-macro_rules! holds {
-    ($backend:expr, $column:literal, $secret:expr) => {
-        sql::<Bool>(if $backend == Backend::Mysql { concat!("BINARY ", $column, " = ") } else { concat!($column, " = ") })
-            .bind::<diesel::sql_types::Text, _>($secret)
-    };
-}
 
 /// Rows rewritten by one unit's transaction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -134,24 +125,21 @@ impl Db {
             Table::Volumes => diesel::update(
                 volumes::table
                     .filter(volumes::id.eq(id))
-                    .filter(volumes::encryption_key_id.eq(secret))
-                    .filter(holds!(backend, "volumes.encryption_key_id", secret)),
+                    .filter(holds(backend, "volumes.encryption_key_id", secret)),
             )
             .set((volumes::encryption_key_id.eq(ZERO_KEY_ID), volumes::updated_at.eq(now)))
             .execute(conn),
             Table::Snapshots => diesel::update(
                 snapshots::table
                     .filter(snapshots::id.eq(id))
-                    .filter(snapshots::encryption_key_id.eq(secret))
-                    .filter(holds!(backend, "snapshots.encryption_key_id", secret)),
+                    .filter(holds(backend, "snapshots.encryption_key_id", secret)),
             )
             .set((snapshots::encryption_key_id.eq(ZERO_KEY_ID), snapshots::updated_at.eq(now)))
             .execute(conn),
             Table::Backups => diesel::update(
                 backups::table
                     .filter(backups::id.eq(id))
-                    .filter(backups::encryption_key_id.eq(secret))
-                    .filter(holds!(backend, "backups.encryption_key_id", secret)),
+                    .filter(holds(backend, "backups.encryption_key_id", secret)),
             )
             .set((backups::encryption_key_id.eq(ZERO_KEY_ID), backups::updated_at.eq(now)))
             .execute(conn),
@@ -160,10 +148,8 @@ impl Db {
                 diesel::update(
                     vgm::table
                         .filter(vgm::id.eq(gid))
-                        .filter(vgm::key.eq(GLANCE_KEY))
-                        .filter(vgm::value.eq(secret))
                         .filter(sql::<Bool>(&exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
-                        .filter(holds!(backend, "volume_glance_metadata.value", secret)),
+                        .filter(holds(backend, "volume_glance_metadata.value", secret)),
                 )
                 .set((vgm::value.eq(ZERO_KEY_ID), vgm::updated_at.eq(now)))
                 .execute(conn)
@@ -242,6 +228,16 @@ impl Db {
 
 fn one(n: usize) -> Result<(), diesel::result::Error> {
     if n == 1 { Ok(()) } else { Err(diesel::result::Error::RollbackTransaction) }
+}
+
+/// `column = secret`, byte for byte (see [`exact`]), the secret ID bound as a parameter: on
+/// MySQL the collation alone would also match the ID in upper case or with trailing spaces.
+fn holds(
+    backend: Backend,
+    column: &str,
+    secret: &str,
+) -> diesel::expression::UncheckedBind<diesel::expression::SqlLiteral<Bool>, diesel::dsl::AsExprOf<String, diesel::sql_types::Text>> {
+    sql::<Bool>(&format!("{} = ", bytewise(backend, column))).bind::<diesel::sql_types::Text, _>(secret.to_owned())
 }
 
 /// The compare half of compare-and-swap, byte for byte (see [`exact`]).

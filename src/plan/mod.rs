@@ -210,20 +210,18 @@ pub fn walk_with<T: Default + Send>(
     let mut take = |page: Planned<T>| -> Result<()> {
         tally.merge(&page.tally);
         census.merge(&page.census);
-        consume(page.out, page.items)
+        consume(page.out, page.tally.items())
     };
     // First the volumes, each reader keeping its in-scope volumes' facts ...
     let parents = in_parallel(&mut dbs, &mut take, |db, half, tx| {
         let mut parents = Parents::new(backend);
         let plan = |rows: Vec<VolumeFacts>| plan_volumes(rows, scope, &mut parents, collect);
         let clusters = scope.reads_clusters();
-        let done = send_table(db, half, 0, tx, |db, c| db.volume_facts_page(c, clusters), plan)?;
+        // Stopped early only when the merge stopped taking pages, and then `in_parallel` fails.
+        let _ = send_table(db, half, 0, tx, |db, c| db.volume_facts_page(c, clusters), plan)?;
         parents.seal();
-        Ok(done.then_some(parents))
+        Ok(parents)
     })?;
-    let Some(parents) = parents.into_iter().collect::<Option<Vec<Parents>>>() else {
-        return Err(crate::error::Error::Internal("a database reader stopped before the end of volumes".into()));
-    };
     // ... then the child tables, every reader looking volumes up in what all of them kept.
     let parents = parents.as_slice();
     in_parallel(&mut dbs, &mut take, |db, half, tx| {
@@ -272,7 +270,6 @@ fn in_parallel<T: Send, R: Send>(
 #[derive(Default)]
 struct Planned<T> {
     out: T,
-    items: u64,
     tally: Tally,
     census: Census,
 }
@@ -280,7 +277,6 @@ struct Planned<T> {
 impl<T> Planned<T> {
     fn add(&mut self, item: Item, collect: Collect<T>) -> Result<()> {
         self.tally.add(&item);
-        self.items += 1;
         collect(item, &mut self.out)
     }
 }
@@ -429,8 +425,7 @@ fn plan_glance<T: Default>(rows: Vec<GlanceOnly>, scope: &Scope, parents: &[Pare
             continue;
         }
         if let Some(parent) = child_in_scope(scope, found) {
-            let owning_volume = g.volume_id().map(Text::from);
-            page.add(Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, owning_volume, parent)), collect)?;
+            page.add(Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, parent)), collect)?;
         }
     }
     Ok(page)
@@ -481,8 +476,7 @@ pub fn page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Re
             .filter(|g| parent_in_scope(scope, g.volume.as_ref()))
             .map(|g: GlanceRow| {
                 let parent = g.volume.as_ref().map(Parent::from);
-                let owning_volume = g.volume_id.clone().or_else(|| g.snapshot.as_ref().and_then(|s| s.volume_id.clone()));
-                Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, owning_volume, parent))
+                Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, parent))
             })
             .collect(),
     })
@@ -565,9 +559,10 @@ fn glance_unit(
     volume_id: Option<Text>,
     snapshot_id: Option<Text>,
     snapshot: Option<SnapshotRef>,
-    owning_volume: Option<Text>,
     volume: Option<Parent<'_>>,
 ) -> Unit {
+    // The volume the row belongs to: directly, or through its snapshot.
+    let owning_volume = volume_id.clone().or_else(|| snapshot.as_ref().and_then(|s| s.volume_id.clone()));
     let owner = match &snapshot {
         Some(s) => s.user_id.clone(),
         None => volume.as_ref().and_then(|v| v.owner).map(Text::from),
@@ -711,6 +706,11 @@ impl Tally {
             Table::Backups => &mut self.backups,
             Table::VolumeGlanceMetadata => &mut self.volume_glance_metadata,
         }
+    }
+
+    /// Units and skipped rows: every item counted.
+    pub fn items(&self) -> u64 {
+        u64::try_from(self.units() + self.skipped).unwrap_or(0)
     }
 
     pub fn units(&self) -> i64 {

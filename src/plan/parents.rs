@@ -4,9 +4,9 @@
 //! reading every volume in order.
 //!
 //! Each reader of a part of `volumes` builds an index of its part; child rows are looked up in
-//! all of them ([`find_all`]). Only volumes in scope are kept, about 28 bytes each: the ID as 16 bytes when it is a
-//! canonical UUID (a string otherwise), and the host and owner as indexes into a table of
-//! distinct strings (hosts and users are few next to volumes).
+//! all of them ([`find_all`]). Only volumes in scope are kept, about 28 bytes each: the ID as 16
+//! bytes when it is a canonical UUID (a string otherwise), and the host and owner as indexes
+//! into a table of distinct strings (hosts and users are few next to volumes).
 
 use std::collections::HashMap;
 
