@@ -113,6 +113,9 @@ impl Client {
             .timeout_global(Some(timeout))
             .max_idle_connections_per_host(64)
             .user_agent(concat!("keymigrate/", env!("CARGO_PKG_VERSION")))
+            // No `Accept: */*` of ureq's own: Keystone and Barbican answer JSON by default, and
+            // Barbican's payload by default is the raw bytes (see `Barbican::payload`).
+            .accept("")
             .tls_config(tls_config.build())
             .build();
         Ok(Client { agent: ureq::Agent::new_with_config(config), retry })
@@ -213,5 +216,40 @@ mod tests {
         assert_eq!(r.error_text(), "HTTP 401 Unauthorized: no");
         let r = Response { status: 502, subject_token: None, body: b"<html>".to_vec() };
         assert_eq!(r.error_text(), "HTTP 502");
+    }
+
+    /// What `send` puts on the wire, read by a one-shot server on loopback.
+    fn request_as_sent(headers: &[(&str, &str)]) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let url = format!("http://{}/v1/secrets/x/payload", listener.local_addr().expect("local address"));
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).expect("read request");
+                assert!(n > 0, "connection closed before the end of the headers");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").expect("answer");
+            String::from_utf8_lossy(&seen).to_ascii_lowercase()
+        });
+        let retry = RetryPolicy { retries: 0, base_delay: Duration::ZERO, max_delay: Duration::ZERO };
+        let client = Client::new(&Tls::default(), Duration::from_secs(10), retry).expect("client");
+        let r = client.send("GET", &url, headers, Body::None).map_err(|e| e.message).expect("send");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+        server.join().expect("server thread")
+    }
+
+    #[test]
+    fn sends_no_accept_header_unless_asked() {
+        // keymigrate sends an Accept header only where it asks for one (none today: Barbican
+        // answers JSON, and raw bytes for a payload, by default).
+        let sent = request_as_sent(&[("X-Auth-Token", "t")]);
+        assert!(sent.starts_with("get /v1/secrets/x/payload http/1.1\r\n"), "{sent}");
+        assert!(!sent.contains("\r\naccept:"), "an Accept header was sent:\n{sent}");
+        let sent = request_as_sent(&[("Accept", "application/json")]);
+        assert!(sent.contains("\r\naccept: application/json\r\n"), "{sent}");
     }
 }
