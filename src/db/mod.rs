@@ -405,13 +405,13 @@ pub(crate) fn bytewise(backend: Backend, column: &str) -> String {
 /// is a column name or a comparison with a constant), and diesel keys such a statement by its
 /// whole SQL text, so a cached one is always the same query.
 #[derive(Debug, Clone)]
-struct Fixed<ST> {
+pub(crate) struct Fixed<ST> {
     sql: std::borrow::Cow<'static, str>,
     sql_type: std::marker::PhantomData<ST>,
 }
 
 impl<ST> Fixed<ST> {
-    fn new(sql: impl Into<std::borrow::Cow<'static, str>>) -> Fixed<ST> {
+    pub(crate) fn new(sql: impl Into<std::borrow::Cow<'static, str>>) -> Fixed<ST> {
         Fixed { sql: sql.into(), sql_type: std::marker::PhantomData }
     }
 }

@@ -3,12 +3,11 @@
 //! does. A row that no longer holds the all-zeros ID (another run, Cinder's own migrator, a
 //! deleted volume) is never written.
 
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
+use diesel::sql_types::{Bool, Text};
 
 use super::schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
-use super::{bytewise, exact, Backend, Db, GLANCE_KEY};
+use super::{bytewise, exact, Backend, Db, Fixed, GLANCE_KEY};
 use crate::conditions::ZERO_KEY_ID;
 use crate::error::Result;
 use crate::plan::Table;
@@ -148,7 +147,7 @@ impl Db {
                 diesel::update(
                     vgm::table
                         .filter(vgm::id.eq(gid))
-                        .filter(sql::<Bool>(&exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
+                        .filter(Fixed::<Bool>::new(exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
                         .filter(holds(backend, "volume_glance_metadata.value", secret)),
                 )
                 .set((vgm::value.eq(ZERO_KEY_ID), vgm::updated_at.eq(now)))
@@ -232,17 +231,13 @@ fn one(n: usize) -> Result<(), diesel::result::Error> {
 
 /// `column = secret`, byte for byte (see [`exact`]), the secret ID bound as a parameter: on
 /// MySQL the collation alone would also match the ID in upper case or with trailing spaces.
-fn holds(
-    backend: Backend,
-    column: &str,
-    secret: &str,
-) -> diesel::expression::UncheckedBind<diesel::expression::SqlLiteral<Bool>, diesel::dsl::AsExprOf<String, diesel::sql_types::Text>> {
-    sql::<Bool>(&format!("{} = ", bytewise(backend, column))).bind::<diesel::sql_types::Text, _>(secret.to_owned())
+fn holds(backend: Backend, column: &str, secret: &str) -> diesel::dsl::Eq<Fixed<Text>, String> {
+    Fixed::<Text>::new(bytewise(backend, column)).eq(secret.to_owned())
 }
 
 /// The compare half of compare-and-swap, byte for byte (see [`exact`]).
-fn zero_exact(backend: Backend, column: &str) -> diesel::expression::SqlLiteral<Bool> {
-    sql::<Bool>(&exact(backend, column, "=", ZERO_KEY_ID))
+fn zero_exact(backend: Backend, column: &str) -> Fixed<Bool> {
+    Fixed::new(exact(backend, column, "=", ZERO_KEY_ID))
 }
 
 #[allow(clippy::type_complexity)]
@@ -253,7 +248,7 @@ fn zero_glance(
         diesel::dsl::Filter<diesel::dsl::Filter<vgm::table, diesel::dsl::Eq<vgm::deleted, bool>>, diesel::dsl::Eq<vgm::key, &'static str>>,
         diesel::dsl::Eq<vgm::value, &'static str>,
     >,
-    diesel::expression::SqlLiteral<Bool>,
+    Fixed<Bool>,
 > {
     let exact_key_and_value = format!(
         "{} AND {}",
@@ -264,7 +259,7 @@ fn zero_glance(
         .filter(vgm::deleted.eq(false))
         .filter(vgm::key.eq(GLANCE_KEY))
         .filter(vgm::value.eq(ZERO_KEY_ID))
-        .filter(sql::<Bool>(&exact_key_and_value))
+        .filter(Fixed::new(exact_key_and_value))
 }
 
 fn swap_volume(
