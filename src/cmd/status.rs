@@ -89,6 +89,7 @@ pub fn log_status(settings: &Settings, tally: &Tally, database: &TableCounts) {
     if database.backups == 0 {
         log::info!("No backups are known to be using the ConfKeyManager's encryption_key_id.");
     } else {
+        // Cinder's own wording, "backups(s)" included, so that an operator's grep finds both.
         log::warn!("There are still {} backups(s) using the ConfKeyManager's all-zeros encryption key ID.", database.backups);
     }
     if database.snapshots + database.volume_glance_metadata > 0 {
