@@ -9,7 +9,6 @@ pub mod swap;
 pub mod url;
 
 use diesel::connection::SimpleConnection;
-use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable};
 use diesel::{MysqlConnection, PgConnection, SqliteConnection};
@@ -400,6 +399,48 @@ pub(crate) fn bytewise(backend: Backend, column: &str) -> String {
     }
 }
 
+/// Constant SQL text in a query, as `diesel::dsl::sql` writes it, but which lets diesel keep the
+/// statement prepared: `sql` marks every query using it as never to be cached, so each page's
+/// query would be parsed and planned again. The text of a `Fixed` never depends on the rows (it
+/// is a column name or a comparison with a constant), and diesel keys such a statement by its
+/// whole SQL text, so a cached one is always the same query.
+#[derive(Debug, Clone)]
+struct Fixed<ST> {
+    sql: std::borrow::Cow<'static, str>,
+    sql_type: std::marker::PhantomData<ST>,
+}
+
+impl<ST> Fixed<ST> {
+    fn new(sql: impl Into<std::borrow::Cow<'static, str>>) -> Fixed<ST> {
+        Fixed { sql: sql.into(), sql_type: std::marker::PhantomData }
+    }
+}
+
+impl<ST: diesel::expression::TypedExpressionType> Expression for Fixed<ST> {
+    type SqlType = ST;
+}
+
+impl<ST, DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for Fixed<ST> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(&self.sql);
+        Ok(())
+    }
+}
+
+impl<ST> diesel::query_builder::QueryId for Fixed<ST> {
+    type QueryId = ();
+
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<QS, ST> SelectableExpression<QS> for Fixed<ST> where Self: Expression {}
+
+impl<QS, ST> AppearsOnTable<QS> for Fixed<ST> where Self: Expression {}
+
+impl<ST, GB> diesel::expression::ValidGrouping<GB> for Fixed<ST> {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
 /// `NOT deleted`: the same rows as Cinder's `deleted = false` (NULL is neither), written so that
 /// SQLite walks the primary key in order instead of the `(deleted, …)` indexes, which would make
 /// every keyset page a full scan and a sort.
@@ -418,22 +459,22 @@ macro_rules! keyset_page {
         let mut q = match $keys {
             Keys::Zero => $base
                 .filter($table::encryption_key_id.eq(ZERO_KEY_ID))
-                .filter(sql::<Bool>(&exact($db.backend, column, "=", ZERO_KEY_ID))),
-            Keys::Migrated => $base.filter(sql::<Bool>(&exact($db.backend, column, "<>", ZERO_KEY_ID))),
+                .filter(Fixed::<Bool>::new(exact($db.backend, column, "=", ZERO_KEY_ID))),
+            Keys::Migrated => $base.filter(Fixed::<Bool>::new(exact($db.backend, column, "<>", ZERO_KEY_ID))),
             Keys::Any => $base,
         };
         if $rows == Rows::Live {
             q = q.filter(live($table::deleted));
         }
         q = match $db.backend {
-            Backend::Sqlite => q.order(sql::<BigInt>($rowid)),
+            Backend::Sqlite => q.order(Fixed::<BigInt>::new($rowid)),
             _ => q.order($table::id),
         };
         if let (Backend::Sqlite, Some(upto)) = ($db.backend, $db.upto) {
-            q = q.filter(sql::<Bool>($rowid).sql(" <= ").bind::<BigInt, _>(upto));
+            q = q.filter(Fixed::<BigInt>::new($rowid).le(upto));
         }
         match $cursor {
-            Cursor::Int(k) => q = q.filter(sql::<Bool>($rowid).sql(" > ").bind::<BigInt, _>(*k)),
+            Cursor::Int(k) => q = q.filter(Fixed::<BigInt>::new($rowid).gt(*k)),
             Cursor::Text(t) => q = q.filter($table::id.gt(t.clone())),
             _ => {}
         }
@@ -481,7 +522,7 @@ impl Db {
         let rowid = self.rowid("volumes");
         let base = volumes::table
             .select((
-                sql::<BigInt>(rowid),
+                Fixed::<BigInt>::new(rowid),
                 (volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id, volumes::encryption_key_id, volumes::deleted),
             ))
             .into_boxed();
@@ -496,14 +537,14 @@ impl Db {
         let cluster_name = if clusters { "volumes.cluster_name" } else { "NULL" };
         let base = volumes::table
             .select((
-                sql::<BigInt>(rowid),
+                Fixed::<BigInt>::new(rowid),
                 (
                     volumes::id,
                     volumes::host,
-                    sql::<Nullable<diesel::sql_types::Text>>(cluster_name),
+                    Fixed::<Nullable<diesel::sql_types::Text>>::new(cluster_name),
                     volumes::user_id,
                     volumes::project_id,
-                    sql::<Nullable<Bool>>(&exact(self.backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),
+                    Fixed::<Nullable<Bool>>::new(exact(self.backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),
                     volumes::deleted,
                 ),
             ))
@@ -529,7 +570,7 @@ impl Db {
         let base = snapshots::table
             .left_join(volumes::table.on(volumes::id.nullable().eq(snapshots::volume_id)))
             .select((
-                sql::<BigInt>(rowid),
+                Fixed::<BigInt>::new(rowid),
                 (
                     snapshots::id,
                     snapshots::volume_id,
@@ -548,7 +589,7 @@ impl Db {
         let (rowid, keys) = (self.rowid("snapshots"), Keys::Zero);
         let base = snapshots::table
             .select((
-                sql::<BigInt>(rowid),
+                Fixed::<BigInt>::new(rowid),
                 (snapshots::id, snapshots::volume_id, snapshots::user_id, snapshots::project_id, snapshots::deleted),
             ))
             .into_boxed();
@@ -560,7 +601,7 @@ impl Db {
         let rowid = self.rowid("backups");
         let base = backups::table
             .select((
-                sql::<BigInt>(rowid),
+                Fixed::<BigInt>::new(rowid),
                 (backups::id, backups::host, backups::user_id, backups::project_id, backups::encryption_key_id, backups::deleted),
             ))
             .into_boxed();
@@ -572,9 +613,8 @@ impl Db {
     pub fn glance_metadata_page(&mut self, keys: Keys, cursor: &mut Cursor) -> Result<Vec<GlanceRow>> {
         type Row = (i32, Option<Text>, Option<Text>, Option<Text>, Option<SnapshotRef>, Option<VolumeRef>);
         // A row belongs to a volume directly, or to a snapshot and through it to a volume.
-        let owning_volume_id = diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
-            "COALESCE(volume_glance_metadata.volume_id, snapshots.volume_id)",
-        );
+        let owning_volume_id =
+            Fixed::<Nullable<diesel::sql_types::Text>>::new("COALESCE(volume_glance_metadata.volume_id, snapshots.volume_id)");
         let mut q = vgm::table
             .left_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
             .left_join(volumes::table.on(volumes::id.nullable().eq(owning_volume_id)))
@@ -592,12 +632,12 @@ impl Db {
             .order(vgm::id)
             .limit(BATCH)
             .into_boxed();
-        q = q.filter(sql::<Bool>(&exact(self.backend, "volume_glance_metadata.key", "=", GLANCE_KEY)));
+        q = q.filter(Fixed::<Bool>::new(exact(self.backend, "volume_glance_metadata.key", "=", GLANCE_KEY)));
         q = match keys {
             Keys::Zero => q
                 .filter(vgm::value.eq(ZERO_KEY_ID))
-                .filter(sql::<Bool>(&exact(self.backend, "volume_glance_metadata.value", "=", ZERO_KEY_ID))),
-            Keys::Migrated => q.filter(sql::<Bool>(&exact(self.backend, "volume_glance_metadata.value", "<>", ZERO_KEY_ID))),
+                .filter(Fixed::<Bool>::new(exact(self.backend, "volume_glance_metadata.value", "=", ZERO_KEY_ID))),
+            Keys::Migrated => q.filter(Fixed::<Bool>::new(exact(self.backend, "volume_glance_metadata.value", "<>", ZERO_KEY_ID))),
             Keys::Any => q,
         };
         if let Some(a) = cursor.int() {
@@ -634,8 +674,8 @@ impl Db {
             ))
             .filter(vgm::key.eq(GLANCE_KEY))
             .filter(vgm::value.eq(ZERO_KEY_ID))
-            .filter(sql::<Bool>(&exact(self.backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
-            .filter(sql::<Bool>(&exact(self.backend, "volume_glance_metadata.value", "=", ZERO_KEY_ID)))
+            .filter(Fixed::<Bool>::new(exact(self.backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
+            .filter(Fixed::<Bool>::new(exact(self.backend, "volume_glance_metadata.value", "=", ZERO_KEY_ID)))
             .order(vgm::id)
             .limit(BATCH)
             .into_boxed();
