@@ -356,6 +356,39 @@ pub enum Rows {
     All,
 }
 
+/// What a census reads of each row: all that a report prints (`Rows`), or only what decides the
+/// counts (`Counts`, for `status` and the tallies of `migrate` and `verify`): no project, and on
+/// SQLite, where the rowid is the cursor, no row's own ID (but a volume's, which child rows are
+/// matched on). What is left out reads as NULL, or an empty ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    Rows,
+    Counts,
+}
+
+/// A census's columns: each is read, or replaced by a constant, per [`Detail`].
+struct Columns {
+    detail: Detail,
+    sqlite: bool,
+}
+
+impl Columns {
+    /// A row's own ID: elsewhere than on SQLite it is the cursor, and always read.
+    fn id(&self, column: &'static str) -> &'static str {
+        match (self.detail, self.sqlite) {
+            (Detail::Counts, true) => "''",
+            _ => column,
+        }
+    }
+
+    fn project(&self, column: &'static str) -> &'static str {
+        match self.detail {
+            Detail::Counts => "NULL",
+            Detail::Rows => column,
+        }
+    }
+}
+
 /// Where a keyset-paginated walk of one table stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cursor {
@@ -553,9 +586,10 @@ impl Db {
     /// The next page of every volume, live or deleted, on any key: a census's one pass.
     /// `cluster_name` is read only when `clusters` is set (and NULL otherwise): it is one of the
     /// last of Cinder's 41 columns, and reading it makes SQLite decode every column before it.
-    pub fn volume_facts_page(&mut self, cursor: &mut Cursor, clusters: bool) -> Result<Vec<VolumeFacts>> {
+    pub fn volume_facts_page(&mut self, cursor: &mut Cursor, clusters: bool, detail: Detail) -> Result<Vec<VolumeFacts>> {
         let (rowid, keys) = (self.rowid("volumes"), Keys::Any);
         let cluster_name = if clusters { "volumes.cluster_name" } else { "NULL" };
+        let project_id = self.detail(detail).project("volumes.project_id");
         let base = volumes::table
             .select((
                 Fixed::<BigInt>::new(rowid),
@@ -564,7 +598,7 @@ impl Db {
                     volumes::host,
                     Fixed::<Nullable<diesel::sql_types::Text>>::new(cluster_name),
                     volumes::user_id,
-                    volumes::project_id,
+                    Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
                     Fixed::<Nullable<Bool>>::new(exact(self.backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),
                     volumes::deleted,
                 ),
@@ -582,6 +616,11 @@ impl Db {
             (Backend::Mysql, _) => "CAST(0 AS SIGNED)",
             _ => "CAST(0 AS BIGINT)",
         }
+    }
+
+    /// The columns a census of this detail reads, on this database.
+    fn detail(&self, detail: Detail) -> Columns {
+        Columns { detail, sqlite: self.backend == Backend::Sqlite }
     }
 
     /// The next page of live snapshots on the all-zeros key, with their volume.
@@ -604,13 +643,19 @@ impl Db {
     }
 
     /// The next page of snapshots on the all-zeros key, live or deleted, without their volume.
-    pub fn zero_snapshots_page(&mut self, cursor: &mut Cursor) -> Result<Vec<SnapshotOnly>> {
-        let (rowid, keys) = (self.rowid("snapshots"), Keys::Zero);
-        let base = snapshots::table
-            .select((
-                Fixed::<BigInt>::new(rowid),
-                (snapshots::id, snapshots::volume_id, snapshots::user_id, snapshots::project_id, snapshots::deleted),
-            ));
+    pub fn zero_snapshots_page(&mut self, cursor: &mut Cursor, detail: Detail) -> Result<Vec<SnapshotOnly>> {
+        let (rowid, keys, columns) = (self.rowid("snapshots"), Keys::Zero, self.detail(detail));
+        let (id, project_id) = (columns.id("snapshots.id"), columns.project("snapshots.project_id"));
+        let base = snapshots::table.select((
+            Fixed::<BigInt>::new(rowid),
+            (
+                Fixed::<diesel::sql_types::Text>::new(id),
+                snapshots::volume_id,
+                snapshots::user_id,
+                Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
+                snapshots::deleted,
+            ),
+        ));
         keyset_page!(self, keys, Rows::All, cursor, rowid, base, snapshots, SnapshotOnly, "reading snapshots")
     }
 
@@ -623,6 +668,25 @@ impl Db {
                 (backups::id, backups::host, backups::user_id, backups::project_id, backups::encryption_key_id, backups::deleted),
             ));
         keyset_page!(self, keys, rows, cursor, rowid, base, backups, BackupRow, "reading backups")
+    }
+
+    /// The next page of backups on the all-zeros key, live or deleted: a census's pass. Their key
+    /// is not read (it is the all-zeros ID).
+    pub fn zero_backups_page(&mut self, cursor: &mut Cursor, detail: Detail) -> Result<Vec<BackupRow>> {
+        let (rowid, keys, columns) = (self.rowid("backups"), Keys::Zero, self.detail(detail));
+        let (id, project_id) = (columns.id("backups.id"), columns.project("backups.project_id"));
+        let base = backups::table.select((
+            Fixed::<BigInt>::new(rowid),
+            (
+                Fixed::<diesel::sql_types::Text>::new(id),
+                backups::host,
+                backups::user_id,
+                Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
+                Fixed::<Nullable<diesel::sql_types::Text>>::new("NULL"),
+                backups::deleted,
+            ),
+        ));
+        keyset_page!(self, keys, Rows::All, cursor, rowid, base, backups, BackupRow, "reading backups")
     }
 
     /// The next page of live `volume_glance_metadata` rows whose `cinder_encryption_key_id` is
@@ -677,9 +741,10 @@ impl Db {
 
     /// The next page of `volume_glance_metadata` rows whose `cinder_encryption_key_id` is all
     /// zeros, live or deleted, with the snapshot they belong to (if any) but not their volume.
-    pub fn zero_glance_page(&mut self, cursor: &mut Cursor) -> Result<Vec<GlanceOnly>> {
+    pub fn zero_glance_page(&mut self, cursor: &mut Cursor, detail: Detail) -> Result<Vec<GlanceOnly>> {
         type Row = (i32, Option<Text>, Option<Text>, Option<bool>, Option<SnapshotRef>);
         let (backend, upto, after) = (self.backend, self.upto, cursor.int());
+        let project_id = self.detail(detail).project("snapshots.project_id");
         let loaded = with_conn!(self, |conn, DB| -> QueryResult<Vec<GlanceOnly>> {
             let mut q = vgm::table
                 .left_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
@@ -688,7 +753,13 @@ impl Db {
                     vgm::volume_id,
                     vgm::snapshot_id,
                     vgm::deleted,
-                    (snapshots::volume_id, snapshots::user_id, snapshots::project_id, snapshots::encryption_key_id, snapshots::deleted)
+                    (
+                        snapshots::volume_id,
+                        snapshots::user_id,
+                        Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
+                        snapshots::encryption_key_id,
+                        snapshots::deleted,
+                    )
                         .nullable(),
                 ))
                 .filter(vgm::key.eq(GLANCE_KEY))
