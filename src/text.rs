@@ -137,12 +137,16 @@ fn from_raw(bytes: *const [u8]) -> deserialize::Result<Text> {
 }
 
 impl FromSql<sql_types::Text, diesel::sqlite::Sqlite> for Text {
-    fn from_sql(value: diesel::sqlite::SqliteValue<'_, '_, '_>) -> deserialize::Result<Text> {
-        // Diesel lends SQLite's text without a copy only through a pointer that can dangle
-        // (for text that is not UTF-8), so it is read as a `String` and copied at once: the
-        // allocation is freed straight away, which the allocator's thread cache makes cheap.
-        let text = <String as FromSql<sql_types::Text, diesel::sqlite::Sqlite>>::from_sql(value)?;
-        Ok(Text::new(&text))
+    fn from_sql(mut value: diesel::sqlite::SqliteValue<'_, '_, '_>) -> deserialize::Result<Text> {
+        // `read_text` lends SQLite's own bytes for as long as `value` lives: copied here at
+        // once, without an allocation. Only for text that is not UTF-8 does it lend a lossy copy
+        // instead, with U+FFFD for each bad sequence; so text showing U+FFFD is checked again
+        // against its raw bytes, and is an error when they are not UTF-8, as for a `String`.
+        let text = value.read_text();
+        if !text.contains('\u{fffd}') {
+            return Ok(Text::new(text));
+        }
+        Ok(Text::new(std::str::from_utf8(value.read_blob())?))
     }
 }
 

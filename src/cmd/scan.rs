@@ -62,7 +62,7 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
             Ok(())
         };
         let mut first = true;
-        let (counted, census) = plan::walk_with(db, scope, &render, |page: Vec<u8>, items| {
+        let (counted, census) = plan::walk_with(db, scope, crate::db::Detail::Rows, &render, |page: Vec<u8>, items| {
             crate::progress::inc(items);
             let page = match first {
                 true if !page.is_empty() => {

@@ -356,6 +356,39 @@ pub enum Rows {
     All,
 }
 
+/// What a census reads of each row: all that a report prints (`Rows`), or only what decides the
+/// counts (`Counts`, for `status` and the tallies of `migrate` and `verify`): no project, and on
+/// SQLite, where the rowid is the cursor, no row's own ID (but a volume's, which child rows are
+/// matched on). What is left out reads as NULL, or an empty ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    Rows,
+    Counts,
+}
+
+/// A census's columns: each is read, or replaced by a constant, per [`Detail`].
+struct Columns {
+    detail: Detail,
+    sqlite: bool,
+}
+
+impl Columns {
+    /// A row's own ID: elsewhere than on SQLite it is the cursor, and always read.
+    fn id(&self, column: &'static str) -> &'static str {
+        match (self.detail, self.sqlite) {
+            (Detail::Counts, true) => "''",
+            _ => column,
+        }
+    }
+
+    fn project(&self, column: &'static str) -> &'static str {
+        match self.detail {
+            Detail::Counts => "NULL",
+            Detail::Rows => column,
+        }
+    }
+}
+
 /// Where a keyset-paginated walk of one table stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cursor {
@@ -451,47 +484,69 @@ where
     diesel::dsl::not(deleted)
 }
 
+/// Runs `$body` (a closure's body returning `$ret`) with `$conn` the connection and `$backend`
+/// its backend's type: SQLite's own connection on SQLite, so that rows are decoded without
+/// `AnyConnection`'s dispatch on every column (a few percent of a report's time), and
+/// `AnyConnection` elsewhere. `$body` is expanded once for each.
+macro_rules! with_conn {
+    ($db:ident, |$conn:ident, $backend:ident| -> $ret:ty $body:block) => {
+        match &mut $db.conn {
+            AnyConnection::Sqlite($conn) => {
+                type $backend = diesel::sqlite::Sqlite;
+                (|| -> $ret { $body })()
+            }
+            $conn => {
+                type $backend = MultiBackend;
+                (|| -> $ret { $body })()
+            }
+        }
+    };
+}
+
 /// The rest of a keyset-paginated page query, shared by the three UUID-keyed tables: the key
-/// filter, the order (rowid on SQLite, id elsewhere), the cursor, and advancing it.
+/// filter, the order (rowid on SQLite, id elsewhere), the cursor, and advancing it. `$base` is
+/// the table's select, not yet boxed.
 macro_rules! keyset_page {
     ($db:ident, $keys:ident, $rows:expr, $cursor:ident, $rowid:ident, $base:ident, $table:ident, $row:ty, $what:literal) => {{
+        let (backend, upto) = ($db.backend, $db.upto);
         let column = concat!(stringify!($table), ".encryption_key_id");
-        let mut q = match $keys {
-            Keys::Zero => $base
-                .filter($table::encryption_key_id.eq(ZERO_KEY_ID))
-                .filter(Fixed::<Bool>::new(exact($db.backend, column, "=", ZERO_KEY_ID))),
-            Keys::Migrated => $base.filter(Fixed::<Bool>::new(exact($db.backend, column, "<>", ZERO_KEY_ID))),
-            Keys::Any => $base,
-        };
-        if $rows == Rows::Live {
-            q = q.filter(live($table::deleted));
-        }
-        q = match $db.backend {
-            Backend::Sqlite => q.order(Fixed::<BigInt>::new($rowid)),
-            _ => q.order($table::id),
-        };
-        if let (Backend::Sqlite, Some(upto)) = ($db.backend, $db.upto) {
-            q = q.filter(Fixed::<BigInt>::new($rowid).le(upto));
-        }
-        match $cursor {
-            Cursor::Int(k) => q = q.filter(Fixed::<BigInt>::new($rowid).gt(*k)),
-            Cursor::Text(t) => q = q.filter($table::id.gt(t.clone())),
-            _ => {}
-        }
-        // Sized for a whole page up front: collecting would grow and copy it a dozen times.
+        let at: &Cursor = $cursor;
         // The rowid is only needed of the last row, for the cursor.
-        let mut last = None;
-        let loaded = (|| -> QueryResult<Vec<$row>> {
-            let mut page = Vec::with_capacity(BATCH as usize);
-            for row in q.limit(BATCH).load_iter::<(i64, $row), diesel::connection::DefaultLoadingMode>(&mut $db.conn)? {
+        let loaded = with_conn!($db, |conn, DB| -> QueryResult<(Vec<$row>, Option<i64>)> {
+            let base = $base.into_boxed::<'_, DB>();
+            let mut q = match $keys {
+                Keys::Zero => base
+                    .filter($table::encryption_key_id.eq(ZERO_KEY_ID))
+                    .filter(Fixed::<Bool>::new(exact(backend, column, "=", ZERO_KEY_ID))),
+                Keys::Migrated => base.filter(Fixed::<Bool>::new(exact(backend, column, "<>", ZERO_KEY_ID))),
+                Keys::Any => base,
+            };
+            if $rows == Rows::Live {
+                q = q.filter(live($table::deleted));
+            }
+            q = match backend {
+                Backend::Sqlite => q.order(Fixed::<BigInt>::new($rowid)),
+                _ => q.order($table::id),
+            };
+            if let (Backend::Sqlite, Some(upto)) = (backend, upto) {
+                q = q.filter(Fixed::<BigInt>::new($rowid).le(upto));
+            }
+            match at {
+                Cursor::Int(k) => q = q.filter(Fixed::<BigInt>::new($rowid).gt(*k)),
+                Cursor::Text(t) => q = q.filter($table::id.gt(t.clone())),
+                _ => {}
+            }
+            // Sized for a whole page up front: collecting would grow and copy it a dozen times.
+            let (mut page, mut last) = (Vec::with_capacity(BATCH as usize), None);
+            for row in q.limit(BATCH).load_iter::<(i64, $row), diesel::connection::DefaultLoadingMode>(conn)? {
                 let (rowid, row) = row?;
                 last = Some(rowid);
                 page.push(row);
             }
-            Ok(page)
-        })();
-        let page = loaded.map_err(|e| $db.error($what, e))?;
-        let sqlite = $db.backend == Backend::Sqlite;
+            Ok((page, last))
+        });
+        let (page, last) = loaded.map_err(|e| $db.error($what, e))?;
+        let sqlite = backend == Backend::Sqlite;
         $cursor.advance(&page, |r| match last {
             Some(rowid) if sqlite => Cursor::Int(rowid),
             _ => Cursor::Text(r.id.to_string()),
@@ -524,17 +579,17 @@ impl Db {
             .select((
                 Fixed::<BigInt>::new(rowid),
                 (volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id, volumes::encryption_key_id, volumes::deleted),
-            ))
-            .into_boxed();
+            ));
         keyset_page!(self, keys, rows, cursor, rowid, base, volumes, VolumeRow, "reading volumes")
     }
 
     /// The next page of every volume, live or deleted, on any key: a census's one pass.
     /// `cluster_name` is read only when `clusters` is set (and NULL otherwise): it is one of the
     /// last of Cinder's 41 columns, and reading it makes SQLite decode every column before it.
-    pub fn volume_facts_page(&mut self, cursor: &mut Cursor, clusters: bool) -> Result<Vec<VolumeFacts>> {
+    pub fn volume_facts_page(&mut self, cursor: &mut Cursor, clusters: bool, detail: Detail) -> Result<Vec<VolumeFacts>> {
         let (rowid, keys) = (self.rowid("volumes"), Keys::Any);
         let cluster_name = if clusters { "volumes.cluster_name" } else { "NULL" };
+        let project_id = self.detail(detail).project("volumes.project_id");
         let base = volumes::table
             .select((
                 Fixed::<BigInt>::new(rowid),
@@ -543,12 +598,11 @@ impl Db {
                     volumes::host,
                     Fixed::<Nullable<diesel::sql_types::Text>>::new(cluster_name),
                     volumes::user_id,
-                    volumes::project_id,
+                    Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
                     Fixed::<Nullable<Bool>>::new(exact(self.backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),
                     volumes::deleted,
                 ),
-            ))
-            .into_boxed();
+            ));
         keyset_page!(self, keys, Rows::All, cursor, rowid, base, volumes, VolumeFacts, "reading volumes")
     }
 
@@ -562,6 +616,11 @@ impl Db {
             (Backend::Mysql, _) => "CAST(0 AS SIGNED)",
             _ => "CAST(0 AS BIGINT)",
         }
+    }
+
+    /// The columns a census of this detail reads, on this database.
+    fn detail(&self, detail: Detail) -> Columns {
+        Columns { detail, sqlite: self.backend == Backend::Sqlite }
     }
 
     /// The next page of live snapshots on the all-zeros key, with their volume.
@@ -579,20 +638,24 @@ impl Db {
                     snapshots::encryption_key_id,
                     volume_ref_columns!().nullable(),
                 ),
-            ))
-            .into_boxed();
+            ));
         keyset_page!(self, keys, Rows::Live, cursor, rowid, base, snapshots, SnapshotRow, "reading snapshots")
     }
 
     /// The next page of snapshots on the all-zeros key, live or deleted, without their volume.
-    pub fn zero_snapshots_page(&mut self, cursor: &mut Cursor) -> Result<Vec<SnapshotOnly>> {
-        let (rowid, keys) = (self.rowid("snapshots"), Keys::Zero);
-        let base = snapshots::table
-            .select((
-                Fixed::<BigInt>::new(rowid),
-                (snapshots::id, snapshots::volume_id, snapshots::user_id, snapshots::project_id, snapshots::deleted),
-            ))
-            .into_boxed();
+    pub fn zero_snapshots_page(&mut self, cursor: &mut Cursor, detail: Detail) -> Result<Vec<SnapshotOnly>> {
+        let (rowid, keys, columns) = (self.rowid("snapshots"), Keys::Zero, self.detail(detail));
+        let (id, project_id) = (columns.id("snapshots.id"), columns.project("snapshots.project_id"));
+        let base = snapshots::table.select((
+            Fixed::<BigInt>::new(rowid),
+            (
+                Fixed::<diesel::sql_types::Text>::new(id),
+                snapshots::volume_id,
+                snapshots::user_id,
+                Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
+                snapshots::deleted,
+            ),
+        ));
         keyset_page!(self, keys, Rows::All, cursor, rowid, base, snapshots, SnapshotOnly, "reading snapshots")
     }
 
@@ -603,9 +666,27 @@ impl Db {
             .select((
                 Fixed::<BigInt>::new(rowid),
                 (backups::id, backups::host, backups::user_id, backups::project_id, backups::encryption_key_id, backups::deleted),
-            ))
-            .into_boxed();
+            ));
         keyset_page!(self, keys, rows, cursor, rowid, base, backups, BackupRow, "reading backups")
+    }
+
+    /// The next page of backups on the all-zeros key, live or deleted: a census's pass. Their key
+    /// is not read (it is the all-zeros ID).
+    pub fn zero_backups_page(&mut self, cursor: &mut Cursor, detail: Detail) -> Result<Vec<BackupRow>> {
+        let (rowid, keys, columns) = (self.rowid("backups"), Keys::Zero, self.detail(detail));
+        let (id, project_id) = (columns.id("backups.id"), columns.project("backups.project_id"));
+        let base = backups::table.select((
+            Fixed::<BigInt>::new(rowid),
+            (
+                Fixed::<diesel::sql_types::Text>::new(id),
+                backups::host,
+                backups::user_id,
+                Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
+                Fixed::<Nullable<diesel::sql_types::Text>>::new("NULL"),
+                backups::deleted,
+            ),
+        ));
+        keyset_page!(self, keys, Rows::All, cursor, rowid, base, backups, BackupRow, "reading backups")
     }
 
     /// The next page of live `volume_glance_metadata` rows whose `cinder_encryption_key_id` is
@@ -660,41 +741,52 @@ impl Db {
 
     /// The next page of `volume_glance_metadata` rows whose `cinder_encryption_key_id` is all
     /// zeros, live or deleted, with the snapshot they belong to (if any) but not their volume.
-    pub fn zero_glance_page(&mut self, cursor: &mut Cursor) -> Result<Vec<GlanceOnly>> {
+    pub fn zero_glance_page(&mut self, cursor: &mut Cursor, detail: Detail) -> Result<Vec<GlanceOnly>> {
         type Row = (i32, Option<Text>, Option<Text>, Option<bool>, Option<SnapshotRef>);
-        let mut q = vgm::table
-            .left_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
-            .select((
-                vgm::id,
-                vgm::volume_id,
-                vgm::snapshot_id,
-                vgm::deleted,
-                (snapshots::volume_id, snapshots::user_id, snapshots::project_id, snapshots::encryption_key_id, snapshots::deleted)
-                    .nullable(),
-            ))
-            .filter(vgm::key.eq(GLANCE_KEY))
-            .filter(vgm::value.eq(ZERO_KEY_ID))
-            .filter(Fixed::<Bool>::new(exact(self.backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
-            .filter(Fixed::<Bool>::new(exact(self.backend, "volume_glance_metadata.value", "=", ZERO_KEY_ID)))
-            .order(vgm::id)
-            .limit(BATCH)
-            .into_boxed();
-        if let Some(a) = cursor.int() {
-            q = q.filter(vgm::id.gt(i32::try_from(a).unwrap_or(i32::MAX)));
-        }
-        if let Some(upto) = self.upto {
-            q = q.filter(vgm::id.le(i32::try_from(upto).unwrap_or(i32::MAX)));
-        }
-        let rows = load_page::<Row>(q, &mut self.conn).map_err(|e| self.error("reading volume_glance_metadata", e))?;
-        cursor.advance(&rows, |r| Cursor::Int(i64::from(r.0)));
-        Ok(rows
-            .into_iter()
-            .map(|(id, volume_id, snapshot_id, deleted, snapshot)| {
+        let (backend, upto, after) = (self.backend, self.upto, cursor.int());
+        let project_id = self.detail(detail).project("snapshots.project_id");
+        let loaded = with_conn!(self, |conn, DB| -> QueryResult<Vec<GlanceOnly>> {
+            let mut q = vgm::table
+                .left_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
+                .select((
+                    vgm::id,
+                    vgm::volume_id,
+                    vgm::snapshot_id,
+                    vgm::deleted,
+                    (
+                        snapshots::volume_id,
+                        snapshots::user_id,
+                        Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
+                        snapshots::encryption_key_id,
+                        snapshots::deleted,
+                    )
+                        .nullable(),
+                ))
+                .filter(vgm::key.eq(GLANCE_KEY))
+                .filter(vgm::value.eq(ZERO_KEY_ID))
+                .filter(Fixed::<Bool>::new(exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
+                .filter(Fixed::<Bool>::new(exact(backend, "volume_glance_metadata.value", "=", ZERO_KEY_ID)))
+                .order(vgm::id)
+                .limit(BATCH)
+                .into_boxed::<'_, DB>();
+            if let Some(a) = after {
+                q = q.filter(vgm::id.gt(i32::try_from(a).unwrap_or(i32::MAX)));
+            }
+            if let Some(upto) = upto {
+                q = q.filter(vgm::id.le(i32::try_from(upto).unwrap_or(i32::MAX)));
+            }
+            let mut page = Vec::with_capacity(BATCH as usize);
+            for row in q.load_iter::<Row, diesel::connection::DefaultLoadingMode>(conn)? {
+                let (id, volume_id, snapshot_id, deleted, snapshot) = row?;
                 // A left join of no row yields a tuple of NULLs, not None.
                 let snapshot = snapshot.filter(|_| snapshot_id.is_some());
-                GlanceOnly { id, volume_id, snapshot_id, deleted, snapshot }
-            })
-            .collect())
+                page.push(GlanceOnly { id, volume_id, snapshot_id, deleted, snapshot });
+            }
+            Ok(page)
+        });
+        let page = loaded.map_err(|e| self.error("reading volume_glance_metadata", e))?;
+        cursor.advance(&page, |g| Cursor::Int(i64::from(g.id)));
+        Ok(page)
     }
 }
 

@@ -10,7 +10,7 @@ mod parents;
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use crate::db::{BackupRow, Cursor, Db, GlanceOnly, GlanceRow, Keys, Rows, SnapshotOnly, SnapshotRef, TableCounts, VolumeFacts, VolumeRef};
+use crate::db::{BackupRow, Cursor, Db, Detail, GlanceOnly, GlanceRow, Keys, Rows, SnapshotOnly, SnapshotRef, TableCounts, VolumeFacts, VolumeRef};
 use crate::error::Result;
 use crate::scope::Scope;
 use crate::text::Text;
@@ -168,13 +168,13 @@ pub fn walk(db: &mut Db, scope: &Scope, mut each: impl FnMut(Item) -> Result<()>
         page.push(item);
         Ok(())
     };
-    let (_, census) = walk_with(db, scope, &collect, |page: Vec<Item>, _| page.into_iter().try_for_each(&mut each))?;
+    let (_, census) = walk_with(db, scope, Detail::Rows, &collect, |page: Vec<Item>, _| page.into_iter().try_for_each(&mut each))?;
     Ok(census)
 }
 
 /// A [`walk`] that only counts: the units in scope, and the whole database's rows.
 pub fn tally(db: &mut Db, scope: &Scope) -> Result<(Tally, Census)> {
-    walk_with(db, scope, &|_: Item, _: &mut ()| Ok(()), |(), _| Ok(()))
+    walk_with(db, scope, Detail::Counts, &|_: Item, _: &mut ()| Ok(()), |(), _| Ok(()))
 }
 
 /// What a reader thread does with each item of a page, into a value made for that page.
@@ -189,11 +189,13 @@ pub type Collect<'a, T> = &'a (dyn Fn(Item, &mut T) -> Result<()> + Sync);
 /// reading and decoding rows is most of the work, two readers on two connections each take one
 /// half of every table; their pages are taken in turn (so the order of a report does not depend
 /// on timing), at most two waiting per reader. Returns the units' tally and the census of the
-/// whole database. `migrate` plans page by page with [`page`] instead, which reads each child's
-/// volume as it is then.
+/// whole database. With [`Detail::Counts`], the items' IDs and projects may be left empty: for
+/// reports that only count them. `migrate` plans page by page with [`page`] instead, which reads
+/// each child's volume as it is then.
 pub fn walk_with<T: Default + Send>(
     db: &mut Db,
     scope: &Scope,
+    detail: Detail,
     collect: Collect<T>,
     mut consume: impl FnMut(T, u64) -> Result<()>,
 ) -> Result<(Tally, Census)> {
@@ -218,16 +220,16 @@ pub fn walk_with<T: Default + Send>(
         let plan = |rows: Vec<VolumeFacts>| plan_volumes(rows, scope, &mut parents, collect);
         let clusters = scope.reads_clusters();
         // Stopped early only when the merge stopped taking pages, and then `in_parallel` fails.
-        let _ = send_table(db, half, 0, tx, |db, c| db.volume_facts_page(c, clusters), plan)?;
+        let _ = send_table(db, half, 0, tx, |db, c| db.volume_facts_page(c, clusters, detail), plan)?;
         parents.seal();
         Ok(parents)
     })?;
     // ... then the child tables, every reader looking volumes up in what all of them kept.
     let parents = parents.as_slice();
     in_parallel(&mut dbs, &mut take, |db, half, tx| {
-        let _ = send_table(db, half, 1, tx, |db, c| db.zero_snapshots_page(c), |rows| plan_snapshots(rows, scope, parents, collect))?
-            && send_table(db, half, 2, tx, |db, c| db.zero_glance_page(c), |rows| plan_glance(rows, scope, parents, collect))?
-            && send_table(db, half, 3, tx, |db, c| db.backups_page(Keys::Zero, Rows::All, c), |rows| plan_backups(rows, scope, collect))?;
+        let _ = send_table(db, half, 1, tx, |db, c| db.zero_snapshots_page(c, detail), |rows| plan_snapshots(rows, scope, parents, collect))?
+            && send_table(db, half, 2, tx, |db, c| db.zero_glance_page(c, detail), |rows| plan_glance(rows, scope, parents, collect))?
+            && send_table(db, half, 3, tx, |db, c| db.zero_backups_page(c, detail), |rows| plan_backups(rows, scope, collect))?;
         Ok(())
     })?;
     Ok((tally, census))

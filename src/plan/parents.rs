@@ -72,7 +72,8 @@ impl Parents {
         if self.sealed {
             return;
         }
-        self.uuids.sort_unstable_by_key(|(id, _)| *id);
+        // As one big-endian number: the same order as the bytes', compared without a call.
+        self.uuids.sort_unstable_by_key(|(id, _)| u128::from_be_bytes(*id));
         self.uuids.shrink_to_fit();
         // About four IDs per run.
         self.bits = (usize::BITS - self.uuids.len().leading_zeros()).saturating_sub(2).min(24);
@@ -80,7 +81,7 @@ impl Parents {
         self.directory = Vec::with_capacity(runs + 1);
         let mut at = 0usize;
         for run in 0..runs {
-            while at < self.uuids.len() && self.run_of(&self.uuids[at].0) < run {
+            while at < self.uuids.len() && self.run_of(u128::from_be_bytes(self.uuids[at].0)) < run {
                 at += 1;
             }
             self.directory.push(u32::try_from(at).unwrap_or(u32::MAX));
@@ -92,22 +93,33 @@ impl Parents {
     /// The in-scope volume `id`, or `None` when it is out of scope or does not exist.
     #[cfg(test)]
     pub fn get(&self, id: &str) -> Option<Parent<'_>> {
-        self.get_all([Some(id)]).pop().flatten()
+        let mut found = [None];
+        self.find(&[Some(self.wanted(id))], &mut found);
+        found[0]
     }
 
-    /// [`get`](Parents::get) for a page of IDs at once (`None` in, `None` out). One lookup at a
-    /// time, nearly every one waits for two cache (and TLB) misses, one after the other, as the
-    /// IDs are random; looked up in passes, first every directory slot, then every run of
-    /// entries, the misses of a whole page overlap.
-    pub fn get_all<'a>(&self, ids: impl IntoIterator<Item = Option<&'a str>>) -> Vec<Option<Parent<'_>>> {
-        debug_assert!(self.sealed, "Parents::get_all before seal");
-        let keys: Vec<Option<std::borrow::Cow<'a, str>>> = ids.into_iter().map(|id| id.map(|id| self.normalize(id))).collect();
-        let uuids: Vec<Option<[u8; 16]>> = keys.iter().map(|k| k.as_deref().and_then(uuid_bytes)).collect();
+    /// An ID as this index compares it.
+    fn wanted<'a>(&self, id: &'a str) -> Wanted<'a> {
+        let id = self.normalize(id);
+        let uuid = uuid_bytes(&id).map(u128::from_be_bytes);
+        Wanted { id, uuid }
+    }
+
+    /// Looks up every wanted ID that is not `found` yet, and fills in those it finds. One
+    /// lookup at a time, nearly every one waits for two cache (and TLB) misses, one after the
+    /// other, as the IDs are random; looked up in passes, first every directory slot, then
+    /// every run of entries, the misses of a whole page overlap.
+    fn find<'p>(&'p self, wanted: &[Option<Wanted<'_>>], found: &mut [Option<Parent<'p>>]) {
+        debug_assert!(self.sealed, "Parents::find before seal");
         // Pass 1: the run of entries each canonical UUID would be in.
-        let runs: Vec<(usize, usize)> = uuids
+        let runs: Vec<(usize, usize)> = wanted
             .iter()
-            .map(|bytes| {
-                let run = bytes.map(|b| self.run_of(&b)).unwrap_or(usize::MAX);
+            .zip(found.iter())
+            .map(|(w, f)| {
+                let run = match (w, f) {
+                    (Some(Wanted { uuid: Some(key), .. }), None) => self.run_of(*key),
+                    _ => usize::MAX,
+                };
                 match (self.directory.get(run), self.directory.get(run.wrapping_add(1))) {
                     (Some(&start), Some(&end)) => (start as usize, end as usize),
                     _ => (0, 0),
@@ -123,30 +135,27 @@ impl Parents {
         }
         std::hint::black_box(touched);
         // Pass 3: the searches, now in the cache.
-        keys.iter()
-            .zip(uuids)
-            .zip(runs)
-            .map(|((key, bytes), (start, end))| {
-                let facts = match bytes {
-                    Some(bytes) => {
-                        let candidates = self.uuids.get(start..end)?;
-                        candidates.binary_search_by_key(&bytes, |(k, _)| *k).ok().map(|i| candidates[i].1)
-                    }
-                    None => key.as_deref().and_then(|k| self.others.get(k).copied()),
-                }?;
-                Some(Parent {
-                    host: self.strings.get(facts.host),
-                    owner: self.strings.get(facts.owner),
-                    zero_and_live: facts.zero_and_live,
-                    encrypted: facts.encrypted,
-                })
-            })
-            .collect()
+        for ((w, f), (start, end)) in wanted.iter().zip(found.iter_mut()).zip(runs) {
+            let Some(w) = w.as_ref().filter(|_| f.is_none()) else { continue };
+            let facts = match w.uuid {
+                Some(key) => self.uuids.get(start..end).and_then(|candidates| {
+                    let at = candidates.binary_search_by(|(k, _)| u128::from_be_bytes(*k).cmp(&key)).ok()?;
+                    Some(candidates[at].1)
+                }),
+                None => self.others.get(&*w.id).copied(),
+            };
+            *f = facts.map(|facts| Parent {
+                host: self.strings.get(facts.host),
+                owner: self.strings.get(facts.owner),
+                zero_and_live: facts.zero_and_live,
+                encrypted: facts.encrypted,
+            });
+        }
     }
 
     /// The directory slot of an ID: its first `bits` bits.
-    fn run_of(&self, id: &[u8; 16]) -> usize {
-        let top = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+    fn run_of(&self, id: u128) -> usize {
+        let top = (id >> 96) as u32;
         match self.bits {
             0 => 0,
             bits => (top >> (32 - bits)) as usize,
@@ -162,19 +171,23 @@ impl Parents {
     }
 }
 
-/// [`Parents::get_all`] across the indexes that readers of parts of `volumes` built: each
-/// volume is in at most one of them.
+/// An ID looked up: as the database compares it, and as a number when it is a canonical UUID.
+struct Wanted<'a> {
+    id: std::borrow::Cow<'a, str>,
+    uuid: Option<u128>,
+}
+
+/// Looks a page of IDs up (`None` in, `None` out) across the indexes that readers of parts of
+/// `volumes` built: each volume is in at most one of them. Each ID is read once, for all of them
+/// (the indexes are of one database, so they compare IDs alike).
 pub fn find_all<'a, 'p>(indexes: &'p [Parents], ids: impl IntoIterator<Item = Option<&'a str>>) -> Vec<Option<Parent<'p>>> {
-    let ids: Vec<Option<&'a str>> = ids.into_iter().collect();
-    let mut found: Vec<Option<Parent<'p>>> = vec![None; ids.len()];
+    let wanted: Vec<Option<Wanted<'a>>> = match indexes.first() {
+        Some(index) => ids.into_iter().map(|id| id.map(|id| index.wanted(id))).collect(),
+        None => ids.into_iter().map(|_| None).collect(),
+    };
+    let mut found = vec![None; wanted.len()];
     for index in indexes {
-        let wanted = ids.iter().zip(&found).map(|(id, f)| if f.is_some() { None } else { *id });
-        let got = index.get_all(wanted);
-        for (f, got) in found.iter_mut().zip(got) {
-            if got.is_some() {
-                *f = got;
-            }
-        }
+        index.find(&wanted, &mut found);
     }
     found
 }
@@ -219,7 +232,7 @@ const HEX: [u8; 256] = {
 /// Distinct strings by index; index 0 is NULL.
 #[derive(Default)]
 struct Strings {
-    index: HashMap<Box<str>, u32, std::hash::BuildHasherDefault<Fnv>>,
+    index: HashMap<Box<str>, u32, std::hash::BuildHasherDefault<Fx>>,
     list: Vec<Box<str>>,
 }
 
@@ -243,23 +256,38 @@ impl Strings {
     }
 }
 
-/// FNV-1a: hosts and user IDs are short and come from the operator's own database, so a keyed
-/// hash (the standard library's default, made to resist crafted keys) buys nothing here but
-/// time; a flood of crafted hosts could only slow a report down.
+/// FxHash's mixing, eight bytes at a time: hosts and user IDs are short and come from the
+/// operator's own database, so a keyed hash (the standard library's default, made to resist
+/// crafted keys) buys nothing here but time; a flood of crafted hosts could only slow a report
+/// down.
 #[derive(Default)]
-struct Fnv(u64);
+struct Fx(u64);
 
-impl std::hash::Hasher for Fnv {
+impl Fx {
+    fn add(&mut self, word: [u8; 8]) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for Fx {
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(word);
         }
-        self.0 = h;
+        if !chunks.remainder().is_empty() {
+            let mut word = [0u8; 8];
+            word[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+            self.add(word);
+        }
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // The multiplications leave the low bits, which pick the bucket, depending only on the
+        // low bytes of each word: fold the high half in.
+        self.0 ^ (self.0 >> 32)
     }
 }
 
