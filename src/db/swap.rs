@@ -291,10 +291,19 @@ fn swap_volume(
     )
     .set((snapshots::encryption_key_id.eq(new_id), snapshots::updated_at.eq(now)))
     .execute(conn)?;
-    let of_volume = snapshots::table.select(snapshots::id.nullable()).filter(snapshots::volume_id.eq(id));
-    let g = diesel::update(zero_glance(backend).filter(vgm::volume_id.eq(id).or(vgm::snapshot_id.eq_any(of_volume))))
+    // The volume's glance rows, then those of its snapshots (deleted ones too, as Cinder keeps
+    // their metadata), each through its own index. One statement with `volume_id = … OR
+    // snapshot_id IN (SELECT …)` makes MariaDB scan, and lock, every row of the table for each
+    // volume.
+    let mut g = diesel::update(zero_glance(backend).filter(vgm::volume_id.eq(id)))
         .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
         .execute(conn)?;
+    let of_volume: Vec<String> = snapshots::table.select(snapshots::id).filter(snapshots::volume_id.eq(id)).load(conn)?;
+    for ids in of_volume.chunks(500) {
+        g += diesel::update(zero_glance(backend).filter(vgm::snapshot_id.eq_any(ids)))
+            .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
+            .execute(conn)?;
+    }
     Ok(Swapped { volumes: v, snapshots: s, backups: 0, volume_glance_metadata: g })
 }
 
