@@ -21,6 +21,16 @@ pub struct Swapped {
     pub volume_glance_metadata: usize,
 }
 
+/// Points the live all-zeros glance rows matching `$filter` at `$new_id`; their count. (A
+/// macro: each filter is a different diesel type.)
+macro_rules! rewrite_glance {
+    ($conn:expr, $backend:expr, $filter:expr, $new_id:expr, $now:expr) => {
+        diesel::update(zero_glance($backend).filter($filter))
+            .set((vgm::value.eq($new_id), vgm::updated_at.eq($now)))
+            .execute($conn)
+    };
+}
+
 impl Swapped {
     pub fn add(&mut self, other: &Swapped) {
         self.volumes += other.volumes;
@@ -100,9 +110,7 @@ impl Db {
             }
             Table::VolumeGlanceMetadata => {
                 let gid: i32 = id.parse().map_err(|_| diesel::result::Error::NotFound)?;
-                let n = diesel::update(zero_glance(backend).filter(vgm::id.eq(gid)))
-                    .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
-                    .execute(conn)?;
+                let n = rewrite_glance!(conn, backend, vgm::id.eq(gid), new_id, now)?;
                 one(n)?;
                 Ok(Swapped { volume_glance_metadata: n, ..Swapped::default() })
             }
@@ -295,14 +303,10 @@ fn swap_volume(
     // their metadata), each through its own index. One statement with `volume_id = … OR
     // snapshot_id IN (SELECT …)` makes MariaDB scan, and lock, every row of the table for each
     // volume.
-    let mut g = diesel::update(zero_glance(backend).filter(vgm::volume_id.eq(id)))
-        .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
-        .execute(conn)?;
+    let mut g = rewrite_glance!(conn, backend, vgm::volume_id.eq(id), new_id, now)?;
     let of_volume: Vec<String> = snapshots::table.select(snapshots::id).filter(snapshots::volume_id.eq(id)).load(conn)?;
     for ids in of_volume.chunks(500) {
-        g += diesel::update(zero_glance(backend).filter(vgm::snapshot_id.eq_any(ids)))
-            .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
-            .execute(conn)?;
+        g += rewrite_glance!(conn, backend, vgm::snapshot_id.eq_any(ids), new_id, now)?;
     }
     Ok(Swapped { volumes: v, snapshots: s, backups: 0, volume_glance_metadata: g })
 }
@@ -318,8 +322,6 @@ fn swap_snapshot(conn: &mut super::AnyConnection, backend: Backend, id: &str, ne
     .set((snapshots::encryption_key_id.eq(new_id), snapshots::updated_at.eq(now)))
     .execute(conn)?;
     one(s)?;
-    let g = diesel::update(zero_glance(backend).filter(vgm::snapshot_id.eq(id)))
-        .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
-        .execute(conn)?;
+    let g = rewrite_glance!(conn, backend, vgm::snapshot_id.eq(id), new_id, now)?;
     Ok(Swapped { snapshots: s, volume_glance_metadata: g, ..Swapped::default() })
 }
