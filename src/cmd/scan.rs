@@ -62,7 +62,7 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
             Ok(())
         };
         let mut first = true;
-        let (counted, census) = plan::walk_with(db, scope, crate::db::Detail::Rows, &render, |page: Vec<u8>, items| {
+        let (counted, census) = plan::walk_with(db, scope, crate::db::Detail::Rows, plan::Lookup::Index, &render, |page: Vec<u8>, items| {
             crate::progress::inc(items);
             let page = match first {
                 true if !page.is_empty() => {
@@ -83,7 +83,7 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
             writeln!(out, "Scope: {} (from {})", scope.describe(), scope.source).map_err(Error::Output)?;
         }
         let mut table = Table::new(out, format, &HEADERS, &args.output.column)?;
-        let census = plan::walk(db, scope, |item| {
+        let census = plan::walk(db, scope, plan::Lookup::Index, |item| {
             tally.add(&item);
             crate::progress::inc(1);
             table.row(row_cells(&item))

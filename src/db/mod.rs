@@ -290,6 +290,13 @@ pub struct SnapshotOnly {
     pub deleted: Option<bool>,
 }
 
+impl SnapshotOnly {
+    /// The volume of a live snapshot, which planning looks up (a deleted one is only counted).
+    pub fn live_volume_id(&self) -> Option<&str> {
+        self.volume_id.as_deref().filter(|_| self.deleted == Some(false))
+    }
+}
+
 /// A glance-metadata row on the all-zeros key, live or deleted, with its snapshot (if it
 /// belongs to one) but not its volume: what a census reads.
 #[derive(Debug, Clone)]
@@ -305,6 +312,11 @@ impl GlanceOnly {
     /// The volume the row belongs to: directly, or through its snapshot.
     pub fn volume_id(&self) -> Option<&str> {
         self.volume_id.as_deref().or_else(|| self.snapshot.as_ref().and_then(|s| s.volume_id.as_deref()))
+    }
+
+    /// The volume of a live row, which planning looks up (a deleted row is only counted).
+    pub fn live_volume_id(&self) -> Option<&str> {
+        self.volume_id().filter(|_| self.deleted == Some(false))
     }
 }
 
@@ -604,6 +616,39 @@ impl Db {
                 ),
             ));
         keyset_page!(self, keys, Rows::All, cursor, rowid, base, volumes, VolumeFacts, "reading volumes")
+    }
+
+    /// The volumes with these IDs, live or deleted, with the same facts as
+    /// [`Db::volume_facts_page`] (no project; `cluster_name` only when `clusters` is set): what
+    /// planning one page of child rows needs of their volumes, read through the primary key.
+    /// The IDs are compared as the database compares them, as a join would.
+    pub fn volume_facts_by_id(&mut self, ids: &[&str], clusters: bool) -> Result<Vec<VolumeFacts>> {
+        let backend = self.backend;
+        let cluster_name = if clusters { "volumes.cluster_name" } else { "NULL" };
+        let mut found = Vec::with_capacity(ids.len());
+        // Within every database's limit on bound parameters (SQLite's is the lowest, 32,766).
+        for chunk in ids.chunks(BATCH as usize) {
+            let loaded = with_conn!(self, |conn, DB| -> QueryResult<()> {
+                let q = volumes::table
+                    .select((
+                        volumes::id,
+                        volumes::host,
+                        Fixed::<Nullable<diesel::sql_types::Text>>::new(cluster_name),
+                        volumes::user_id,
+                        Fixed::<Nullable<diesel::sql_types::Text>>::new("NULL"),
+                        Fixed::<Nullable<Bool>>::new(exact(backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),
+                        volumes::deleted,
+                    ))
+                    .filter(volumes::id.eq_any(chunk))
+                    .into_boxed::<'_, DB>();
+                for row in q.load_iter::<VolumeFacts, diesel::connection::DefaultLoadingMode>(conn)? {
+                    found.push(row?);
+                }
+                Ok(())
+            });
+            loaded.map_err(|e| self.error("reading volumes", e))?;
+        }
+        Ok(found)
     }
 
     /// SQLite walks tables in rowid order: sequential reads, where the id's index would make

@@ -163,18 +163,52 @@ impl Census {
 /// Walks every table, calling `each` for every in-scope unit and every reported-but-untouched
 /// row, in order, and counts the whole database's rows on the all-zeros key on the way. See
 /// [`walk_with`]; here the items themselves cross from the readers to this thread.
-pub fn walk(db: &mut Db, scope: &Scope, mut each: impl FnMut(Item) -> Result<()>) -> Result<Census> {
+pub fn walk(db: &mut Db, scope: &Scope, lookup: Lookup, mut each: impl FnMut(Item) -> Result<()>) -> Result<Census> {
     let collect = |item: Item, page: &mut Vec<Item>| {
         page.push(item);
         Ok(())
     };
-    let (_, census) = walk_with(db, scope, Detail::Rows, &collect, |page: Vec<Item>, _| page.into_iter().try_for_each(&mut each))?;
+    let (_, census) =
+        walk_with(db, scope, Detail::Rows, lookup, &collect, |page: Vec<Item>, _| page.into_iter().try_for_each(&mut each))?;
     Ok(census)
 }
 
 /// A [`walk`] that only counts: the units in scope, and the whole database's rows.
-pub fn tally(db: &mut Db, scope: &Scope) -> Result<(Tally, Census)> {
-    walk_with(db, scope, Detail::Counts, &|_: Item, _: &mut ()| Ok(()), |(), _| Ok(()))
+pub fn tally(db: &mut Db, scope: &Scope, lookup: Lookup) -> Result<(Tally, Census)> {
+    walk_with(db, scope, Detail::Counts, lookup, &|_: Item, _: &mut ()| Ok(()), |(), _| Ok(()))
+}
+
+/// How a walk finds the volume of each child row (snapshot, glance metadata). All plan alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Keep every in-scope volume's few facts from the volumes pass (about 28 bytes a volume):
+    /// the fastest, as every table is read once in order, but memory grows with the volumes
+    /// in scope (about 30 MB a million). For the reports, `scan` and `status`.
+    Index,
+    /// As [`Lookup::Index`] while at most this many volumes are in scope; past that, the index
+    /// is dropped and the walk goes on [`Lookup::ByPage`]. For `migrate` and `verify`, whose
+    /// memory must not grow with the database, while one host's share stays fast.
+    IndexUpTo(usize),
+    /// Read the volumes of each page of child rows by ID: memory stays the same however large
+    /// the database, at the cost of random reads (about 3.5 s more for a million child rows on
+    /// SQLite).
+    ByPage,
+}
+
+impl Lookup {
+    /// What `migrate` and `verify` count with: an index of up to 250,000 volumes in scope (about
+    /// 7 MB), so that one host's share of even a large cloud is counted in one pass, and memory
+    /// stops growing there.
+    pub const BOUNDED: Lookup = Lookup::IndexUpTo(250_000);
+
+    /// The most volumes each of `readers` indexes before giving up on the index.
+    fn limit(self, readers: usize) -> usize {
+        match self {
+            Lookup::Index => usize::MAX,
+            Lookup::IndexUpTo(n) => n / readers.max(1),
+            Lookup::ByPage => 0,
+        }
+    }
 }
 
 /// What a reader thread does with each item of a page, into a value made for that page.
@@ -182,8 +216,9 @@ pub type Collect<'a, T> = &'a (dyn Fn(Item, &mut T) -> Result<()> + Sync);
 
 /// The work of a report (`scan`, `status`, `verify`), done where the rows are read. Rows are
 /// streamed a page at a time, each table read once in storage order: volumes first (every row,
-/// each reader keeping the in-scope ones' few facts in memory), then the child tables, which
-/// look their volume up in what the readers kept. Each reader thread reads, decodes and plans
+/// each reader keeping the in-scope ones' few facts in memory, as far as `lookup` allows), then
+/// the child tables, which look their volume up in what the readers kept (or read each page's
+/// volumes by ID). Each reader thread reads, decodes and plans
 /// its pages and hands every item to `collect` (rendering a report row, say); this thread
 /// passes each page's value to `consume` in order, with its number of items. On SQLite, where
 /// reading and decoding rows is most of the work, two readers on two connections each take one
@@ -196,6 +231,7 @@ pub fn walk_with<T: Default + Send>(
     db: &mut Db,
     scope: &Scope,
     detail: Detail,
+    lookup: Lookup,
     collect: Collect<T>,
     mut consume: impl FnMut(T, u64) -> Result<()>,
 ) -> Result<(Tally, Census)> {
@@ -215,24 +251,62 @@ pub fn walk_with<T: Default + Send>(
         consume(page.out, page.tally.items())
     };
     // First the volumes, each reader keeping its in-scope volumes' facts ...
+    let clusters = scope.reads_clusters();
+    let limit = lookup.limit(dbs.len());
     let parents = in_parallel(&mut dbs, &mut take, |db, half, tx| {
-        let mut parents = Parents::new(backend);
+        let mut parents = Parents::new(backend, limit);
         let plan = |rows: Vec<VolumeFacts>| plan_volumes(rows, scope, &mut parents, collect);
-        let clusters = scope.reads_clusters();
         // Stopped early only when the merge stopped taking pages, and then `in_parallel` fails.
         let _ = send_table(db, half, 0, tx, |db, c| db.volume_facts_page(c, clusters, detail), plan)?;
         parents.seal();
         Ok(parents)
     })?;
-    // ... then the child tables, every reader looking volumes up in what all of them kept.
+    // ... then the child tables, every reader looking volumes up in what all of them kept, or,
+    // when one of them kept too many, reading each page's volumes by ID.
+    let by_page = parents.iter().any(Parents::abandoned);
+    if by_page && lookup != Lookup::ByPage {
+        log::debug!("More than {limit} volumes in scope per reader: reading child rows' volumes page by page");
+    }
     let parents = parents.as_slice();
+    let volumes = |db: &mut Db, ids: Vec<Option<&str>>| -> Result<Option<Parents>> {
+        match by_page {
+            false => Ok(None),
+            true => page_parents(db, scope, clusters, ids).map(Some),
+        }
+    };
     in_parallel(&mut dbs, &mut take, |db, half, tx| {
-        let _ = send_table(db, half, 1, tx, |db, c| db.zero_snapshots_page(c, detail), |rows| plan_snapshots(rows, scope, parents, collect))?
-            && send_table(db, half, 2, tx, |db, c| db.zero_glance_page(c, detail), |rows| plan_glance(rows, scope, parents, collect))?
+        let snapshots = |db: &mut Db, c: &mut Cursor| {
+            let rows = db.zero_snapshots_page(c, detail)?;
+            let own = volumes(db, rows.iter().map(SnapshotOnly::live_volume_id).collect())?;
+            Ok((rows, own))
+        };
+        let glance = |db: &mut Db, c: &mut Cursor| {
+            let rows = db.zero_glance_page(c, detail)?;
+            let own = volumes(db, rows.iter().map(GlanceOnly::live_volume_id).collect())?;
+            Ok((rows, own))
+        };
+        let _ = send_table(db, half, 1, tx, snapshots, |(rows, own)| plan_snapshots(rows, scope, own.as_ref().map_or(parents, std::slice::from_ref), collect))?
+            && send_table(db, half, 2, tx, glance, |(rows, own)| plan_glance(rows, scope, own.as_ref().map_or(parents, std::slice::from_ref), collect))?
             && send_table(db, half, 3, tx, |db, c| db.zero_backups_page(c, detail), |rows| plan_backups(rows, scope, collect))?;
         Ok(())
     })?;
     Ok((tally, census))
+}
+
+/// The in-scope volumes among those with these IDs, indexed as the volumes pass of a
+/// [`Lookup::Index`] walk would have kept them.
+fn page_parents(db: &mut Db, scope: &Scope, clusters: bool, ids: Vec<Option<&str>>) -> Result<Parents> {
+    let mut ids: Vec<&str> = ids.into_iter().flatten().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut parents = Parents::new(db.backend, usize::MAX);
+    for v in db.volume_facts_by_id(&ids, clusters)? {
+        if scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()) {
+            parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), v.is_zero_and_live(), v.zero.is_some());
+        }
+    }
+    parents.seal();
+    Ok(parents)
 }
 
 /// Runs `read` on a thread per connection and takes their pages [`InTurn`]; returns what each
@@ -300,13 +374,13 @@ enum Half {
 
 /// Reads, plans and sends every page of this reader's part of one table, then
 /// [`Message::End`]; false when the merge has stopped listening.
-fn send_table<R, T>(
+fn send_table<P, T>(
     db: &mut Db,
     half: Half,
     table: usize,
     tx: &SyncSender<Message<T>>,
-    read: impl Fn(&mut Db, &mut Cursor) -> Result<Vec<R>>,
-    mut plan: impl FnMut(Vec<R>) -> Result<Planned<T>>,
+    read: impl Fn(&mut Db, &mut Cursor) -> Result<P>,
+    mut plan: impl FnMut(P) -> Result<Planned<T>>,
 ) -> Result<bool> {
     let mut cursor = Cursor::Start;
     match half {
@@ -405,7 +479,7 @@ fn child_in_scope<'a>(scope: &Scope, found: Option<Parent<'a>>) -> Option<Option
 
 fn plan_snapshots<T: Default>(rows: Vec<SnapshotOnly>, scope: &Scope, parents: &[Parents], collect: Collect<T>) -> Result<Planned<T>> {
     let mut page = Planned::default();
-    let found = parents::find_all(parents, rows.iter().map(|s| s.volume_id.as_deref().filter(|_| s.deleted == Some(false))));
+    let found = parents::find_all(parents, rows.iter().map(SnapshotOnly::live_volume_id));
     for (s, found) in rows.into_iter().zip(found) {
         page.census.count(Table::Snapshots, s.deleted);
         if s.deleted != Some(false) {
@@ -420,7 +494,7 @@ fn plan_snapshots<T: Default>(rows: Vec<SnapshotOnly>, scope: &Scope, parents: &
 
 fn plan_glance<T: Default>(rows: Vec<GlanceOnly>, scope: &Scope, parents: &[Parents], collect: Collect<T>) -> Result<Planned<T>> {
     let mut page = Planned::default();
-    let found = parents::find_all(parents, rows.iter().map(|g| g.volume_id().filter(|_| g.deleted == Some(false))));
+    let found = parents::find_all(parents, rows.iter().map(GlanceOnly::live_volume_id));
     for (g, found) in rows.into_iter().zip(found) {
         page.census.count(Table::VolumeGlanceMetadata, g.deleted);
         if g.deleted != Some(false) {

@@ -48,14 +48,30 @@ pub struct Parents {
     others: HashMap<String, Facts>,
     strings: Strings,
     sealed: bool,
+    /// The most volumes to keep; past it, the index is dropped and [`abandoned`](Parents::abandoned).
+    limit: usize,
+    abandoned: bool,
 }
 
 impl Parents {
-    pub fn new(backend: Backend) -> Parents {
-        Parents { fold_case: backend == Backend::Mysql, ..Parents::default() }
+    /// An index of at most `limit` volumes.
+    pub fn new(backend: Backend, limit: usize) -> Parents {
+        Parents { fold_case: backend == Backend::Mysql, limit, ..Parents::default() }
+    }
+
+    /// More than the limit of volumes were inserted: the index holds nothing and finds nothing.
+    pub fn abandoned(&self) -> bool {
+        self.abandoned
     }
 
     pub fn insert(&mut self, id: &str, host: Option<&str>, owner: Option<&str>, zero_and_live: bool, encrypted: bool) {
+        if self.abandoned {
+            return;
+        }
+        if self.uuids.len() + self.others.len() >= self.limit {
+            *self = Parents { fold_case: self.fold_case, limit: self.limit, abandoned: true, ..Parents::default() };
+            return;
+        }
         let facts = Facts { host: self.strings.index(host), owner: self.strings.index(owner), zero_and_live, encrypted };
         let id = self.normalize(id);
         match uuid_bytes(&id) {
@@ -306,7 +322,7 @@ mod tests {
 
     #[test]
     fn lookups_find_exactly_what_was_inserted() {
-        let mut p = Parents::new(Backend::Sqlite);
+        let mut p = Parents::new(Backend::Sqlite, usize::MAX);
         p.insert("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), Some("alice"), true, true);
         p.insert("VOL-odd", None, None, false, false);
         p.insert("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), None, false, false);
@@ -324,7 +340,7 @@ mod tests {
     #[test]
     fn lookups_work_at_every_directory_size() {
         for n in [0usize, 1, 2, 3, 5, 17, 1000, 5000] {
-            let mut p = Parents::new(Backend::Postgres);
+            let mut p = Parents::new(Backend::Postgres, usize::MAX);
             // Clustered, not random: every ID shares its first bytes.
             let ids: Vec<String> = (0..n).map(|i| format!("00000000-0000-4000-8000-{i:012x}")).collect();
             for (i, id) in ids.iter().enumerate() {
@@ -342,8 +358,23 @@ mod tests {
     }
 
     #[test]
+    fn an_index_past_its_limit_is_dropped() {
+        let mut p = Parents::new(Backend::Sqlite, 2);
+        p.insert("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("h"), Some("u"), true, true);
+        p.insert("vol-odd", Some("h"), Some("u"), true, true);
+        assert!(!p.abandoned());
+        p.insert("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("h"), Some("u"), true, true);
+        assert!(p.abandoned());
+        p.insert("2b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("h"), Some("u"), true, true);
+        p.seal();
+        assert!(p.abandoned());
+        assert_eq!(p.get("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10"), None);
+        assert_eq!(p.uuids.capacity() + p.others.capacity(), 0);
+    }
+
+    #[test]
     fn mysql_ids_match_as_its_collation_does() {
-        let mut p = Parents::new(Backend::Mysql);
+        let mut p = Parents::new(Backend::Mysql, usize::MAX);
         p.insert("0B7E7C6C-3B1A-4A8E-9A53-3F5D1C9E2A10", Some("h"), Some("u"), true, true);
         p.insert("Vol-Odd", Some("h"), Some("u"), true, true);
         p.seal();
