@@ -49,21 +49,46 @@ if n == 0:
     sys.exit("baseline read no rows")
 PY
 
-measure() {  # label, command...
-  local label=$1; shift
-  "$@" >/dev/null 2>/dev/null || true   # warm the caches
+# One timed run of a command: "wall cpu rss_mb" on stdout.
+timed() {
   /usr/bin/time -f '%e %U %S %M' -o "$DIR/time.out" "$@" >/dev/null 2>/dev/null || true   # scan exits 1: rows remain
   read -r wall user sys rss < <(tail -1 "$DIR/time.out")
-  printf '%-48s %7s s wall %7.2f s cpu %7.1f MB\n' "$label" "$wall" "$(awk "BEGIN { print $user + $sys }")" \
-    "$(awk "BEGIN { printf \"%.1f\", $rss / 1024 }")"
+  echo "$wall $(awk "BEGIN { print $user + $sys }") $(awk "BEGIN { printf \"%.1f\", $rss / 1024 }")"
 }
 
+# This VM's speed changes from minute to minute (other tenants share its physical cores: the
+# same scan has taken 2.2 s and 3.9 s of CPU ten minutes apart), so every command runs ROUNDS
+# times, interleaved with the baseline, and each run is also given as a ratio to the
+# baseline's run in the same round.
+ROUNDS=${BENCH_ROUNDS:-5}
+
 run() {  # KIND CONF BASELINE-TARGET
-  local kind=$1 conf=$2 target=$3
-  measure "baseline: Python reads the same rows ($kind)" "$PY" "$DIR/baseline.py" "$kind" "$target"
-  measure "keymigrate scan --all-hosts -f json" "$BIN" --config-file "$conf" scan --all-hosts -f json
-  measure "keymigrate scan --host host7 -f json" "$BIN" --config-file "$conf" scan --host host7 -f json
-  measure "keymigrate status --all-hosts" "$BIN" --config-file "$conf" status --all-hosts
+  local kind=$1 conf=$2 target=$3 r i
+  local labels=("baseline: Python reads the same rows ($kind)" "keymigrate scan --all-hosts -f json"
+                "keymigrate scan --host host7 -f json" "keymigrate status --all-hosts")
+  local cmds=("$PY $DIR/baseline.py $kind $target" "$BIN --config-file $conf scan --all-hosts -f json"
+              "$BIN --config-file $conf scan --host host7 -f json" "$BIN --config-file $conf status --all-hosts")
+  for i in "${!cmds[@]}"; do ${cmds[$i]} >/dev/null 2>&1 || true; done   # warm the caches
+  local results=$DIR/scan-rounds.tsv
+  : >"$results"
+  for r in $(seq 1 "$ROUNDS"); do
+    for i in "${!cmds[@]}"; do
+      printf '%s\t%s\t%s\n' "$r" "$i" "$(timed ${cmds[$i]})" >>"$results"
+    done
+  done
+  printf '%-44s %26s %9s %7s %22s\n' "command ($ROUNDS rounds)" "wall s best/median/worst" "CPU s med" "RSS MB" "x baseline best/median"
+  for i in "${!cmds[@]}"; do
+    awk -F'\t' -v i="$i" -v label="${labels[$i]}" '
+      { split($3, f, " "); if ($2 == 0) base[$1] = f[1]; if ($2 == i) { n++; w[n] = f[1]; c[n] = f[2]; if (f[3] > m) m = f[3]; round[n] = $1 } }
+      function sort(a, k,   x, y, t) { for (x = 2; x <= k; x++) for (y = x; y > 1 && a[y-1] > a[y]; y--) { t = a[y]; a[y] = a[y-1]; a[y-1] = t } }
+      END {
+        for (k = 1; k <= n; k++) ratio[k] = base[round[k]] > 0 ? w[k] / base[round[k]] : 0
+        sort(w, n); sort(c, n); sort(ratio, n); mid = int((n + 1) / 2)
+        printf "%-44s %8.2f / %5.2f / %5.2f %9.2f %7.1f", label, w[1], w[mid], w[n], c[mid], m
+        if (i > 0) printf " %10.2f / %5.2f", ratio[1], ratio[mid]
+        printf "\n"
+      }' "$results"
+  done
 }
 
 echo "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
