@@ -136,8 +136,11 @@ impl Scope {
     }
 
     pub fn volume_in_scope(&self, host: Option<&str>, cluster_name: Option<&str>) -> bool {
+        // A volume with no host is no cinder-volume's, whatever its cluster: only --all-hosts
+        // takes it, and with it its snapshots and glance rows (elsewhere it is reported as
+        // skipped, and they are left with it).
         self.all
-            || self.volumes.iter().any(|m| {
+            || host.is_some() && self.volumes.iter().any(|m| {
                 let value = match m.field {
                     Field::Host => host,
                     Field::ClusterName => cluster_name,

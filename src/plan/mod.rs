@@ -119,6 +119,7 @@ pub enum Item {
 
 const NO_OWNER: &str = "user_id is NULL or blank, so no owner can be granted read access";
 const PARENT_NO_OWNER: &str = "its volume's user_id is NULL or blank, so no owner can be granted read access";
+const SNAPSHOT_NO_OWNER: &str = "its snapshot's user_id is NULL or blank, so no owner can be granted read access";
 const UNENCRYPTED_PARENT: &str =
     "its volume or snapshot is not encrypted, so the all-zeros ID came from an image property; a secret would give its owner the fixed key";
 pub const NULL_HOST: &str = "volume host is NULL; only --all-hosts migrates it";
@@ -604,6 +605,15 @@ fn share_volume(volume: &Parent<'_>, volume_id: Text) -> Action {
     }
 }
 
+/// Sharing a snapshot's secret: blocked with the snapshot when the snapshot has no owner (it is
+/// never swapped, so neither are the rows that wait for it).
+fn share_snapshot(snapshot: &SnapshotRef, snapshot_id: Text) -> Action {
+    match &snapshot.user_id {
+        Some(u) if is_owner(u) => Action::ShareSnapshot(snapshot_id),
+        _ => Action::Blocked(SNAPSHOT_NO_OWNER),
+    }
+}
+
 /// Child rows (snapshots, glance metadata) follow their volume's scope; no volume, no host.
 fn parent_in_scope(scope: &Scope, volume: Option<&VolumeRef>) -> bool {
     scope.volume_in_scope(volume.and_then(|v| v.host.as_deref()), volume.and_then(|v| v.cluster_name.as_deref()))
@@ -653,7 +663,7 @@ fn glance_unit(
     };
     let action = match (&volume, owning_volume, &snapshot, &snapshot_id) {
         (Some(v), Some(vid), _, _) if v.zero_and_live => share_volume(v, vid),
-        (_, _, Some(s), Some(sid)) if s.is_zero_and_live() => Action::ShareSnapshot(sid.clone()),
+        (_, _, Some(s), Some(sid)) if s.is_zero_and_live() => share_snapshot(s, sid.clone()),
         _ if !encrypted => Action::Blocked(UNENCRYPTED_PARENT),
         _ => owner_action(&owner),
     };
