@@ -588,6 +588,23 @@ macro_rules! volume_ref_columns {
     };
 }
 
+/// A [`VolumeFacts`]'s columns: `cluster_name` and `project_id` as given (a column, or `NULL`
+/// when not needed), and whether the key is the all-zeros ID. The census's pass over `volumes`
+/// and the by-ID lookup of a page's volumes read them alike, so both plan alike.
+macro_rules! volume_facts_columns {
+    ($backend:expr, $cluster_name:expr, $project_id:expr) => {
+        (
+            volumes::id,
+            volumes::host,
+            Fixed::<Nullable<diesel::sql_types::Text>>::new($cluster_name),
+            volumes::user_id,
+            Fixed::<Nullable<diesel::sql_types::Text>>::new($project_id),
+            Fixed::<Nullable<Bool>>::new(exact($backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),
+            volumes::deleted,
+        )
+    };
+}
+
 impl Db {
     /// The next page of volumes on the all-zeros key (or, for `Keys::Migrated`, on another key).
     pub fn volumes_page(&mut self, keys: Keys, rows: Rows, cursor: &mut Cursor) -> Result<Vec<VolumeRow>> {
@@ -607,19 +624,7 @@ impl Db {
         let (rowid, keys) = (self.rowid("volumes"), Keys::Any);
         let cluster_name = if clusters { "volumes.cluster_name" } else { "NULL" };
         let project_id = self.detail(detail).project("volumes.project_id");
-        let base = volumes::table
-            .select((
-                Fixed::<BigInt>::new(rowid),
-                (
-                    volumes::id,
-                    volumes::host,
-                    Fixed::<Nullable<diesel::sql_types::Text>>::new(cluster_name),
-                    volumes::user_id,
-                    Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
-                    Fixed::<Nullable<Bool>>::new(exact(self.backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),
-                    volumes::deleted,
-                ),
-            ));
+        let base = volumes::table.select((Fixed::<BigInt>::new(rowid), volume_facts_columns!(self.backend, cluster_name, project_id)));
         keyset_page!(self, keys, Rows::All, cursor, rowid, base, volumes, VolumeFacts, "reading volumes")
     }
 
@@ -635,15 +640,7 @@ impl Db {
         for chunk in ids.chunks(BATCH as usize) {
             let loaded = with_conn!(self, |conn, DB| -> QueryResult<()> {
                 let q = volumes::table
-                    .select((
-                        volumes::id,
-                        volumes::host,
-                        Fixed::<Nullable<diesel::sql_types::Text>>::new(cluster_name),
-                        volumes::user_id,
-                        Fixed::<Nullable<diesel::sql_types::Text>>::new("NULL"),
-                        Fixed::<Nullable<Bool>>::new(exact(backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),
-                        volumes::deleted,
-                    ))
+                    .select(volume_facts_columns!(backend, cluster_name, "NULL"))
                     .filter(volumes::id.eq_any(chunk))
                     .into_boxed::<'_, DB>();
                 for row in q.load_iter::<VolumeFacts, diesel::connection::DefaultLoadingMode>(conn)? {

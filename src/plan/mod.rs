@@ -269,22 +269,16 @@ pub fn walk_with<T: Default + Send>(
         log::debug!("More than {limit} volumes in scope per reader: reading child rows' volumes page by page");
     }
     let parents = parents.as_slice();
-    let volumes = |db: &mut Db, ids: Vec<Option<&str>>| -> Result<Option<Parents>> {
-        match by_page {
-            false => Ok(None),
-            true => page_parents(db, scope, clusters, ids).map(Some),
-        }
-    };
     in_parallel(&mut dbs, &mut take, |db, half, tx| {
         let snapshots = |db: &mut Db, c: &mut Cursor| {
             let rows = db.zero_snapshots_page(c, detail)?;
-            let own = volumes(db, rows.iter().map(SnapshotOnly::live_volume_id).collect())?;
-            Ok((rows, own))
+            let own = by_page.then(|| page_parents(db, scope, clusters, rows.iter().filter_map(SnapshotOnly::live_volume_id)));
+            Ok((rows, own.transpose()?))
         };
         let glance = |db: &mut Db, c: &mut Cursor| {
             let rows = db.zero_glance_page(c, detail)?;
-            let own = volumes(db, rows.iter().map(GlanceOnly::live_volume_id).collect())?;
-            Ok((rows, own))
+            let own = by_page.then(|| page_parents(db, scope, clusters, rows.iter().filter_map(GlanceOnly::live_volume_id)));
+            Ok((rows, own.transpose()?))
         };
         let _ = send_table(db, half, 1, tx, snapshots, |(rows, own)| plan_snapshots(rows, scope, own.as_ref().map_or(parents, std::slice::from_ref), collect))?
             && send_table(db, half, 2, tx, glance, |(rows, own)| plan_glance(rows, scope, own.as_ref().map_or(parents, std::slice::from_ref), collect))?
@@ -296,8 +290,8 @@ pub fn walk_with<T: Default + Send>(
 
 /// The in-scope volumes among those with these IDs, indexed as the volumes pass of a
 /// [`Lookup::Index`] walk would have kept them.
-fn page_parents(db: &mut Db, scope: &Scope, clusters: bool, ids: Vec<Option<&str>>) -> Result<Parents> {
-    let mut ids: Vec<&str> = ids.into_iter().flatten().collect();
+fn page_parents<'a>(db: &mut Db, scope: &Scope, clusters: bool, ids: impl Iterator<Item = &'a str>) -> Result<Parents> {
+    let mut ids: Vec<&str> = ids.collect();
     ids.sort_unstable();
     ids.dedup();
     let mut parents = Parents::new(db.backend, usize::MAX);
