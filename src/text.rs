@@ -126,6 +126,16 @@ impl Ord for Text {
     }
 }
 
+/// The bytes as a `str`, or the error a `String` would give. Cinder's IDs, hosts and user IDs
+/// are nearly always ASCII, which is checked a word at a time.
+fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes)
+}
+
 /// Copies a text value out of the database's buffer while it is alive: diesel lends its bytes
 /// as a pointer into the row, valid for the duration of this call only. Bytes that are not
 /// UTF-8 are an error, as for a `String`.
@@ -133,11 +143,15 @@ fn from_raw(bytes: *const [u8]) -> deserialize::Result<Text> {
     // SAFETY: diesel's `*const [u8]` points into the raw value passed to `from_sql`, which
     // outlives this call; it is read here and not kept.
     let bytes = unsafe { &*bytes };
-    Ok(Text::new(std::str::from_utf8(bytes)?))
+    Ok(Text::new(utf8(bytes)?))
 }
 
 impl FromSql<sql_types::Text, diesel::sqlite::Sqlite> for Text {
     fn from_sql(mut value: diesel::sqlite::SqliteValue<'_, '_, '_>) -> deserialize::Result<Text> {
+        // Text read as its bytes (a UTF-8 database's `CAST(… AS BLOB)`): checked once, here.
+        if value.value_type() == Some(diesel::sqlite::SqliteType::Binary) {
+            return Ok(Text::new(utf8(value.read_blob())?));
+        }
         // `read_text` lends SQLite's own bytes for as long as `value` lives: copied here at
         // once, without an allocation. Only for text that is not UTF-8 does it lend a lossy copy
         // instead, with U+FFFD for each bad sequence; so text showing U+FFFD is checked again
@@ -211,5 +225,11 @@ mod tests {
         assert_eq!(read(&mut conn, "'h\u{e9}te'").expect("UTF-8 text"), "h\u{e9}te");
         assert!(read(&mut conn, "CAST(X'76FF6C' AS TEXT)").is_err(), "invalid UTF-8");
         assert_eq!(read(&mut conn, "CAST(X'76EFBFBD' AS TEXT)").expect("U+FFFD is UTF-8"), "v\u{fffd}");
+        // Text read as its bytes, as censuses read a UTF-8 database: checked alike.
+        assert_eq!(read(&mut conn, "CAST('0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10' AS BLOB)").expect("ASCII bytes"), "0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10");
+        assert_eq!(read(&mut conn, "CAST('h\u{e9}te' AS BLOB)").expect("UTF-8 bytes"), "h\u{e9}te");
+        assert!(read(&mut conn, "X'76FF6C'").is_err(), "bytes that are not UTF-8");
+        assert!(read(&mut conn, "X'68C3'").is_err(), "a cut UTF-8 sequence");
+        assert_eq!(read(&mut conn, "X''").expect("no bytes"), "");
     }
 }

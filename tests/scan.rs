@@ -890,47 +890,72 @@ fn scan_matches_an_oracle_on_random_databases_on_every_backend() {
         for seed in SEEDS {
             let db = CinderDb::new(backend);
             random_cinder_db(&db, seed);
-            let stored = CinderRows::read(&db);
-            let mut w = Workdir::new();
-            let conf = w.conf(&db, Some(&random_key()), "");
-            let conf = conf.to_str().expect("path");
-            for scope in &DIFFERENTIAL_SCOPES {
-                let mut args = vec!["--config-file", conf, "scan", "-f", "json"];
-                args.extend(scope.args());
-                let out = w.run(&args);
-                let expected = expected_scan(&stored, scope);
-                let at = format!("{backend:?}, seed {seed:#x}, scan {}", scope.args().join(" "));
-                let actual = rows(&out);
-                let doc = out.json();
-                let listed = doc["rows"].as_array().map_or(0, Vec::len);
-                assert_eq!(listed, actual.len(), "{at}: a row is listed twice");
-                assert!(actual == expected.rows, "{at}: scan and the oracle differ\n{}", scan_diff(&expected.rows, &actual, &stored));
-                assert_eq!(doc["counts"], expected.counts, "{at}: counts");
-                assert_eq!(doc["deleted"], expected.deleted, "{at}: deleted rows");
-                assert_eq!(doc["units"], expected.units, "{at}: units");
-                assert_eq!(doc["new_secrets"], expected.new_secrets, "{at}: new secrets");
-                out.assert_code(expected.code);
-                reached.extend(expected.rows.iter().map(|(table, _, action)| {
-                    (table.clone(), action.split(' ').next().unwrap_or_default().to_string())
-                }));
-            }
+            scan_against_the_oracle(&db, &format!("{backend:?}, seed {seed:#x}"), &mut reached);
         }
-        for (table, action) in [
-            ("volumes", "new_secret"),
-            ("volumes", "blocked"),
-            ("volumes", "skipped"),
-            ("snapshots", "new_secret"),
-            ("snapshots", "share_volume"),
-            ("snapshots", "blocked"),
-            ("volume_glance_metadata", "new_secret"),
-            ("volume_glance_metadata", "share_volume"),
-            ("volume_glance_metadata", "share_snapshot"),
-            ("volume_glance_metadata", "blocked"),
-            ("backups", "new_secret"),
-            ("backups", "blocked"),
-        ] {
-            assert!(reached.contains(&(table.to_string(), action.to_string())), "{backend:?}: no seed reached {table} {action}");
-        }
+        assert_reached_every_rule(&reached, &format!("{backend:?}"));
+    }
+}
+
+/// On SQLite keymigrate reads text as its bytes when the database stores UTF-8; a database that
+/// stores UTF-16 must read exactly alike (its bytes would be UTF-16).
+#[test]
+fn scan_matches_the_oracle_on_a_utf16_sqlite_database() {
+    let mut reached = BTreeSet::new();
+    for seed in [0x5eed_0001, 0xc0ff_ee42] {
+        let db = CinderDb::new_sqlite_utf16();
+        random_cinder_db(&db, seed);
+        let (z, alice) = (Some(ZERO), Some("ålice"));
+        db.volume("völ-€", Some("hôst@lvm#p"), alice, z).snapshot("snäp", "völ-€", alice, z, false);
+        scan_against_the_oracle(&db, &format!("UTF-16 SQLite, seed {seed:#x}"), &mut reached);
+    }
+    assert_reached_every_rule(&reached, "UTF-16 SQLite");
+}
+
+/// Runs scan on `db` for every scope of [`DIFFERENTIAL_SCOPES`] and compares rows, counts and
+/// exit code with the oracle; adds the (table, action) pairs seen to `reached`.
+fn scan_against_the_oracle(db: &CinderDb, what: &str, reached: &mut BTreeSet<(String, String)>) {
+    let stored = CinderRows::read(db);
+    let mut w = Workdir::new();
+    let conf = w.conf(db, Some(&random_key()), "");
+    let conf = conf.to_str().expect("path");
+    for scope in &DIFFERENTIAL_SCOPES {
+        let mut args = vec!["--config-file", conf, "scan", "-f", "json"];
+        args.extend(scope.args());
+        let out = w.run(&args);
+        let expected = expected_scan(&stored, scope);
+        let at = format!("{what}, scan {}", scope.args().join(" "));
+        let actual = rows(&out);
+        let doc = out.json();
+        let listed = doc["rows"].as_array().map_or(0, Vec::len);
+        assert_eq!(listed, actual.len(), "{at}: a row is listed twice");
+        assert!(actual == expected.rows, "{at}: scan and the oracle differ\n{}", scan_diff(&expected.rows, &actual, &stored));
+        assert_eq!(doc["counts"], expected.counts, "{at}: counts");
+        assert_eq!(doc["deleted"], expected.deleted, "{at}: deleted rows");
+        assert_eq!(doc["units"], expected.units, "{at}: units");
+        assert_eq!(doc["new_secrets"], expected.new_secrets, "{at}: new secrets");
+        out.assert_code(expected.code);
+        reached.extend(
+            expected.rows.iter().map(|(table, _, action)| (table.clone(), action.split(' ').next().unwrap_or_default().to_string())),
+        );
+    }
+}
+
+fn assert_reached_every_rule(reached: &BTreeSet<(String, String)>, what: &str) {
+    for (table, action) in [
+        ("volumes", "new_secret"),
+        ("volumes", "blocked"),
+        ("volumes", "skipped"),
+        ("snapshots", "new_secret"),
+        ("snapshots", "share_volume"),
+        ("snapshots", "blocked"),
+        ("volume_glance_metadata", "new_secret"),
+        ("volume_glance_metadata", "share_volume"),
+        ("volume_glance_metadata", "share_snapshot"),
+        ("volume_glance_metadata", "blocked"),
+        ("backups", "new_secret"),
+        ("backups", "blocked"),
+    ] {
+        assert!(reached.contains(&(table.to_string(), action.to_string())), "{what}: no seed reached {table} {action}");
     }
 }
 

@@ -168,26 +168,29 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Whether any byte is one JSON escapes: a control character, `"` or `\\`. Eight bytes at a
-/// time: a report checks about 190 bytes per row, for millions of rows.
+/// time, without a branch per word (the last word overlaps the one before it rather than
+/// leaving bytes over): a report checks about 190 bytes per row, for millions of rows.
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // A byte of `x` is zero (or, in the first term, below 0x20) where the high bit of the result is set.
+    // The high bit of each byte of `x` that is below 0x20, `"` or `\\` is set in the result
+    // (others may be too when one is: only whether any is matters).
     let flagged = |x: u64| {
         let below_space = x.wrapping_sub(ONES * 0x20) & !x;
         let quote = (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'"')));
         let backslash = (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'\\')));
-        (below_space | quote | backslash) & HIGHS != 0
+        below_space | quote | backslash
     };
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
+    let word = |chunk: &[u8]| {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        if flagged(u64::from_le_bytes(word)) {
-            return true;
-        }
-    }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        u64::from_le_bytes(word)
+    };
+    let Some(last) = bytes.len().checked_sub(8).and_then(|at| bytes.get(at..)) else {
+        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    };
+    let flags = bytes.chunks_exact(8).fold(flagged(word(last)), |flags, chunk| flags | flagged(word(chunk)));
+    flags & HIGHS != 0
 }
 
 fn row_json(item: &Item) -> RowJson<'_> {

@@ -84,6 +84,44 @@ impl CinderDb {
         .with_volume_type()
     }
 
+    /// A SQLite Cinder database that stores text as UTF-16 (`PRAGMA encoding`), with the
+    /// template's tables and indexes: SQLAlchemy never makes one, but nothing stops an operator.
+    pub fn new_sqlite_utf16() -> CinderDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cinder-utf16.sqlite");
+        let mut conn = SqliteConnection::establish(&path.display().to_string()).expect("create");
+        conn.batch_execute("PRAGMA encoding = 'UTF-16le'").expect("set the encoding");
+        #[derive(QueryableByName)]
+        struct Schema {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            sql: String,
+        }
+        let mut template = SqliteConnection::establish(&env("KEYMIGRATE_TEST_SQLITE_TEMPLATE")).expect("open the template");
+        let schema = diesel::sql_query(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY type = 'index', rowid",
+        )
+        .load::<Schema>(&mut template)
+        .expect("read the template's schema");
+        for s in schema {
+            conn.batch_execute(&s.sql).unwrap_or_else(|e| panic!("{}: {e}", s.sql));
+        }
+        #[derive(QueryableByName)]
+        struct Encoding {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            encoding: String,
+        }
+        let e = diesel::sql_query("PRAGMA encoding").get_result::<Encoding>(&mut conn).expect("encoding");
+        assert_eq!(e.encoding, "UTF-16le");
+        CinderDb {
+            backend: Backend::Sqlite,
+            url: format!("sqlite:///{}", path.display()),
+            diesel_url: path.display().to_string(),
+            name: "utf16".into(),
+            _dir: Some(dir),
+        }
+        .with_volume_type()
+    }
+
     fn with_volume_type(self) -> CinderDb {
         self.exec("INSERT INTO volume_types (id, name, deleted, is_public) VALUES ('kmtest-vt', 'kmtest', false, true)");
         self
