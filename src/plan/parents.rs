@@ -155,6 +155,13 @@ impl Parents {
             let Some(w) = w.as_ref().filter(|_| f.is_none()) else { continue };
             let facts = match w.uuid {
                 Some(key) => self.uuids.get(start..end).and_then(|candidates| {
+                    // A run of random IDs is a few entries long: compared one after the other,
+                    // without the unpredictable branches of a binary search. A long run (IDs
+                    // that share their first bits) is still searched in logarithmic time.
+                    if candidates.len() <= 16 {
+                        let key = key.to_be_bytes();
+                        return candidates.iter().find(|(k, _)| *k == key).map(|(_, facts)| *facts);
+                    }
                     let at = candidates.binary_search_by(|(k, _)| u128::from_be_bytes(*k).cmp(&key)).ok()?;
                     Some(candidates[at].1)
                 }),
