@@ -532,7 +532,7 @@ fn random_cinder_db(db: &CinderDb, seed: u64) {
     db.exec(&sql.join(";\n"));
 }
 
-#[derive(Debug)]
+#[derive(Debug, diesel::Queryable)]
 struct DbVolume {
     id: String,
     host: Option<String>,
@@ -542,7 +542,7 @@ struct DbVolume {
     deleted: Option<bool>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, diesel::Queryable)]
 struct DbSnapshot {
     id: String,
     volume_id: Option<String>,
@@ -551,7 +551,7 @@ struct DbSnapshot {
     deleted: Option<bool>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, diesel::Queryable)]
 struct DbGlance {
     id: i32,
     volume_id: Option<String>,
@@ -561,7 +561,7 @@ struct DbGlance {
     deleted: Option<bool>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, diesel::Queryable)]
 struct DbBackup {
     id: String,
     host: Option<String>,
@@ -583,41 +583,24 @@ impl CinderRows {
     fn read(db: &CinderDb) -> CinderRows {
         use diesel::prelude::*;
         use keymigrate::db::schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
-        type Opt = Option<String>;
         let mut c = db.conn();
-        let volumes: Vec<(String, Opt, Opt, Opt, Opt, Option<bool>)> = volumes::table
-            .select((volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::encryption_key_id, volumes::deleted))
-            .load(&mut c)
-            .expect("read volumes");
-        let snapshots: Vec<(String, Opt, Opt, Opt, Option<bool>)> = snapshots::table
-            .select((snapshots::id, snapshots::volume_id, snapshots::user_id, snapshots::encryption_key_id, snapshots::deleted))
-            .load(&mut c)
-            .expect("read snapshots");
-        let glance: Vec<(i32, Opt, Opt, Opt, Opt, Option<bool>)> = vgm::table
-            .select((vgm::id, vgm::volume_id, vgm::snapshot_id, vgm::key, vgm::value, vgm::deleted))
-            .load(&mut c)
-            .expect("read volume_glance_metadata");
-        let backups: Vec<(String, Opt, Opt, Opt, Option<bool>)> = backups::table
-            .select((backups::id, backups::host, backups::user_id, backups::encryption_key_id, backups::deleted))
-            .load(&mut c)
-            .expect("read backups");
         CinderRows {
-            volumes: volumes
-                .into_iter()
-                .map(|(id, host, cluster_name, user_id, key, deleted)| DbVolume { id, host, cluster_name, user_id, key, deleted })
-                .collect(),
-            snapshots: snapshots
-                .into_iter()
-                .map(|(id, volume_id, user_id, key, deleted)| DbSnapshot { id, volume_id, user_id, key, deleted })
-                .collect(),
-            glance: glance
-                .into_iter()
-                .map(|(id, volume_id, snapshot_id, key, value, deleted)| DbGlance { id, volume_id, snapshot_id, key, value, deleted })
-                .collect(),
-            backups: backups
-                .into_iter()
-                .map(|(id, host, user_id, key, deleted)| DbBackup { id, host, user_id, key, deleted })
-                .collect(),
+            volumes: volumes::table
+                .select((volumes::id, volumes::host, volumes::cluster_name, volumes::user_id, volumes::encryption_key_id, volumes::deleted))
+                .load(&mut c)
+                .expect("read volumes"),
+            snapshots: snapshots::table
+                .select((snapshots::id, snapshots::volume_id, snapshots::user_id, snapshots::encryption_key_id, snapshots::deleted))
+                .load(&mut c)
+                .expect("read snapshots"),
+            glance: vgm::table
+                .select((vgm::id, vgm::volume_id, vgm::snapshot_id, vgm::key, vgm::value, vgm::deleted))
+                .load(&mut c)
+                .expect("read volume_glance_metadata"),
+            backups: backups::table
+                .select((backups::id, backups::host, backups::user_id, backups::encryption_key_id, backups::deleted))
+                .load(&mut c)
+                .expect("read backups"),
         }
     }
 

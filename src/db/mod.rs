@@ -50,7 +50,7 @@ pub struct Db {
     /// readers splitting a table (see [`Db::halves`]).
     pub upto: Option<i64>,
     /// A SQLite database that stores text as UTF-8 (every Cinder database SQLAlchemy made):
-    /// censuses read text columns as their bytes (see [`Columns::text`]).
+    /// censuses read text columns as their bytes (see [`Columns::sql`]).
     utf8_bytes: bool,
 }
 
@@ -402,47 +402,63 @@ pub enum Detail {
 struct Columns {
     detail: Detail,
     sqlite: bool,
-    /// See [`Columns::text`].
+    /// See [`Columns::sql`].
     utf8_bytes: bool,
 }
 
-type Sql = std::borrow::Cow<'static, str>;
+/// A census's text column (or the constant standing for it), of SQL type `Nullable<Text>`.
+type TextColumn = Fixed<Nullable<diesel::sql_types::Text>>;
 
 impl Columns {
-    /// A text column. On a UTF-8 SQLite database it is read as its bytes (`CAST(… AS BLOB)`,
-    /// which SQLite does without a copy) and checked once, as [`Text`] reads a blob: read as
-    /// text, diesel checks every value twice, and a report reads millions of them (about 7 % of
-    /// a census's instructions).
-    fn text(&self, column: &'static str) -> Sql {
+    /// A text column's SQL. On a UTF-8 SQLite database it is read as its bytes
+    /// (`CAST(… AS BLOB)`, which SQLite does without a copy) and checked once, as [`Text`] reads
+    /// a blob: read as text, diesel checks every value twice, and a report reads millions of them
+    /// (about 7 % of a census's instructions).
+    fn sql(&self, column: &'static str) -> std::borrow::Cow<'static, str> {
         match self.utf8_bytes {
             true => format!("CAST({column} AS BLOB)").into(),
             false => column.into(),
         }
     }
 
+    /// A text column that may be NULL.
+    fn text(&self, column: &'static str) -> TextColumn {
+        Fixed::new(self.sql(column))
+    }
+
+    /// A text column that is never NULL.
+    fn text_not_null(&self, column: &'static str) -> Fixed<diesel::sql_types::Text> {
+        Fixed::new(self.sql(column))
+    }
+
     /// A row's own ID: elsewhere than on SQLite it is the cursor, and always read.
-    fn id(&self, column: &'static str) -> Sql {
+    fn id(&self, column: &'static str) -> Fixed<diesel::sql_types::Text> {
         match (self.detail, self.sqlite) {
-            (Detail::Counts, true) => "''".into(),
-            _ => self.text(column),
+            (Detail::Counts, true) => Fixed::new("''"),
+            _ => self.text_not_null(column),
         }
     }
 
-    fn project(&self, column: &'static str) -> Sql {
+    fn project(&self, column: &'static str) -> TextColumn {
         match self.detail {
-            Detail::Counts => "NULL".into(),
+            Detail::Counts => null_text(),
             Detail::Rows => self.text(column),
         }
     }
 
     /// `cluster_name`, or NULL when the scope does not need it: it is one of the last of
     /// Cinder's 41 volume columns, and reading it makes SQLite decode every column before it.
-    fn cluster(&self, clusters: bool) -> Sql {
+    fn cluster(&self, clusters: bool) -> TextColumn {
         match clusters {
             true => self.text("volumes.cluster_name"),
-            false => "NULL".into(),
+            false => null_text(),
         }
     }
+}
+
+/// A text column left unread.
+fn null_text() -> TextColumn {
+    Fixed::new("NULL")
 }
 
 /// Where a keyset-paginated walk of one table stands.
@@ -627,18 +643,17 @@ macro_rules! volume_ref_columns {
     };
 }
 
-/// A [`VolumeFacts`]'s columns, read as `$columns` says: `cluster_name` and `project_id` as
-/// given (a column, or `NULL` when not needed), and whether the key is the all-zeros ID. The
-/// census's pass over `volumes` and the by-ID lookup of a page's volumes read them alike, so
-/// both plan alike.
+/// A [`VolumeFacts`]'s columns, read as `$columns` says (`cluster_name` only when `$clusters`),
+/// and whether the key is the all-zeros ID. The census's pass over `volumes` and the by-ID
+/// lookup of a page's volumes read them alike, so both plan alike.
 macro_rules! volume_facts_columns {
-    ($backend:expr, $columns:expr, $cluster_name:expr, $project_id:expr) => {
+    ($backend:expr, $columns:expr, $clusters:expr) => {
         (
-            Fixed::<diesel::sql_types::Text>::new($columns.text("volumes.id")),
-            Fixed::<Nullable<diesel::sql_types::Text>>::new($columns.text("volumes.host")),
-            Fixed::<Nullable<diesel::sql_types::Text>>::new($cluster_name),
-            Fixed::<Nullable<diesel::sql_types::Text>>::new($columns.text("volumes.user_id")),
-            Fixed::<Nullable<diesel::sql_types::Text>>::new($project_id),
+            $columns.text_not_null("volumes.id"),
+            $columns.text("volumes.host"),
+            $columns.cluster($clusters),
+            $columns.text("volumes.user_id"),
+            $columns.project("volumes.project_id"),
             Fixed::<Nullable<Bool>>::new(exact($backend, "volumes.encryption_key_id", "=", ZERO_KEY_ID)),
             volumes::deleted,
         )
@@ -661,8 +676,7 @@ impl Db {
     /// `cluster_name` is read only when `clusters` is set (and NULL otherwise).
     pub fn volume_facts_page(&mut self, cursor: &mut Cursor, clusters: bool, detail: Detail) -> Result<Vec<VolumeFacts>> {
         let (rowid, keys, columns) = (self.rowid("volumes"), Keys::Any, self.detail(detail));
-        let (cluster_name, project_id) = (columns.cluster(clusters), columns.project("volumes.project_id"));
-        let base = volumes::table.select((Fixed::<BigInt>::new(rowid), volume_facts_columns!(self.backend, columns, cluster_name, project_id)));
+        let base = volumes::table.select((Fixed::<BigInt>::new(rowid), volume_facts_columns!(self.backend, columns, clusters)));
         keyset_page!(self, keys, Rows::All, cursor, rowid, base, volumes, VolumeFacts, "reading volumes")
     }
 
@@ -677,7 +691,7 @@ impl Db {
         for chunk in ids.chunks(BATCH as usize) {
             let loaded = with_conn!(self, |conn, DB| -> QueryResult<()> {
                 let q = volumes::table
-                    .select(volume_facts_columns!(backend, columns, columns.cluster(clusters), "NULL"))
+                    .select(volume_facts_columns!(backend, columns, clusters))
                     .filter(volumes::id.eq_any(chunk))
                     .into_boxed::<'_, DB>();
                 for row in q.load_iter::<VolumeFacts, diesel::connection::DefaultLoadingMode>(conn)? {
@@ -729,14 +743,13 @@ impl Db {
     /// The next page of snapshots on the all-zeros key, live or deleted, without their volume.
     pub fn zero_snapshots_page(&mut self, cursor: &mut Cursor, detail: Detail) -> Result<Vec<SnapshotOnly>> {
         let (rowid, keys, columns) = (self.rowid("snapshots"), Keys::Zero, self.detail(detail));
-        let (id, project_id) = (columns.id("snapshots.id"), columns.project("snapshots.project_id"));
         let base = snapshots::table.select((
             Fixed::<BigInt>::new(rowid),
             (
-                Fixed::<diesel::sql_types::Text>::new(id),
-                Fixed::<Nullable<diesel::sql_types::Text>>::new(columns.text("snapshots.volume_id")),
-                Fixed::<Nullable<diesel::sql_types::Text>>::new(columns.text("snapshots.user_id")),
-                Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
+                columns.id("snapshots.id"),
+                columns.text("snapshots.volume_id"),
+                columns.text("snapshots.user_id"),
+                columns.project("snapshots.project_id"),
                 snapshots::deleted,
             ),
         ));
@@ -758,15 +771,14 @@ impl Db {
     /// is not read (it is the all-zeros ID).
     pub fn zero_backups_page(&mut self, cursor: &mut Cursor, detail: Detail) -> Result<Vec<BackupRow>> {
         let (rowid, keys, columns) = (self.rowid("backups"), Keys::Zero, self.detail(detail));
-        let (id, project_id) = (columns.id("backups.id"), columns.project("backups.project_id"));
         let base = backups::table.select((
             Fixed::<BigInt>::new(rowid),
             (
-                Fixed::<diesel::sql_types::Text>::new(id),
-                Fixed::<Nullable<diesel::sql_types::Text>>::new(columns.text("backups.host")),
-                Fixed::<Nullable<diesel::sql_types::Text>>::new(columns.text("backups.user_id")),
-                Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id),
-                Fixed::<Nullable<diesel::sql_types::Text>>::new("NULL"),
+                columns.id("backups.id"),
+                columns.text("backups.host"),
+                columns.text("backups.user_id"),
+                columns.project("backups.project_id"),
+                null_text(),
                 backups::deleted,
             ),
         ));
@@ -829,20 +841,19 @@ impl Db {
         type Row = (i32, Option<Text>, Option<Text>, Option<bool>, Option<SnapshotRef>);
         let (backend, upto, after) = (self.backend, self.upto, cursor.int());
         let columns = self.detail(detail);
-        let project_id = columns.project("snapshots.project_id");
         let loaded = with_conn!(self, |conn, DB| -> QueryResult<Vec<GlanceOnly>> {
             let mut q = vgm::table
                 .left_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
                 .select((
                     vgm::id,
-                    Fixed::<Nullable<diesel::sql_types::Text>>::new(columns.text("volume_glance_metadata.volume_id")),
-                    Fixed::<Nullable<diesel::sql_types::Text>>::new(columns.text("volume_glance_metadata.snapshot_id")),
+                    columns.text("volume_glance_metadata.volume_id"),
+                    columns.text("volume_glance_metadata.snapshot_id"),
                     vgm::deleted,
                     (
-                        Fixed::<Nullable<diesel::sql_types::Text>>::new(columns.text("snapshots.volume_id")),
-                        Fixed::<Nullable<diesel::sql_types::Text>>::new(columns.text("snapshots.user_id")),
-                        Fixed::<Nullable<diesel::sql_types::Text>>::new(project_id.clone()),
-                        Fixed::<Nullable<diesel::sql_types::Text>>::new(columns.text("snapshots.encryption_key_id")),
+                        columns.text("snapshots.volume_id"),
+                        columns.text("snapshots.user_id"),
+                        columns.project("snapshots.project_id"),
+                        columns.text("snapshots.encryption_key_id"),
                         snapshots::deleted,
                     )
                         .nullable(),

@@ -296,9 +296,7 @@ fn page_parents<'a>(db: &mut Db, scope: &Scope, clusters: bool, ids: impl Iterat
     ids.dedup();
     let mut parents = Parents::new(db.backend, usize::MAX);
     for v in db.volume_facts_by_id(&ids, clusters)? {
-        if scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()) {
-            parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), v.is_zero_and_live(), v.zero.is_some());
-        }
+        keep_in_scope(&mut parents, scope, &v);
     }
     parents.seal();
     Ok(parents)
@@ -451,9 +449,7 @@ fn plan_volumes<T: Default>(rows: Vec<VolumeFacts>, scope: &Scope, parents: &mut
         if v.zero == Some(true) {
             page.census.count(Table::Volumes, v.deleted);
         }
-        if scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()) {
-            parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), zero_and_live, v.zero.is_some());
-        }
+        keep_in_scope(parents, scope, &v);
         if zero_and_live {
             if let Some(item) = volume_item(scope, v) {
                 page.add(item, collect)?;
@@ -461,6 +457,13 @@ fn plan_volumes<T: Default>(rows: Vec<VolumeFacts>, scope: &Scope, parents: &mut
         }
     }
     Ok(page)
+}
+
+/// Indexes a volume when it is in scope: what child rows are planned from, however they find it.
+fn keep_in_scope(parents: &mut Parents, scope: &Scope, v: &VolumeFacts) {
+    if scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()) {
+        parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), v.is_zero_and_live(), v.zero.is_some());
+    }
 }
 
 /// In scope when the volume is; a row without a volume only with --all-hosts.
