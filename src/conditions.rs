@@ -6,9 +6,6 @@ use zeroize::Zeroizing;
 use crate::conf::{self, Conf};
 use crate::error::{Error, Result};
 
-/// The ConfKeyManager's key ID: every volume encrypted under it carries this value.
-pub const ZERO_KEY_ID: &str = "00000000-0000-0000-0000-000000000000";
-
 /// Barbican rejects secrets above this size (`max_allowed_secret_in_bytes` answers 413 beyond it).
 pub const MAX_KEY_BYTES: usize = 15_000;
 

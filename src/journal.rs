@@ -13,7 +13,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::plan::Table;
+use crate::cinder::Table;
 use crate::scope::Scope;
 use crate::state;
 

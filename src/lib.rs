@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod barbican;
+pub mod cinder;
 pub mod cli;
 pub mod cmd;
 pub mod conditions;

@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::fault;
 use crate::progress;
 use crate::journal::{Entry, Journal};
-use crate::plan::{self, Action, Item, Table, Unit};
+use crate::cinder::{self, Table};
+use crate::plan::{self, Action, Item, Unit};
 use crate::scope::Scope;
 
 #[derive(Debug, Clone)]
@@ -245,7 +246,7 @@ impl Engine<'_> {
     /// The readers the unit's secret must have: its owner, and for a volume the owners of the
     /// all-zeros snapshots that share it.
     fn readers(&mut self, table: Table, id: &str, owner: Option<&str>) -> Result<Vec<String>> {
-        let mut readers: BTreeSet<String> = owner.filter(|o| plan::is_owner(o)).map(String::from).into_iter().collect();
+        let mut readers: BTreeSet<String> = owner.filter(|o| cinder::is_owner(o)).map(String::from).into_iter().collect();
         if table == Table::Volumes {
             readers.extend(self.db.zero_snapshot_owners(id)?);
         }
@@ -401,7 +402,7 @@ impl Engine<'_> {
             (None, true) => {
                 // Killed while storing: whatever Barbican made is found by name once the unit is
                 // done. Do the unit now, whatever the scope is today.
-                let owner = state.and_then(|s| s.owner).filter(|o| plan::is_owner(o));
+                let owner = state.and_then(|s| s.owner).filter(|o| cinder::is_owner(o));
                 if owner.is_none() {
                     self.journal.finish(entry.table, &entry.id)?;
                     return Ok(());

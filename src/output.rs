@@ -19,7 +19,7 @@ pub enum Format {
 const SIZING_ROWS: usize = 1000;
 
 /// Writes rows of one listing in the chosen format (table or value; JSON is written by callers).
-pub struct Table<'w> {
+pub struct Listing<'w> {
     out: &'w mut dyn Write,
     format: Format,
     headers: Vec<&'static str>,
@@ -28,11 +28,11 @@ pub struct Table<'w> {
     widths: Option<Vec<usize>>,
 }
 
-impl<'w> Table<'w> {
+impl<'w> Listing<'w> {
     /// `columns` are the `-c` choices (empty: all). An unknown column is a usage error.
-    pub fn new(out: &'w mut dyn Write, format: Format, headers: &[&'static str], columns: &[String]) -> Result<Table<'w>> {
+    pub fn new(out: &'w mut dyn Write, format: Format, headers: &[&'static str], columns: &[String]) -> Result<Listing<'w>> {
         let selected = select_columns(headers, columns)?;
-        Ok(Table { out, format, headers: headers.to_vec(), selected, pending: Vec::new(), widths: None })
+        Ok(Listing { out, format, headers: headers.to_vec(), selected, pending: Vec::new(), widths: None })
     }
 
     pub fn row(&mut self, cells: Vec<String>) -> Result<()> {
@@ -132,7 +132,7 @@ mod tests {
     fn render(format: Format, columns: &[&str], rows: &[[&str; 2]]) -> String {
         let mut out = Vec::new();
         let cols: Vec<String> = columns.iter().map(|s| s.to_string()).collect();
-        let mut t = Table::new(&mut out, format, &["ID", "Host Name"], &cols).expect("columns");
+        let mut t = Listing::new(&mut out, format, &["ID", "Host Name"], &cols).expect("columns");
         for r in rows {
             t.row(r.iter().map(|s| s.to_string()).collect()).expect("row");
         }
@@ -154,7 +154,7 @@ mod tests {
         assert_eq!(render(Format::Value, &["host_name"], &[["a", "h"]]), "h\n");
         assert_eq!(render(Format::Value, &["Host Name", "id"], &[["a", "h"]]), "h a\n");
         let mut out = Vec::new();
-        assert!(Table::new(&mut out, Format::Value, &["ID"], &["nope".to_string()]).is_err());
+        assert!(Listing::new(&mut out, Format::Value, &["ID"], &["nope".to_string()]).is_err());
     }
 
     #[test]

@@ -438,7 +438,7 @@ fn rollback_compares_the_secret_id_byte_for_byte() {
         let url = keymigrate::db::url::translate(&db.url, std::path::Path::new("/")).expect("url");
         let mut conn = keymigrate::db::Db::connect(&url, keymigrate::db::Access::ReadWrite).expect("connect");
         let unswap = |conn: &mut keymigrate::db::Db, table, id: &str| conn.unswap(table, id, secret).expect("unswap");
-        use keymigrate::plan::Table;
+        use keymigrate::cinder::Table;
         assert!(!unswap(&mut conn, Table::Volumes, "v-upper"), "{backend:?}: upper case");
         assert!(!unswap(&mut conn, Table::VolumeGlanceMetadata, "7"), "{backend:?}: glance, upper case");
         assert!(!unswap(&mut conn, Table::VolumeGlanceMetadata, "9"), "{backend:?}: glance, trailing space");

@@ -248,7 +248,8 @@ fn table_and_value_formats() {
 /// every backend.
 #[test]
 fn the_census_walk_and_migrates_page_by_page_plan_agree() {
-    use keymigrate::plan::{self, Item, Table};
+    use keymigrate::cinder::Table;
+    use keymigrate::plan::{self, Item};
     use keymigrate::scope::{Field, Matcher, Scope};
     let u = |n: u32| format!("{n:08x}-0000-4000-8000-{n:012x}");
     for backend in BACKENDS {

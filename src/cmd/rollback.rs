@@ -10,7 +10,8 @@ use crate::cli::RollbackArgs;
 use crate::db::{Access, Cursor, Db};
 use crate::error::{Error, Outcome, Result};
 use crate::journal::Journal;
-use crate::output::{Format, Table};
+use crate::cinder::Table;
+use crate::output::{Format, Listing};
 use crate::plan;
 use crate::settings::Settings;
 
@@ -29,8 +30,8 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
     let format = args.output.format.unwrap_or(Format::Table);
     let (mut done, mut refused, mut deleted, mut changed, mut missing) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut rows_json = Vec::new();
-    let mut table = (format != Format::Json).then(|| Table::new(&mut *out, format, &HEADERS, &args.output.column)).transpose()?;
-    for t in plan::Table::ALL {
+    let mut table = (format != Format::Json).then(|| Listing::new(&mut *out, format, &HEADERS, &args.output.column)).transpose()?;
+    for t in Table::ALL {
         let mut cursor = Cursor::Start;
         while cursor != Cursor::End {
             let page = plan::keyed_page(&mut db, &settings.scope, t, &mut cursor)?;

@@ -6,7 +6,8 @@ use std::io::Write;
 use crate::cli::ScanArgs;
 use crate::db::{Access, Db};
 use crate::error::{Error, Outcome, Result};
-use crate::output::{self, Format, Table};
+use crate::cinder::Table;
+use crate::output::{self, Format, Listing};
 use crate::plan::{self, Action, Item, Tally};
 use crate::settings::Settings;
 
@@ -82,7 +83,7 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
             writeln!(out, "Key manager: {}", conditions.message()).map_err(Error::Output)?;
             writeln!(out, "Scope: {} (from {})", scope.describe(), scope.source).map_err(Error::Output)?;
         }
-        let mut table = Table::new(out, format, &HEADERS, &args.output.column)?;
+        let mut table = Listing::new(out, format, &HEADERS, &args.output.column)?;
         let census = plan::walk(db, scope, plan::Lookup::Index, |item| {
             tally.add(&item);
             crate::progress::inc(1);
@@ -114,7 +115,7 @@ fn row_cells(item: &Item) -> Vec<String> {
 /// One element of the JSON `rows` array (documented in docs/).
 #[cfg_attr(test, derive(serde::Serialize))]
 struct RowJson<'a> {
-    table: plan::Table,
+    table: Table,
     id: &'a str,
     host: Option<&'a str>,
     owner: Option<&'a str>,
@@ -233,8 +234,8 @@ fn row_json(item: &Item) -> RowJson<'_> {
 
 fn write_counts(out: &mut dyn Write, tally: &Tally, deleted: &crate::db::TableCounts) -> Result<()> {
     let headers = ["Table", "Units", "New Secrets", "Shared", "Blocked", "Deleted (Untouched)"];
-    let mut t = Table::new(out, Format::Table, &headers, &[])?;
-    for table in plan::Table::ALL {
+    let mut t = Listing::new(out, Format::Table, &headers, &[])?;
+    for table in Table::ALL {
         let c = tally.table(table);
         t.row(vec![
             table.name().to_string(),
@@ -277,7 +278,7 @@ mod tests {
         let odd = ["", "plain", "quote\"s", "back\\slash", "tab\there", "nul\u{0}", "\u{1f}", "\u{7f}", "é and 😀", "</script>"];
         for (i, text) in odd.iter().enumerate() {
             let row = RowJson {
-                table: plan::Table::ALL[i % 4],
+                table: Table::ALL[i % 4],
                 id: text,
                 host: (i % 2 == 0).then_some(*text),
                 owner: Some(text),

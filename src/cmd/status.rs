@@ -7,7 +7,8 @@ use std::io::Write;
 use crate::cli::StatusArgs;
 use crate::db::{Access, Db, TableCounts};
 use crate::error::{Error, Outcome, Result};
-use crate::output::{Format, Table};
+use crate::cinder::Table;
+use crate::output::{Format, Listing};
 use crate::plan::{self, Tally};
 use crate::settings::Settings;
 
@@ -42,8 +43,8 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
         }
         Some(format) => {
             let headers = ["Table", "Scope", "Database", "Deleted"];
-            let mut t = Table::new(out, format, &headers, &args.output.column)?;
-            for table in plan::Table::ALL {
+            let mut t = Listing::new(out, format, &headers, &args.output.column)?;
+            for table in Table::ALL {
                 t.row(vec![
                     table.name().to_string(),
                     tally.table(table).total.to_string(),

@@ -13,7 +13,8 @@ use crate::conditions::{Conditions, FixedKey};
 use crate::db::{Access, Cursor, Db};
 use crate::error::{Error, Outcome, Result};
 use crate::keystone::Keystone;
-use crate::output::{Format, Table};
+use crate::cinder::Table;
+use crate::output::{Format, Listing};
 use crate::plan::{self, Keyed};
 use crate::settings::{Services, Settings};
 
@@ -109,8 +110,8 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
     let (mut ok, mut bad, mut others) = (0u64, 0u64, 0u64);
     let mut rows_json = Vec::new();
     {
-        let mut table = (format != Format::Json).then(|| Table::new(out, format, &HEADERS, &args.output.column)).transpose()?;
-        for t in plan::Table::ALL {
+        let mut table = (format != Format::Json).then(|| Listing::new(out, format, &HEADERS, &args.output.column)).transpose()?;
+        for t in Table::ALL {
             let mut cursor = Cursor::Start;
             while cursor != Cursor::End {
                 for row in plan::keyed_page(&mut db, &settings.scope, t, &mut cursor)? {

@@ -13,14 +13,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable};
 use diesel::{MysqlConnection, PgConnection, SqliteConnection};
 
-use crate::conditions::ZERO_KEY_ID;
+use crate::cinder::{Table, GLANCE_KEY, ZERO_KEY_ID};
 use crate::error::{Error, Result};
 use crate::text::Text;
 use schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
 pub use url::{Backend, DbUrl};
-
-/// The `volume_glance_metadata` key Cinder copies from an image uploaded from an encrypted volume.
-pub const GLANCE_KEY: &str = "cinder_encryption_key_id";
 
 /// Rows fetched per query while streaming.
 pub const BATCH: i64 = 2000;
@@ -896,8 +893,7 @@ pub struct TableCounts {
 }
 
 impl TableCounts {
-    pub fn get_mut(&mut self, table: crate::plan::Table) -> &mut i64 {
-        use crate::plan::Table;
+    pub fn get_mut(&mut self, table: Table) -> &mut i64 {
         match table {
             Table::Volumes => &mut self.volumes,
             Table::Snapshots => &mut self.snapshots,
@@ -906,8 +902,7 @@ impl TableCounts {
         }
     }
 
-    pub fn get(&self, table: crate::plan::Table) -> i64 {
-        use crate::plan::Table;
+    pub fn get(&self, table: Table) -> i64 {
         match table {
             Table::Volumes => self.volumes,
             Table::Snapshots => self.snapshots,
@@ -917,7 +912,7 @@ impl TableCounts {
     }
 
     pub fn merge(&mut self, other: &TableCounts) {
-        for table in crate::plan::Table::ALL {
+        for table in Table::ALL {
             *self.get_mut(table) += other.get(table);
         }
     }

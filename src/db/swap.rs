@@ -7,10 +7,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 
 use super::schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
-use super::{bytewise, exact, Backend, Db, Fixed, GLANCE_KEY};
-use crate::conditions::ZERO_KEY_ID;
+use super::{bytewise, exact, Backend, Db, Fixed};
+use crate::cinder::{is_owner, Table, GLANCE_KEY, ZERO_KEY_ID};
 use crate::error::Result;
-use crate::plan::Table;
 
 /// Rows rewritten by one unit's transaction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -213,7 +212,7 @@ impl Db {
             .filter(zero_exact(self.backend, "snapshots.encryption_key_id"))
             .load(&mut self.conn)
             .map_err(|e| self.error("reading snapshots", e))?;
-        let owners: std::collections::BTreeSet<String> = owners.into_iter().flatten().filter(|o| crate::plan::is_owner(o)).collect();
+        let owners: std::collections::BTreeSet<String> = owners.into_iter().flatten().filter(|o| is_owner(o)).collect();
         Ok(owners.into_iter().collect())
     }
 

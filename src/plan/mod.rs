@@ -11,44 +11,12 @@ mod parents;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use crate::db::{BackupRow, Cursor, Db, Detail, GlanceOnly, GlanceRow, Keys, Rows, SnapshotOnly, SnapshotRef, TableCounts, VolumeFacts, VolumeRef};
+use crate::cinder::{is_owner, Table};
 use crate::error::Result;
 use crate::scope::Scope;
 use crate::text::Text;
 pub use parents::Parent;
 use parents::Parents;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Table {
-    Volumes,
-    Snapshots,
-    Backups,
-    VolumeGlanceMetadata,
-}
-
-impl Table {
-    pub const ALL: [Table; 4] = [Table::Volumes, Table::Snapshots, Table::VolumeGlanceMetadata, Table::Backups];
-
-    /// Cinder's table name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::Volumes => "volumes",
-            Table::Snapshots => "snapshots",
-            Table::Backups => "backups",
-            Table::VolumeGlanceMetadata => "volume_glance_metadata",
-        }
-    }
-
-    /// The word used in log lines ("Migrating volume <id> ...").
-    pub fn noun(self) -> &'static str {
-        match self {
-            Table::Volumes => "volume",
-            Table::Snapshots => "snapshot",
-            Table::Backups => "backup",
-            Table::VolumeGlanceMetadata => "glance-metadata",
-        }
-    }
-}
 
 /// What `migrate` will do with a unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,12 +91,6 @@ const SNAPSHOT_NO_OWNER: &str = "its snapshot's user_id is NULL or blank, so no 
 const UNENCRYPTED_PARENT: &str =
     "its volume or snapshot is not encrypted, so the all-zeros ID came from an image property; a secret would give its owner the fixed key";
 pub const NULL_HOST: &str = "volume host is NULL; only --all-hosts migrates it";
-
-/// Whether a `user_id` names someone a secret can be shared with: not empty, not just spaces
-/// (an ACL for "  " would leave the secret readable by no user).
-pub fn is_owner(user_id: &str) -> bool {
-    !user_id.trim().is_empty()
-}
 
 fn owner_action(owner: &Option<Text>) -> Action {
     match owner {
