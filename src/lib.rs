@@ -27,7 +27,6 @@ pub mod scope;
 pub mod secret;
 pub mod settings;
 pub mod state;
-pub mod text;
 
 use std::ffi::OsString;
 use std::io::Write;

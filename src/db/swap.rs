@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 
 use super::schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
-use super::{bytewise, exact, Backend, Db, Fixed};
+use super::{bytewise, exact, Backend, Db, ConstSql};
 use crate::cinder::{is_owner, Table, GLANCE_KEY, ZERO_KEY_ID};
 use crate::error::Result;
 
@@ -154,7 +154,7 @@ impl Db {
                 diesel::update(
                     vgm::table
                         .filter(vgm::id.eq(gid))
-                        .filter(Fixed::<Bool>::new(exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
+                        .filter(ConstSql::<Bool>::new(exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
                         .filter(holds(backend, "volume_glance_metadata.value", secret)),
                 )
                 .set((vgm::value.eq(ZERO_KEY_ID), vgm::updated_at.eq(now)))
@@ -238,13 +238,13 @@ fn one(n: usize) -> Result<(), diesel::result::Error> {
 
 /// `column = secret`, byte for byte (see [`exact`]), the secret ID bound as a parameter: on
 /// MySQL the collation alone would also match the ID in upper case or with trailing spaces.
-fn holds(backend: Backend, column: &str, secret: &str) -> diesel::dsl::Eq<Fixed<Text>, String> {
-    Fixed::<Text>::new(bytewise(backend, column)).eq(secret.to_owned())
+fn holds(backend: Backend, column: &str, secret: &str) -> diesel::dsl::Eq<ConstSql<Text>, String> {
+    ConstSql::<Text>::new(bytewise(backend, column)).eq(secret.to_owned())
 }
 
 /// The compare half of compare-and-swap, byte for byte (see [`exact`]).
-fn zero_exact(backend: Backend, column: &str) -> Fixed<Bool> {
-    Fixed::new(exact(backend, column, "=", ZERO_KEY_ID))
+fn zero_exact(backend: Backend, column: &str) -> ConstSql<Bool> {
+    ConstSql::new(exact(backend, column, "=", ZERO_KEY_ID))
 }
 
 #[allow(clippy::type_complexity)]
@@ -255,7 +255,7 @@ fn zero_glance(
         diesel::dsl::Filter<diesel::dsl::Filter<vgm::table, diesel::dsl::Eq<vgm::deleted, bool>>, diesel::dsl::Eq<vgm::key, &'static str>>,
         diesel::dsl::Eq<vgm::value, &'static str>,
     >,
-    Fixed<Bool>,
+    ConstSql<Bool>,
 > {
     let exact_key_and_value = format!(
         "{} AND {}",
@@ -266,7 +266,7 @@ fn zero_glance(
         .filter(vgm::deleted.eq(false))
         .filter(vgm::key.eq(GLANCE_KEY))
         .filter(vgm::value.eq(ZERO_KEY_ID))
-        .filter(Fixed::new(exact_key_and_value))
+        .filter(ConstSql::new(exact_key_and_value))
 }
 
 fn swap_volume(

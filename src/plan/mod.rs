@@ -10,11 +10,11 @@ mod parents;
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use crate::db::{BackupRow, Cursor, Db, Detail, GlanceOnly, GlanceRow, Keys, Rows, SnapshotOnly, SnapshotRef, TableCounts, VolumeFacts, VolumeRef};
+use crate::db::{BackupRow, Cursor, Db, Detail, GlanceOnly, GlanceRow, Keys, Live, SnapshotOnly, SnapshotRef, TableCounts, VolumeFacts, VolumeRef};
 use crate::cinder::{is_owner, Table};
 use crate::error::Result;
 use crate::scope::Scope;
-use crate::text::Text;
+use crate::db::text::Text;
 pub use parents::Parent;
 use parents::Parents;
 
@@ -486,7 +486,7 @@ fn plan_backups<T: Default>(rows: Vec<BackupRow>, scope: &Scope, collect: Collec
 pub fn page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Result<Vec<Item>> {
     Ok(match table {
         Table::Volumes => db
-            .volumes_page(Keys::Zero, Rows::Live, cursor)?
+            .volumes_page(Keys::Zero, Live::Only, cursor)?
             .into_iter()
             .filter_map(|v| volume_item(scope, v.into()))
             .collect(),
@@ -502,7 +502,7 @@ pub fn page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Re
             })
             .collect(),
         Table::Backups => db
-            .backups_page(Keys::Zero, Rows::Live, cursor)?
+            .backups_page(Keys::Zero, Live::Only, cursor)?
             .into_iter()
             .filter_map(|b| backup_unit(scope, b).map(Item::Unit))
             .collect(),
@@ -653,7 +653,7 @@ pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor)
     };
     Ok(match table {
         Table::Volumes => db
-            .volumes_page(Keys::Migrated, Rows::Live, cursor)?
+            .volumes_page(Keys::Migrated, Live::Only, cursor)?
             .into_iter()
             .filter(|v| scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()))
             .filter_map(|v| keyed(table, v.id, v.key, v.user_id))
@@ -665,7 +665,7 @@ pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor)
             .filter_map(|s| keyed(table, s.id, s.key, s.user_id))
             .collect(),
         Table::Backups => db
-            .backups_page(Keys::Migrated, Rows::Live, cursor)?
+            .backups_page(Keys::Migrated, Live::Only, cursor)?
             .into_iter()
             .filter(|b| scope.backup_in_scope(b.host.as_deref()))
             .filter_map(|b| keyed(table, b.id, b.key, b.user_id))
