@@ -178,7 +178,7 @@ impl Engine<'_> {
         let tickets = Mutex::new(ticket_rx);
         let mut ticket_tx = Some(ticket_tx);
         std::thread::scope(|s| {
-            let (tx, rx) = mpsc::channel::<(Job, Half)>();
+            let (tx, rx) = mpsc::channel::<(Job, BarbicanResult)>();
             for _ in 0..workers {
                 let (tx, queue, stop, pacer, tickets) = (tx.clone(), &queue, &stop, pacer.as_ref(), &tickets);
                 s.spawn(move || loop {
@@ -255,13 +255,13 @@ impl Engine<'_> {
 
     /// The database half of a job: compare-and-swap a verified secret in, or clean up after a
     /// failed Barbican half.
-    fn db_half(&mut self, job: &Job, half: Half) -> Result<(), UnitError> {
+    fn db_half(&mut self, job: &Job, half: BarbicanResult) -> Result<(), UnitError> {
         match half {
-            Half::Verified { secret, maybe_orphaned } => {
+            BarbicanResult::Verified { secret, maybe_orphaned } => {
                 self.report.secrets_created += 1;
                 self.swap_in(job, &secret, job.sweep || maybe_orphaned)
             }
-            Half::Failed { secret: Some(secret), error, .. } => {
+            BarbicanResult::Failed { secret: Some(secret), error, .. } => {
                 self.report.secrets_created += 1;
                 // The secret is ours and nothing points at it; leave nothing behind if we can.
                 if self.discard(&secret).is_ok() {
@@ -269,7 +269,7 @@ impl Engine<'_> {
                 }
                 Err(error)
             }
-            Half::Failed { secret: None, maybe_created, error } => {
+            BarbicanResult::Failed { secret: None, maybe_created, error } => {
                 // Nothing to clean up unless a request may have gone through; the entry then
                 // stays for the next run's name-based sweep.
                 if !maybe_created {
@@ -434,7 +434,7 @@ struct Job {
 }
 
 /// The result of a job's Barbican half.
-enum Half {
+enum BarbicanResult {
     /// Stored, readable by the readers, and read back as exactly the key.
     Verified { secret: String, maybe_orphaned: bool },
     /// Did not get that far. `secret`: the one stored, if any.
@@ -443,8 +443,8 @@ enum Half {
 
 /// Journal, store, record, grant, verify: everything of a unit that talks to Barbican and none
 /// of what touches the database. Runs on a worker thread.
-fn barbican_half(barbican: &Barbican, key: &FixedKey, journal: &Journal, job: &Job) -> Half {
-    let failed = |secret, maybe_created, error| Half::Failed { secret, maybe_created, error };
+fn barbican_half(barbican: &Barbican, key: &FixedKey, journal: &Journal, job: &Job) -> BarbicanResult {
+    let failed = |secret, maybe_created, error| BarbicanResult::Failed { secret, maybe_created, error };
     let mut entry = Entry { table: job.table, id: job.id.clone(), name: job.name.clone(), secret: None };
     if let Err(e) = journal.write(&entry) {
         return failed(None, false, UnitError::Fatal(e));
@@ -462,7 +462,7 @@ fn barbican_half(barbican: &Barbican, key: &FixedKey, journal: &Journal, job: &J
     }
     fault::point("recorded");
     match grant_and_verify(barbican, key, &stored.id, &job.readers) {
-        Ok(()) => Half::Verified { secret: stored.id, maybe_orphaned: stored.maybe_orphaned },
+        Ok(()) => BarbicanResult::Verified { secret: stored.id, maybe_orphaned: stored.maybe_orphaned },
         Err(e) => failed(Some(stored.id), true, e),
     }
 }

@@ -15,7 +15,7 @@ use crate::output::{Format, Listing};
 use crate::plan;
 use crate::settings::Settings;
 
-use super::verify::{connect, Facts, Inspector};
+use super::verify::{connect, SecretState, Inspector};
 
 const HEADERS: [&str; 4] = ["Table", "ID", "Key ID", "Result"];
 
@@ -37,13 +37,13 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
             let page = plan::keyed_page(&mut db, &settings.scope, t, &mut cursor)?;
             for row in page {
                 let result = match inspector.facts(&row.key)? {
-                    Facts::NotOurs => continue,
-                    Facts::Missing => {
+                    SecretState::NotOurs => continue,
+                    SecretState::Missing => {
                         missing += 1;
                         log::warn!("{} {} points at secret {}, which does not exist: left alone", row.table.noun(), row.id, row.key);
                         "left alone: secret missing"
                     }
-                    Facts::Ours { holds_key: false, .. } => {
+                    SecretState::Ours { holds_key: false, .. } => {
                         refused += 1;
                         log::error!(
                             "Not rolling back {} {}: secret {} does not hold the fixed key",
@@ -53,11 +53,11 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
                         );
                         "refused: secret does not hold the fixed key"
                     }
-                    Facts::Ours { holds_key: true, .. } if args.dry_run => {
+                    SecretState::Ours { holds_key: true, .. } if args.dry_run => {
                         done += 1;
                         "would roll back"
                     }
-                    Facts::Ours { holds_key: true, .. } => {
+                    SecretState::Ours { holds_key: true, .. } => {
                         if db.unswap(row.table, &row.id, &row.key)? {
                             done += 1;
                             log::info!("Rolled back {} {} from Barbican key ID {} to the all-zeros key ID", row.table.noun(), row.id, row.key);

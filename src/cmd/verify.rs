@@ -22,7 +22,7 @@ const HEADERS: [&str; 4] = ["Table", "ID", "Key ID", "Result"];
 
 /// What Barbican says about one secret, as the service user.
 #[derive(Debug, Clone)]
-pub enum Facts {
+pub enum SecretState {
     /// Not a secret keymigrate made (another name, another project, not a UUID).
     NotOurs,
     /// The row points at a secret that does not exist.
@@ -35,7 +35,7 @@ pub enum Facts {
 pub struct Inspector<'a> {
     pub barbican: &'a Barbican,
     pub key: &'a FixedKey,
-    cache: HashMap<String, Facts>,
+    cache: HashMap<String, SecretState>,
 }
 
 impl<'a> Inspector<'a> {
@@ -43,7 +43,7 @@ impl<'a> Inspector<'a> {
         Inspector { barbican, key, cache: HashMap::new() }
     }
 
-    pub fn facts(&mut self, secret: &str) -> Result<Facts> {
+    pub fn facts(&mut self, secret: &str) -> Result<SecretState> {
         if let Some(f) = self.cache.get(secret) {
             return Ok(f.clone());
         }
@@ -55,22 +55,22 @@ impl<'a> Inspector<'a> {
         Ok(facts)
     }
 
-    fn look(&self, secret: &str) -> Result<Facts> {
+    fn look(&self, secret: &str) -> Result<SecretState> {
         if !barbican::is_uuid(secret) {
-            return Ok(Facts::NotOurs);
+            return Ok(SecretState::NotOurs);
         }
         let name = match self.barbican.name_of(secret) {
             Ok(Some(name)) => name,
-            Ok(None) => return Ok(Facts::Missing),
-            Err(ApiError::Forbidden(_)) => return Ok(Facts::NotOurs),
+            Ok(None) => return Ok(SecretState::Missing),
+            Err(ApiError::Forbidden(_)) => return Ok(SecretState::NotOurs),
             Err(e) => return Err(Error::Service(e.to_string())),
         };
         if !name.starts_with("keymigrate-") {
-            return Ok(Facts::NotOurs);
+            return Ok(SecretState::NotOurs);
         }
         let payload = self.barbican.payload(secret).map_err(|e| Error::Service(e.to_string()))?;
         let (readers, _) = self.barbican.read_acl(secret).map_err(|e| Error::Service(e.to_string()))?;
-        Ok(Facts::Ours { holds_key: payload.as_slice() == self.key.bytes(), readers })
+        Ok(SecretState::Ours { holds_key: payload.as_slice() == self.key.bytes(), readers })
     }
 }
 
@@ -89,12 +89,12 @@ pub fn connect<'s>(settings: &'s Settings, what: &str) -> Result<(&'s FixedKey, 
 }
 
 /// The verdict on one row.
-pub fn judge(row: &Keyed, facts: &Facts) -> Option<&'static str> {
+pub fn judge(row: &Keyed, facts: &SecretState) -> Option<&'static str> {
     match facts {
-        Facts::NotOurs => None,
-        Facts::Missing => Some("secret missing"),
-        Facts::Ours { holds_key: false, .. } => Some("secret does not hold the fixed key"),
-        Facts::Ours { readers, .. } => match &row.owner {
+        SecretState::NotOurs => None,
+        SecretState::Missing => Some("secret missing"),
+        SecretState::Ours { holds_key: false, .. } => Some("secret does not hold the fixed key"),
+        SecretState::Ours { readers, .. } => match &row.owner {
             Some(o) if readers.contains(o) => Some("ok"),
             _ => Some("owner cannot read the secret"),
         },

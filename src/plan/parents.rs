@@ -24,7 +24,7 @@ pub struct Parent<'a> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Facts {
+struct Kept {
     host: u32,
     owner: u32,
     zero_and_live: bool,
@@ -38,14 +38,14 @@ pub struct Parents {
     /// spaces ignored. Lookups must match what the database's own join would match.
     fold_case: bool,
     /// Sorted by ID once sealed.
-    uuids: Vec<([u8; 16], Facts)>,
+    uuids: Vec<([u8; 16], Kept)>,
     /// Where each run of IDs sharing their first `bits` bits starts in `uuids`: a lookup reads
     /// one directory slot and searches a handful of entries, where a binary search of the whole
     /// array would miss the cache at every step. Cinder's IDs are random (UUID version 4), so
     /// the runs are short; any other IDs are still found, only with a longer search.
     directory: Vec<u32>,
     bits: u32,
-    others: HashMap<String, Facts>,
+    others: HashMap<String, Kept>,
     strings: Strings,
     sealed: bool,
     /// The most volumes to keep; past it, the index is dropped and [`abandoned`](Parents::abandoned).
@@ -72,7 +72,7 @@ impl Parents {
             *self = Parents { fold_case: self.fold_case, limit: self.limit, abandoned: true, ..Parents::default() };
             return;
         }
-        let facts = Facts { host: self.strings.index(host), owner: self.strings.index(owner), zero_and_live, encrypted };
+        let facts = Kept { host: self.strings.index(host), owner: self.strings.index(owner), zero_and_live, encrypted };
         let id = self.normalize(id);
         match uuid_bytes(&id) {
             Some(bytes) => self.uuids.push((bytes, facts)),
