@@ -13,13 +13,15 @@ pub mod cmd;
 pub mod conditions;
 pub mod conf;
 pub mod db;
+pub mod engine;
 pub mod error;
 pub mod fault;
 pub mod http;
+pub mod inspect;
 pub mod journal;
 pub mod keystone;
 pub mod logging;
-pub mod migrate;
+
 pub mod output;
 pub mod plan;
 pub mod progress;

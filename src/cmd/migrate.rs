@@ -12,7 +12,7 @@ use crate::db::{Access, Db};
 use crate::error::{Error, Outcome, Result};
 use crate::journal::Journal;
 use crate::keystone::Keystone;
-use crate::migrate::{self, Engine, Options, Report};
+use crate::engine::{self, Engine, Options, Report};
 use crate::output::Format;
 use crate::plan;
 use crate::settings::Settings;
@@ -59,7 +59,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
         }
         (Conditions::Ready { .. }, None) => {
             let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
-            let report = migrate::dry_run(&mut db, scope, &opts)?;
+            let report = engine::dry_run(&mut db, scope, &opts)?;
             log::info!("Dry run: {} unit(s) would get a new secret", report.migrated);
             finish(settings, &mut db, report, None, 0, args, out)
         }

@@ -15,7 +15,7 @@ use crate::output::{Format, Listing};
 use crate::plan;
 use crate::settings::Settings;
 
-use super::verify::{connect, SecretState, Inspector};
+use crate::inspect::{connect, Inspector, SecretState};
 
 const HEADERS: [&str; 4] = ["Table", "ID", "Key ID", "Result"];
 
@@ -36,7 +36,7 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
         while cursor != Cursor::End {
             let page = plan::keyed_page(&mut db, &settings.scope, t, &mut cursor)?;
             for row in page {
-                let result = match inspector.facts(&row.key)? {
+                let result = match inspector.state(&row.key)? {
                     SecretState::NotOurs => continue,
                     SecretState::Missing => {
                         missing += 1;

@@ -26,6 +26,10 @@ use crate::cinder::{self, Table};
 use crate::plan::{self, Action, Item, Unit};
 use crate::scope::Scope;
 
+/// The logger name of the engine's lines, `keymigrate.migrate` in the log: what operators' log
+/// searches already match, and the step of the procedure these lines belong to.
+const LOG: &str = "keymigrate::migrate";
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Stop after this many units (`--max-count`).
@@ -71,7 +75,7 @@ pub fn dry_run(db: &mut Db, scope: &Scope, opts: &Options) -> Result<Report> {
                         report.stopped_early = true;
                         return Ok(report);
                     }
-                    log::info!("Would migrate {} {} encryption key to Barbican (owner {})", unit.table.noun(), unit.id, owner(&unit));
+                    log::info!(target: LOG, "Would migrate {} {} encryption key to Barbican (owner {})", unit.table.noun(), unit.id, owner(&unit));
                     report.migrated += 1;
                 }
             }
@@ -121,7 +125,7 @@ impl Engine<'_> {
     /// Finishes what an interrupted run left, then migrates every unit in scope.
     pub fn run(&mut self, scope: &Scope) -> Result<()> {
         self.recover()?;
-        log::info!("Starting migration of ConfKeyManager keys.");
+        log::info!(target: LOG, "Starting migration of ConfKeyManager keys.");
         let mut dispatched = 0u64;
         for table in Table::ALL {
             let mut cursor = Cursor::Start;
@@ -132,7 +136,7 @@ impl Engine<'_> {
                     match &unit.action {
                         Action::NewSecret => {}
                         Action::Blocked(reason) => {
-                            log::warn!("Not migrating {} {}: {reason}", unit.table.noun(), unit.id);
+                            log::warn!(target: LOG, "Not migrating {} {}: {reason}", unit.table.noun(), unit.id);
                             continue;
                         }
                         // Rewritten with its volume or snapshot.
@@ -190,7 +194,7 @@ impl Engine<'_> {
                     if let Some(p) = pacer {
                         p.wait();
                     }
-                    log::info!("Migrating {} {} encryption key to Barbican", job.table.noun(), job.id);
+                    log::info!(target: LOG, "Migrating {} {} encryption key to Barbican", job.table.noun(), job.id);
                     let half = barbican_half(barbican, key, journal, &job);
                     if tx.send((job, half)).is_err() {
                         break;
@@ -204,7 +208,7 @@ impl Engine<'_> {
                     Ok(()) => {}
                     Err(UnitError::Failed(m)) => {
                         self.report.failed += 1;
-                        log::error!("Error migrating encryption key of {} {}: {m}", job.table.noun(), job.id);
+                        log::error!(target: LOG, "Error migrating encryption key of {} {}: {m}", job.table.noun(), job.id);
                         if let Err(e) = self.check_budget() {
                             stop.store(true, Ordering::SeqCst);
                             first_error.get_or_insert(e);
@@ -236,7 +240,7 @@ impl Engine<'_> {
             return Ok(());
         }
         self.report.stopped_early = true;
-        log::error!("Aborting encryption key migration (too many errors).");
+        log::error!(target: LOG, "Aborting encryption key migration (too many errors).");
         Err(Error::Aborted(format!(
             "aborted after {} failed unit(s) (more than --max-errors {})",
             self.report.failed, self.opts.max_errors
@@ -287,12 +291,12 @@ impl Engine<'_> {
         match self.db.swap(table, id, secret, &job.readers)? {
             Ok(rows) => {
                 fault::point("committed");
-                log::info!("Migrated {} {id} to Barbican key ID {secret} ({rows})", table.noun());
+                log::info!(target: LOG, "Migrated {} {id} to Barbican key ID {secret} ({rows})", table.noun());
                 self.report.migrated += 1;
                 self.report.rows.add(&rows);
             }
             Err(_) => {
-                log::info!("{} {id} no longer uses the all-zeros key ID (another run got there first); deleting secret {secret}", table.noun());
+                log::info!(target: LOG, "{} {id} no longer uses the all-zeros key ID (another run got there first); deleting secret {secret}", table.noun());
                 self.report.lost += 1;
                 self.discard(secret)?;
             }
@@ -308,7 +312,7 @@ impl Engine<'_> {
     /// Deletes a secret this run made, unless a row points at it.
     fn discard(&mut self, secret: &str) -> Result<(), UnitError> {
         if self.db.is_referenced(secret)? {
-            log::error!("not deleting secret {secret}: a row uses it");
+            log::error!(target: LOG, "not deleting secret {secret}: a row uses it");
             return Ok(());
         }
         match self.barbican.delete(secret) {
@@ -332,12 +336,12 @@ impl Engine<'_> {
         for found in self.barbican.find_by_name(name).map_err(api)? {
             // The listing's secret_ref is trusted no more than the store's answer.
             if self.barbican.name_of(&found).map_err(api)?.as_deref() != Some(name) {
-                log::warn!("not deleting secret {found}: listed under the name of {} {id}, but it is not named so", table.noun());
+                log::warn!(target: LOG, "not deleting secret {found}: listed under the name of {} {id}, but it is not named so", table.noun());
                 misnamed += 1;
                 continue;
             }
             if !self.db.is_referenced(&found)? {
-                log::info!("Deleting secret {found} left by an interrupted run for {} {id}", table.noun());
+                log::info!(target: LOG, "Deleting secret {found} left by an interrupted run for {} {id}", table.noun());
                 if self.barbican.delete(&found).map_err(api)? {
                     self.report.secrets_deleted += 1;
                 }
@@ -355,14 +359,14 @@ impl Engine<'_> {
     fn recover(&mut self) -> Result<()> {
         let pending = self.journal.pending()?;
         if !pending.is_empty() {
-            log::info!("Resuming {} unit(s) left by an interrupted run", pending.len());
+            log::info!(target: LOG, "Resuming {} unit(s) left by an interrupted run", pending.len());
         }
         for entry in pending {
             match self.recover_one(&entry) {
                 Ok(()) => self.report.recovered += 1,
                 Err(UnitError::Failed(m)) => {
                     self.report.failed += 1;
-                    log::error!("Error finishing {} {} left by an interrupted run: {m}", entry.table.noun(), entry.id);
+                    log::error!(target: LOG, "Error finishing {} {} left by an interrupted run: {m}", entry.table.noun(), entry.id);
                     self.check_budget()?;
                 }
                 Err(UnitError::Fatal(e)) => return Err(e),
@@ -379,7 +383,7 @@ impl Engine<'_> {
                 // Killed between storing the secret and the commit: carry on from the ACL.
                 let owner = state.and_then(|s| s.owner);
                 let readers = self.readers(entry.table, &entry.id, owner.as_deref())?;
-                log::info!("Resuming {} {} with secret {secret}", entry.table.noun(), entry.id);
+                log::info!(target: LOG, "Resuming {} {} with secret {secret}", entry.table.noun(), entry.id);
                 let job = Job { table: entry.table, id: entry.id.clone(), name: entry.name.clone(), readers, sweep: true };
                 if let Err(e) = grant_and_verify(self.barbican, self.key, secret, &job.readers) {
                     if self.discard(secret).is_ok() {
@@ -391,7 +395,7 @@ impl Engine<'_> {
             }
             (Some(secret), false) => {
                 if state.as_ref().and_then(|s| s.key.as_deref()) == Some(secret.as_str()) {
-                    log::info!("{} {} was already migrated to {secret} before the interruption", entry.table.noun(), entry.id);
+                    log::info!(target: LOG, "{} {} was already migrated to {secret} before the interruption", entry.table.noun(), entry.id);
                 } else {
                     self.discard(secret)?;
                 }
