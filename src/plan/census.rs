@@ -6,7 +6,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::parents::{self, Parent, Parents};
 use super::tally::{Census, Tally};
-use super::{backup_unit, glance_unit, snapshot_unit, volume_item, Item};
+use super::rules::{backup_unit, glance_unit, snapshot_unit, volume_item, Item};
 use crate::cinder::Table;
 use crate::db::{BackupRow, Cursor, Db, Detail, GlanceOnly, SnapshotOnly, VolumeFacts};
 use crate::error::Result;

@@ -1,7 +1,7 @@
 //! What a walk counts: the units in scope per table and action ([`Tally`]), and the whole
 //! database's rows on the all-zeros key, live and deleted ([`Census`]).
 
-use super::{Action, Item};
+use super::rules::{Action, Item};
 use crate::cinder::Table;
 use crate::db::TableCounts;
 

@@ -1,0 +1,297 @@
+//! The rules: what `migrate` does with each row on the all-zeros key (a new secret, sharing its
+//! volume's or snapshot's, or blocked with a reason), and the page-at-a-time planning `migrate`
+//! uses, which reads each child row's volume as it is then. `verify` and `rollback` read rows on
+//! other keys with the same scope rules ([`keyed_page`]).
+
+use crate::cinder::{is_owner, Table};
+use crate::db::text::Text;
+use crate::db::{BackupRow, Cursor, Db, GlanceRow, Keys, Live, SnapshotOnly, SnapshotRef, VolumeFacts, VolumeRef};
+use crate::error::Result;
+use crate::scope::Scope;
+use super::parents::Parent;
+
+/// What `migrate` will do with a unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Store a new secret for this row (and the rows that share it).
+    NewSecret,
+    /// Rewritten in the same transaction as this volume, with the volume's new secret.
+    ShareVolume(Text),
+    /// Rewritten in the same transaction as this snapshot, with the snapshot's new secret.
+    ShareSnapshot(Text),
+    /// Cannot be migrated without an operator; the reason says why.
+    Blocked(&'static str),
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::NewSecret => f.write_str("new secret"),
+            Action::ShareVolume(id) => write!(f, "share volume {id}"),
+            Action::ShareSnapshot(id) => write!(f, "share snapshot {id}"),
+            Action::Blocked(reason) => write!(f, "blocked: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub table: Table,
+    pub id: Text,
+    /// The volume host the row is scoped by (the backup host for backups).
+    pub host: Option<Text>,
+    /// The `user_id` that must be able to read the new secret.
+    pub owner: Option<Text>,
+    pub project: Option<Text>,
+    pub action: Action,
+    /// The volume or snapshot a glance-metadata row belongs to (its id is only a per-database
+    /// integer); `None` for other tables.
+    pub parent: Option<Text>,
+}
+
+impl Unit {
+    /// The name of this unit's secret for one attempt: the row it is for, and a random tag
+    /// that the journal records before the secret is created. A later run finds what an
+    /// interrupted attempt made by this exact name, and can never mistake another attempt's
+    /// secret for it (another run, or a copy of this database sharing the Barbican project,
+    /// uses other tags).
+    pub fn secret_name(&self) -> String {
+        let tag: u32 = rand::random();
+        match &self.parent {
+            Some(parent) => format!("keymigrate-{}-{parent}-{}-{tag:08x}", self.table.noun(), self.id),
+            None => format!("keymigrate-{}-{}-{tag:08x}", self.table.noun(), self.id),
+        }
+    }
+}
+
+/// A row on the all-zeros key that keymigrate reports but never touches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub table: Table,
+    pub id: Text,
+    pub reason: &'static str,
+}
+
+pub enum Item {
+    Unit(Unit),
+    Skipped(Skipped),
+}
+
+const NO_OWNER: &str = "user_id is NULL or blank, so no owner can be granted read access";
+const PARENT_NO_OWNER: &str = "its volume's user_id is NULL or blank, so no owner can be granted read access";
+const SNAPSHOT_NO_OWNER: &str = "its snapshot's user_id is NULL or blank, so no owner can be granted read access";
+const UNENCRYPTED_PARENT: &str =
+    "its volume or snapshot is not encrypted, so the all-zeros ID came from an image property; a secret would give its owner the fixed key";
+pub const NULL_HOST: &str = "volume host is NULL; only --all-hosts migrates it";
+
+fn owner_action(owner: &Option<Text>) -> Action {
+    match owner {
+        Some(o) if is_owner(o) => Action::NewSecret,
+        _ => Action::Blocked(NO_OWNER),
+    }
+}
+
+/// The items of the next page of one table (possibly none, when no row of the page is in
+/// scope); `cursor` becomes [`Cursor::End`] after the last page. Each child row's volume is
+/// read with it, as it is now.
+pub fn page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Result<Vec<Item>> {
+    Ok(match table {
+        Table::Volumes => db
+            .volumes_page(Keys::Zero, Live::Only, cursor)?
+            .into_iter()
+            .filter_map(|v| volume_item(scope, v.into()))
+            .collect(),
+        Table::Snapshots => db
+            .snapshots_page(Keys::Zero, cursor)?
+            .into_iter()
+            .filter(|s| parent_in_scope(scope, s.volume.as_ref()))
+            .map(|s| {
+                let parent = s.volume.as_ref().map(Parent::from);
+                let snapshot =
+                    SnapshotOnly { id: s.id, volume_id: s.volume_id, user_id: s.user_id, project_id: s.project_id, deleted: Some(false) };
+                Item::Unit(snapshot_unit(snapshot, parent))
+            })
+            .collect(),
+        Table::Backups => db
+            .backups_page(Keys::Zero, Live::Only, cursor)?
+            .into_iter()
+            .filter_map(|b| backup_unit(scope, b).map(Item::Unit))
+            .collect(),
+        Table::VolumeGlanceMetadata => db
+            .glance_metadata_page(Keys::Zero, cursor)?
+            .into_iter()
+            .filter(|g| parent_in_scope(scope, g.volume.as_ref()))
+            .map(|g: GlanceRow| {
+                let parent = g.volume.as_ref().map(Parent::from);
+                Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, parent))
+            })
+            .collect(),
+    })
+}
+
+impl<'a> From<&'a VolumeRef> for Parent<'a> {
+    fn from(v: &'a VolumeRef) -> Parent<'a> {
+        Parent {
+            host: v.host.as_deref(),
+            owner: v.user_id.as_deref(),
+            zero_and_live: v.is_zero_and_live(),
+            encrypted: v.encryption_key_id.is_some(),
+        }
+    }
+}
+
+pub(super) fn volume_item(scope: &Scope, v: VolumeFacts) -> Option<Item> {
+    if v.host.is_none() && !scope.all {
+        return Some(Item::Skipped(Skipped { table: Table::Volumes, id: v.id, reason: NULL_HOST }));
+    }
+    if !scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()) {
+        return None;
+    }
+    let action = owner_action(&v.user_id);
+    Some(Item::Unit(Unit {
+        table: Table::Volumes,
+        id: v.id,
+        host: v.host,
+        owner: v.user_id,
+        project: v.project_id,
+        action,
+        parent: None,
+    }))
+}
+
+pub(super) fn backup_unit(scope: &Scope, b: BackupRow) -> Option<Unit> {
+    if !scope.backup_in_scope(b.host.as_deref()) {
+        return None;
+    }
+    let action = owner_action(&b.user_id);
+    Some(Unit { table: Table::Backups, id: b.id, host: b.host, owner: b.user_id, project: b.project_id, action, parent: None })
+}
+
+/// Sharing a volume's secret: blocked with the volume when the volume has no owner.
+fn share_volume(volume: &Parent<'_>, volume_id: Text) -> Action {
+    match &volume.owner {
+        Some(u) if is_owner(u) => Action::ShareVolume(volume_id),
+        _ => Action::Blocked(PARENT_NO_OWNER),
+    }
+}
+
+/// Sharing a snapshot's secret: blocked with the snapshot when the snapshot has no owner (it is
+/// never swapped, so neither are the rows that wait for it).
+fn share_snapshot(snapshot: &SnapshotRef, snapshot_id: Text) -> Action {
+    match &snapshot.user_id {
+        Some(u) if is_owner(u) => Action::ShareSnapshot(snapshot_id),
+        _ => Action::Blocked(SNAPSHOT_NO_OWNER),
+    }
+}
+
+/// Child rows (snapshots, glance metadata) follow their volume's scope; no volume, no host.
+fn parent_in_scope(scope: &Scope, volume: Option<&VolumeRef>) -> bool {
+    scope.volume_in_scope(volume.and_then(|v| v.host.as_deref()), volume.and_then(|v| v.cluster_name.as_deref()))
+}
+
+/// A snapshot whose volume is in scope (`volume` is `None` when the volume does not exist): it
+/// shares the volume's secret when the volume is a unit. A snapshot without an owner of its own
+/// never does: the volume's swap only takes snapshots whose owner was granted the secret.
+pub(super) fn snapshot_unit(s: SnapshotOnly, volume: Option<Parent<'_>>) -> Unit {
+    let action = match (&volume, &s.volume_id) {
+        _ if !s.user_id.as_deref().is_some_and(is_owner) => Action::Blocked(NO_OWNER),
+        (Some(v), Some(vid)) if v.zero_and_live => share_volume(v, vid.clone()),
+        _ => owner_action(&s.user_id),
+    };
+    Unit {
+        table: Table::Snapshots,
+        id: s.id,
+        host: volume.and_then(|v| v.host).map(Text::from),
+        owner: s.user_id,
+        project: s.project_id,
+        action,
+        parent: None,
+    }
+}
+
+/// A glance-metadata row whose volume (directly, or through its snapshot) is in scope.
+pub(super) fn glance_unit(
+    id: i32,
+    volume_id: Option<Text>,
+    snapshot_id: Option<Text>,
+    snapshot: Option<SnapshotRef>,
+    volume: Option<Parent<'_>>,
+) -> Unit {
+    // The volume the row belongs to: directly, or through its snapshot.
+    let owning_volume = volume_id.clone().or_else(|| snapshot.as_ref().and_then(|s| s.volume_id.clone()));
+    let owner = match &snapshot {
+        Some(s) => s.user_id.clone(),
+        None => volume.as_ref().and_then(|v| v.owner).map(Text::from),
+    };
+    let project = snapshot.as_ref().and_then(|s| s.project_id.clone());
+    // Image properties become glance metadata: anyone can put the all-zeros ID there. On an
+    // encrypted volume or snapshot it is the key Cinder recorded; on an unencrypted one it can
+    // only have come from an image, and a secret for it would hand the fixed key to its owner.
+    let encrypted = match &snapshot {
+        Some(s) => s.encryption_key_id.is_some(),
+        None => volume.as_ref().is_some_and(|v| v.encrypted),
+    };
+    let action = match (&volume, owning_volume, &snapshot, &snapshot_id) {
+        (Some(v), Some(vid), _, _) if v.zero_and_live => share_volume(v, vid),
+        (_, _, Some(s), Some(sid)) if s.is_zero_and_live() => share_snapshot(s, sid.clone()),
+        _ if !encrypted => Action::Blocked(UNENCRYPTED_PARENT),
+        _ => owner_action(&owner),
+    };
+    Unit {
+        table: Table::VolumeGlanceMetadata,
+        id: Text::from(id.to_string()),
+        host: volume.and_then(|v| v.host).map(Text::from),
+        owner,
+        project,
+        action,
+        parent: volume_id.or(snapshot_id),
+    }
+}
+
+/// A live, in-scope row on a key other than the all-zeros ID: what `verify` and `rollback` look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyed {
+    pub table: Table,
+    pub id: String,
+    pub key: String,
+    pub owner: Option<String>,
+}
+
+/// The next page of one table's rows on other keys, filtered by the same scope rules as units.
+pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor) -> Result<Vec<Keyed>> {
+    let keyed = |table, id: Text, key: Option<Text>, owner: Option<Text>| {
+        key.map(|key| Keyed { table, id: id.into(), key: key.into(), owner: owner.map(String::from) })
+    };
+    Ok(match table {
+        Table::Volumes => db
+            .volumes_page(Keys::Migrated, Live::Only, cursor)?
+            .into_iter()
+            .filter(|v| scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()))
+            .filter_map(|v| keyed(table, v.id, v.key, v.user_id))
+            .collect(),
+        Table::Snapshots => db
+            .snapshots_page(Keys::Migrated, cursor)?
+            .into_iter()
+            .filter(|s| parent_in_scope(scope, s.volume.as_ref()))
+            .filter_map(|s| keyed(table, s.id, s.key, s.user_id))
+            .collect(),
+        Table::Backups => db
+            .backups_page(Keys::Migrated, Live::Only, cursor)?
+            .into_iter()
+            .filter(|b| scope.backup_in_scope(b.host.as_deref()))
+            .filter_map(|b| keyed(table, b.id, b.key, b.user_id))
+            .collect(),
+        Table::VolumeGlanceMetadata => db
+            .glance_metadata_page(Keys::Migrated, cursor)?
+            .into_iter()
+            .filter(|g| parent_in_scope(scope, g.volume.as_ref()))
+            .filter_map(|g| {
+                let owner = match &g.snapshot {
+                    Some(s) => s.user_id.clone(),
+                    None => g.volume.as_ref().and_then(|v| v.user_id.clone()),
+                };
+                keyed(table, Text::from(g.id.to_string()), g.key, owner)
+            })
+            .collect(),
+    })
+}
