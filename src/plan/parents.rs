@@ -215,63 +215,22 @@ pub fn find_all<'a, 'p>(indexes: &'p [Parents], ids: impl IntoIterator<Item = Op
     found
 }
 
-/// The 16 bytes of a UUID in canonical form (lower-case hex, 8-4-4-4-12). Other spellings are
-/// kept as strings so that a lookup matches exactly what the database would.
-///
-/// Every volume of a census is packed, and every child row's volume looked up: the hex digits
-/// are checked and converted eight at a time, as the bytes of one `u64` (a quarter fewer
-/// instructions than a table lookup per digit).
+/// The 16 bytes of a UUID in canonical form (lower-case hex, 8-4-4-4-12). Other spellings
+/// (upper case, or the braced, URN and unhyphenated forms the `uuid` crate also reads) are kept
+/// as strings so that a lookup matches exactly what the database would.
 fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
-    let b = s.as_bytes();
-    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+    if s.len() != 36 || s.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    // The 32 digits as four groups of eight, each group read as one word.
-    let four = |at: usize| {
-        let mut word = [0u8; 4];
-        word.copy_from_slice(&b[at..at + 4]);
-        u64::from(u32::from_le_bytes(word))
-    };
-    let eight = |at: usize| four(at) | four(at + 4) << 32;
-    let groups = [eight(0), four(9) | four(14) << 32, four(19) | four(24) << 32, eight(28)];
-    let mut out = [0u8; 16];
-    for (bytes, group) in out.chunks_exact_mut(4).zip(groups) {
-        bytes.copy_from_slice(&hex8(group)?.to_le_bytes());
-    }
-    Some(out)
-}
-
-/// Eight ASCII lower-case hex digits (the first in the lowest byte) as four bytes (the first two
-/// digits in the lowest), or `None` when any is not one.
-fn hex8(x: u64) -> Option<u32> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    if x & HIGHS != 0 {
-        return None;
-    }
-    // Per byte, with every byte below 0x80 so that no sum carries into the next: its high bit
-    // is set when the byte is at least `lo`, and when it is above `hi`.
-    let at_least = |lo: u8| (x + ONES * u64::from(0x80 - lo)) & HIGHS;
-    let above = |hi: u8| (x + ONES * u64::from(0x7f - hi)) & HIGHS;
-    let digit = at_least(b'0') & !above(b'9');
-    let letter = at_least(b'a') & !above(b'f');
-    if digit | letter != HIGHS {
-        return None;
-    }
-    // '0'..='9' are 0x30..=0x39 and 'a'..='f' 0x61..=0x66: the low four bits, plus 9 for a letter
-    // (bit 6 set).
-    let nibbles = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
-    // Each pair of digits into one byte, the first digit high: one byte per 16-bit lane ...
-    let pairs = ((nibbles & 0x000f_000f_000f_000f) << 4) | ((nibbles >> 8) & 0x000f_000f_000f_000f);
-    // ... then the four bytes side by side.
-    let packed = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
-    Some(((packed | (packed >> 16)) & 0xffff_ffff) as u32)
+    uuid::Uuid::try_parse(s).ok().map(uuid::Uuid::into_bytes)
 }
 
 /// Distinct strings by index; index 0 is NULL.
 #[derive(Default)]
 struct Strings {
-    index: HashMap<Box<str>, u32, std::hash::BuildHasherDefault<Fx>>,
+    /// FxHash: hosts and user IDs come from the operator's own database, so a keyed hash (the
+    /// standard library's default, made to resist crafted keys) buys nothing here but time.
+    index: HashMap<Box<str>, u32, rustc_hash::FxBuildHasher>,
     list: Vec<Box<str>>,
 }
 
@@ -295,55 +254,23 @@ impl Strings {
     }
 }
 
-/// FxHash's mixing, eight bytes at a time: hosts and user IDs are short and come from the
-/// operator's own database, so a keyed hash (the standard library's default, made to resist
-/// crafted keys) buys nothing here but time; a flood of crafted hosts could only slow a report
-/// down.
-#[derive(Default)]
-struct Fx(u64);
-
-impl Fx {
-    fn add(&mut self, word: [u8; 8]) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl std::hash::Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(word);
-        }
-        if !chunks.remainder().is_empty() {
-            let mut word = [0u8; 8];
-            word[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-            self.add(word);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        // The multiplications leave the low bits, which pick the bucket, depending only on the
-        // low bytes of each word: fold the high half in.
-        self.0 ^ (self.0 >> 32)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn canonical_uuids_are_packed_and_other_ids_kept_as_strings() {
+    fn canonical_uuids_are_read_as_bytes_and_other_ids_kept_as_strings() {
         assert!(uuid_bytes("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10").is_some());
         assert_eq!(uuid_bytes("00000000-0000-0000-0000-000000000001").map(|b| b[15]), Some(1));
-        for odd in ["0B7E7C6C-3B1A-4A8E-9A53-3F5D1C9E2A10", "0b7e7c6c3b1a4a8e9a533f5d1c9e2a10", "vol-1", "", "0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a1g"] {
+        for odd in ["0B7E7C6C-3B1A-4A8E-9A53-3F5D1C9E2A10", "0b7e7c6c3b1a4a8e9a533f5d1c9e2a10",
+            "{0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10}",
+            "urn:uuid:0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10",
+            "vol-1", "", "0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a1g"] {
             assert_eq!(uuid_bytes(odd), None, "{odd}");
         }
     }
 
-    /// The packing as it reads: each digit on its own.
+    /// The rule as it reads: each digit on its own.
     fn uuid_bytes_by_digit(s: &str) -> Option<[u8; 16]> {
         let b = s.as_bytes();
         if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
@@ -364,7 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn uuids_are_packed_as_digit_by_digit_at_every_position_with_every_byte() {
+    fn uuids_are_read_as_digit_by_digit_at_every_position_with_every_byte() {
         let base = "0123abcd-ef45-6789-a0b1-c2d3e4f5a6b7";
         assert_eq!(uuid_bytes(base), uuid_bytes_by_digit(base));
         assert_eq!(
