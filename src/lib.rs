@@ -3,6 +3,23 @@
 //! `main.rs` only calls [`run`]: parse the command line, start logging, build the [`Settings`]
 //! once, dispatch to `cmd::<name>::run`, and turn the result into an exit code. The logic lives
 //! in this library so tests can call it directly.
+//!
+//! The layout, bottom up (each module imports only modules below it):
+//! * `cinder`: Cinder's vocabulary (its tables, the all-zeros key ID, the owner rule);
+//!   `error`, `secret`, `state`, `fault`, `progress`: leaves every layer may use.
+//! * `conf` reads cinder.conf as oslo.config does; `conditions` decides whether migrating makes
+//!   sense and holds the fixed key's bytes (`FixedKey`); `scope` says whose rows a run may touch.
+//! * `db`: Cinder's database (`db/url` translates `[database] connection`, `db/connect` opens it,
+//!   `db/pages` reads keyset pages into `db/rows`, `db/swap` is the only writer).
+//! * `plan`: what happens to each row (`plan/rules`), applied to a whole database in one pass by
+//!   `plan/census`, counted by `plan/tally`.
+//! * `http`, `keystone`, `barbican`: the services; `journal`: the state directory.
+//! * `engine`: one unit at a time, store, read back, compare-and-swap; `inspect`: what `verify`
+//!   and `rollback` learn about a migrated row's secret.
+//! * `cli`, `settings`, `output`, `logging`, `cmd/<command>`: the command line and its results.
+//!
+//! A row travels `db::pages` → `plan::rules` → `engine` → `db::swap`; the fixed key travels
+//! `conf` → `conditions::FixedKey` → `engine` → `barbican` (the POST) and back for the compare.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -21,7 +38,6 @@ pub mod inspect;
 pub mod journal;
 pub mod keystone;
 pub mod logging;
-
 pub mod output;
 pub mod plan;
 pub mod progress;
