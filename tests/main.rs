@@ -10,3 +10,4 @@ mod faults;
 mod hostile;
 pub mod migrate;
 mod scan;
+mod scan_oracle;
