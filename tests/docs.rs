@@ -380,3 +380,75 @@ fn docs_exit_code_tables_match_the_help_text() {
     }
     assert!(problems.is_empty(), "exit codes documented inconsistently:\n{}", problems.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Messages and log modules named in the docs
+
+/// The text of every Rust file under `src/`, with string continuations (`\` at the end of a
+/// line) joined and backticks and escapes removed, so that a message split over two source
+/// lines or quoting a command in backticks is found whole.
+fn source_text() -> String {
+    let mut all = String::new();
+    for path in walk(&repo_file("src")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "rs")) {
+        all.push_str(&std::fs::read_to_string(&path).expect("read a source file"));
+        all.push('\n');
+    }
+    let joined = regex::Regex::new(r"\\\n\s*").expect("regex").replace_all(&all, "");
+    joined.replace("\\\"", "\"").replace('`', "")
+}
+
+/// Every message heading of troubleshooting.md (`### ` then the message in backticks) comes
+/// from the code: split at its placeholders (`<…>`, `…`) and at `: ` and `; `, each piece of ten
+/// characters or more occurs in `src/`. An option name (`[section] option`) is exempt: the code
+/// builds those from its option tables.
+#[test]
+fn docs_troubleshooting_messages_exist_in_the_code() {
+    let src = source_text();
+    let text = read_doc("docs/troubleshooting.md");
+    let split = regex::Regex::new(r"<[^>]*>|…|: |; ").expect("regex");
+    let option = regex::Regex::new(r"^\[[a-z_]+\] [a-z_]+$").expect("regex");
+    let (mut checked, mut missing) = (0, Vec::new());
+    for heading in text.lines().filter_map(|l| l.strip_prefix("### `")) {
+        let message = heading.trim_end().trim_end_matches('`');
+        for piece in split.split(message).map(|p| p.trim_matches(|c: char| c.is_whitespace())) {
+            if piece.chars().count() < 10 || option.is_match(piece) {
+                continue;
+            }
+            checked += 1;
+            if !src.contains(piece) {
+                missing.push(format!("{message:?}: {piece:?}"));
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} message pieces found in docs/troubleshooting.md's headings");
+    assert!(missing.is_empty(), "docs/troubleshooting.md quotes messages the code no longer has:\n{}", missing.join("\n"));
+}
+
+/// Log lines quoted in the docs (`… <LEVEL> <module> [-] <message>`) and the reference's list
+/// of modules name modules that exist: the module is the source file's path (`keymigrate.cmd.
+/// scan` is `src/cmd/scan.rs`), so renaming a file renames its log lines.
+#[test]
+fn docs_log_modules_exist() {
+    let module_of_line = regex::Regex::new(r" (keymigrate(?:\.[a-z_]+)*) \[-\] ").expect("regex");
+    let listed = regex::Regex::new(r"`(keymigrate\.[a-z_.]+)`").expect("regex");
+    let mut named = BTreeSet::new();
+    for doc in ["README.md", "docs/operator-guide.md", "docs/troubleshooting.md", "docs/reference.md"] {
+        let text = read_doc(doc);
+        for line in text.lines() {
+            named.extend(module_of_line.captures_iter(line).map(|c| (doc, c[1].to_string())));
+        }
+        let log_section = if doc == "docs/reference.md" { section(&text, "Log lines").to_string() } else { String::new() };
+        named.extend(listed.captures_iter(&log_section).map(|c| (doc, c[1].to_string())));
+    }
+    assert!(named.len() >= 8, "too few log modules found in the docs: {named:?}");
+    let missing: Vec<String> = named
+        .iter()
+        .filter(|(_, module)| {
+            let rel = module.trim_start_matches("keymigrate").trim_start_matches('.').replace('.', "/");
+            let src = repo_file("src");
+            !(rel.is_empty() || src.join(format!("{rel}.rs")).is_file() || src.join(&rel).join("mod.rs").is_file())
+        })
+        .map(|(doc, module)| format!("{doc}: {module}"))
+        .collect();
+    assert!(missing.is_empty(), "log modules named in the docs that no source file has:\n{}", missing.join("\n"));
+}
