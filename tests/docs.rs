@@ -452,3 +452,63 @@ fn docs_log_modules_exist() {
         .collect();
     assert!(missing.is_empty(), "log modules named in the docs that no source file has:\n{}", missing.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Links
+
+/// A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut fenced = false;
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            out.insert(anchor(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+/// Every relative link of the README and the docs names a file that exists and, after `#`, a
+/// heading of that file: moving a section cannot leave a link behind.
+#[test]
+fn docs_links_resolve() {
+    let link = regex::Regex::new(r"\]\(([^)\s]+)\)").expect("regex");
+    let mut docs = vec![repo_file("README.md")];
+    docs.extend(markdown_files(&repo_file("docs")));
+    docs.extend(markdown_files(&repo_file("bench")));
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).expect("read a doc");
+        for target in link.captures_iter(&text).map(|c| c[1].to_string()) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (file, fragment) = target.split_once('#').unwrap_or((&target, ""));
+            let path = if file.is_empty() { doc.clone() } else { doc.parent().expect("a doc's directory").join(file) };
+            if !path.exists() {
+                broken.push(format!("{}: {target}: no such file", doc.display()));
+            } else if !fragment.is_empty() {
+                let heads = anchors(&std::fs::read_to_string(&path).unwrap_or_default());
+                if !heads.contains(fragment) {
+                    broken.push(format!("{}: {target}: no such heading", doc.display()));
+                }
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} links found");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
