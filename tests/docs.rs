@@ -308,8 +308,8 @@ fn key_words(text: &str) -> BTreeSet<String> {
 }
 
 /// Whether a table is an exit-code table: a first column headed "code" or "exit" (or "exit
-/// code"), or one that lists three or more of keymigrate's exit codes, one of them above 2 (a
-/// numbered list of steps 0, 1, 2, … is not one).
+/// code"), or one that lists three or more of keymigrate's exit codes, one of them 10 or more
+/// (a numbered list of steps 0, 1, 2, … is not one).
 fn is_exit_code_table(t: &MdTable, codes: &BTreeMap<u32, String>) -> bool {
     let head = t.header.first().map(|h| h.trim_matches('`').to_lowercase()).unwrap_or_default();
     let listed: Vec<u32> = t
@@ -318,7 +318,7 @@ fn is_exit_code_table(t: &MdTable, codes: &BTreeMap<u32, String>) -> bool {
         .filter_map(|r| r.first().and_then(|c| c.trim_matches('`').parse::<u32>().ok()))
         .filter(|c| codes.contains_key(c))
         .collect();
-    matches!(head.as_str(), "code" | "exit" | "exit code" | "exit codes") || (listed.len() >= 3 && listed.iter().any(|c| *c > 2))
+    matches!(head.as_str(), "code" | "exit" | "exit code" | "exit codes") || (listed.len() >= 3 && listed.iter().any(|c| *c >= 10))
 }
 
 /// The one `| code | meaning |` table of a document, as code → meaning.
