@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod crash;
+mod docs;
 mod errors;
 mod faults;
 mod hostile;
