@@ -31,24 +31,29 @@ pub mod text;
 use std::ffi::OsString;
 use std::io::Write;
 
-use clap::Parser;
 
 use error::{exit, Error};
 pub use settings::Settings;
 
 /// Runs keymigrate with these arguments and returns the process exit code.
 pub fn run(argv: Vec<OsString>) -> u8 {
-    let cli = match cli::Cli::try_parse_from(&argv) {
+    let cli = match cli::Cli::parse_args(&argv) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            let code = match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::DONE,
-                _ => exit::USAGE,
-            };
-            // clap formats help, version and usage errors itself.
-            let _ = e.print();
-            return code;
+            match e.kind() {
+                // Help and version go to stdout as clap formats them.
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    return exit::DONE;
+                }
+                // No subcommand at all: the help, on stderr, says what there is to run.
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                }
+                _ => eprintln!("keymigrate: error: {}", usage_error_line(&e)),
+            }
+            return exit::USAGE;
         }
     };
     // Completions and the man page need no configuration.
@@ -65,7 +70,7 @@ pub fn run(argv: Vec<OsString>) -> u8 {
         return e.exit_code();
     }
     let to_file = cli.global.log_file.is_some();
-    let settings = match Settings::load(&cli, &argv, std::env::vars()) {
+    let settings = match Settings::load(&cli, std::env::vars()) {
         Ok(s) => s,
         Err(e) => return report(&e, to_file),
     };
@@ -95,6 +100,30 @@ fn stdout_file() -> Option<std::fs::File> {
         return None;
     }
     stdout.as_fd().try_clone_to_owned().ok().map(std::fs::File::from)
+}
+
+/// A command-line error as one line, like every other error: clap's message and its hints
+/// (possible values, a similar option) without the usage block, then which help to read.
+fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let mut message = String::new();
+    let mut help = "--help".to_string();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(usage) = line.strip_prefix("Usage: ") {
+            // `keymigrate migrate [OPTIONS]`: the command's words, before any option or placeholder.
+            let words: Vec<&str> = usage.split(' ').take_while(|w| !w.starts_with(['[', '<', '-'])).collect();
+            if !words.is_empty() {
+                help = format!("`{} --help`", words.join(" "));
+            }
+        } else if !line.starts_with("For more information") {
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            if !message.is_empty() {
+                message.push_str(if line.starts_with('[') { " " } else { "; " });
+            }
+            message.push_str(line);
+        }
+    }
+    format!("{message} (see {help})")
 }
 
 /// One line on stderr (also in the log file when there is one), and the error's exit code.
