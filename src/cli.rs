@@ -1,5 +1,8 @@
-//! The command line: every flag, its `--help` text, and the exit-code table. Nothing here reads
-//! files or the environment; `settings` turns these into validated settings.
+//! The command line: every flag, the rules its values follow (stated to clap, so a bad value is
+//! refused before anything runs), its `--help` text, the exit-code table, and how a
+//! command-line error reads. Options come in groups declared once and flattened into the
+//! commands that use them. Nothing here reads files or the environment; `settings` adds what
+//! needs cinder.conf.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -389,6 +392,30 @@ pub fn generate(command: &Command, out: &mut dyn std::io::Write) -> std::io::Res
     }
 }
 
+/// A command-line error as one line, like every other error: clap's message and its hints
+/// (possible values, a similar option) without the usage block, then which help to read.
+pub fn error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let mut message = String::new();
+    let mut help = "--help".to_string();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(usage) = line.strip_prefix("Usage: ") {
+            // `keymigrate migrate [OPTIONS]`: the command's words, before any option or placeholder.
+            let words: Vec<&str> = usage.split(' ').take_while(|w| !w.starts_with(['[', '<', '-'])).collect();
+            if !words.is_empty() {
+                help = format!("`{} --help`", words.join(" "));
+            }
+        } else if !line.starts_with("For more information") {
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            if !message.is_empty() {
+                message.push_str(if line.starts_with('[') { " " } else { "; " });
+            }
+            message.push_str(line);
+        }
+    }
+    format!("{message} (see {help})")
+}
+
 /// `--config-file` and `--config-dir` of one command level (the top level or the subcommand),
 /// in the order given, from the positions clap recorded for their values.
 fn config_args_in_order(matches: &clap::ArgMatches) -> Vec<ConfigArg> {
@@ -486,6 +513,28 @@ mod tests {
         usage_error(&["keymigrate", "man", "--config-file", "c"]);
         usage_error(&["keymigrate", "completions", "bash", "--debug"]);
         usage_error(&["keymigrate", "man", "--host", "h"]);
+    }
+
+    #[test]
+    fn errors_are_one_line_with_their_hints_and_the_help_to_read() {
+        let line = |argv: &[&str]| match Cli::parse_args(argv) {
+            Ok(cli) => panic!("{argv:?} was accepted: {cli:?}"),
+            Err(e) => error_line(&e),
+        };
+        assert_eq!(
+            line(&["keymigrate", "scan", "--hots", "h"]),
+            "unexpected argument '--hots' found; tip: a similar argument exists: '--host' (see `keymigrate scan --help`)"
+        );
+        assert_eq!(
+            line(&["keymigrate", "completions", "tcsh"]),
+            "invalid value 'tcsh' for '<SHELL>' [possible values: bash, elvish, fish, powershell, zsh]; \
+             tip: a similar value exists: 'zsh' (see --help)"
+        );
+        assert_eq!(
+            line(&["keymigrate", "migrate", "--workers", "0"]),
+            "invalid value '0' for '--workers <N>': 0 is not in 1..=64 (see --help)"
+        );
+        assert_eq!(line(&["keymigrate", "migrate", "-c", "x"]), "unexpected argument '-c' found (see `keymigrate migrate --help`)");
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn run(argv: Vec<OsString>) -> u8 {
                 ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
                     let _ = e.print();
                 }
-                _ => eprintln!("keymigrate: error: {}", usage_error_line(&e)),
+                _ => eprintln!("keymigrate: error: {}", cli::error_line(&e)),
             }
             return exit::USAGE;
         }
@@ -100,30 +100,6 @@ fn stdout_file() -> Option<std::fs::File> {
         return None;
     }
     stdout.as_fd().try_clone_to_owned().ok().map(std::fs::File::from)
-}
-
-/// A command-line error as one line, like every other error: clap's message and its hints
-/// (possible values, a similar option) without the usage block, then which help to read.
-fn usage_error_line(e: &clap::Error) -> String {
-    let text = e.to_string();
-    let mut message = String::new();
-    let mut help = "--help".to_string();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if let Some(usage) = line.strip_prefix("Usage: ") {
-            // `keymigrate migrate [OPTIONS]`: the command's words, before any option or placeholder.
-            let words: Vec<&str> = usage.split(' ').take_while(|w| !w.starts_with(['[', '<', '-'])).collect();
-            if !words.is_empty() {
-                help = format!("`{} --help`", words.join(" "));
-            }
-        } else if !line.starts_with("For more information") {
-            let line = line.strip_prefix("error: ").unwrap_or(line);
-            if !message.is_empty() {
-                message.push_str(if line.starts_with('[') { " " } else { "; " });
-            }
-            message.push_str(line);
-        }
-    }
-    format!("{message} (see {help})")
 }
 
 /// One line on stderr (also in the log file when there is one), and the error's exit code.
