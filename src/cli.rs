@@ -1,11 +1,15 @@
-//! The command line: every flag, its `--help` text, and the exit-code table. Nothing here reads
-//! files or the environment; `settings` turns these into validated settings.
+//! The command line: every flag, the rules its values follow (stated to clap, so a bad value is
+//! refused before anything runs), its `--help` text, the exit-code table, and how a
+//! command-line error reads. Options come in groups declared once and flattened into the
+//! commands that use them. Nothing here reads files or the environment; `settings` adds what
+//! needs cinder.conf.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::conf::ConfigArg;
 use crate::output::Format;
 
 pub const EXIT_CODES: &str = "\
@@ -36,25 +40,35 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+/// Configuration files and logging. Accepted before the subcommand and after it: the group is
+/// flattened into the top level and into every command that reads cinder.conf (not clap's
+/// `global`, which keeps only the values given after the subcommand when both places are used).
+/// [`Cli::parse_args`] merges the two places, so commands read only `Cli::global`.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Configuration and logging")]
 pub struct GlobalOpts {
     /// Read this configuration file (repeatable; a later file wins). Without --config-file or
     /// --config-dir, keymigrate looks for cinder.conf and keymigrate.conf in ~/.cinder/, ~/,
     /// /etc/cinder/ and /etc/, then in cinder.conf.d/, like cinder-volume.
-    #[arg(long = "config-file", value_name = "PATH", global = true)]
-    pub config_file: Vec<PathBuf>,
+    #[arg(long = "config-file", value_name = "PATH")]
+    config_file: Vec<PathBuf>,
 
     /// Read every *.conf file in this directory, in sorted order (repeatable).
-    #[arg(long = "config-dir", value_name = "DIR", global = true)]
-    pub config_dir: Vec<PathBuf>,
+    #[arg(long = "config-dir", value_name = "DIR")]
+    config_dir: Vec<PathBuf>,
 
     /// Log debug messages too. RUST_LOG, when set, takes precedence.
-    #[arg(long, short = 'd', global = true)]
+    #[arg(long, short = 'd')]
     pub debug: bool,
 
     /// Append log lines to this file instead of standard error.
-    #[arg(long = "log-file", value_name = "PATH", global = true)]
+    #[arg(long = "log-file", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+
+    /// `--config-file` and `--config-dir` from both places, in the order given: oslo.config
+    /// reads each when it meets it, so the order decides which value wins.
+    #[arg(skip)]
+    pub config: Vec<ConfigArg>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +91,7 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout, e.g.
     /// `keymigrate completions bash > /etc/bash_completion.d/keymigrate`.
     Completions {
+        /// The shell to write the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -87,20 +102,21 @@ pub enum Command {
 
 /// Whose rows: Cinder's host strings (`host`, `host@backend`, `host@backend#pool`).
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Scope")]
 pub struct ScopeOpts {
     /// Only volumes on this host, backend (`host@backend`) or pool (`host@backend#pool`),
     /// matched like Cinder but case-sensitively and with `_` and `%` taken literally
     /// (repeatable). Backups of the host part are included.
-    #[arg(long, value_name = "HOST", conflicts_with = "all_hosts")]
+    #[arg(long, value_name = "HOST", conflicts_with = "all_hosts", value_parser = non_empty)]
     pub host: Vec<String>,
 
     /// Only volumes of this cluster (`cluster@backend`), matched on `cluster_name` by the same
     /// rule (repeatable).
-    #[arg(long, value_name = "CLUSTER", conflicts_with = "all_hosts")]
+    #[arg(long, value_name = "CLUSTER", conflicts_with = "all_hosts", value_parser = non_empty)]
     pub cluster: Vec<String>,
 
     /// Backups of this cinder-backup host instead of the host part of --host (repeatable).
-    #[arg(long = "backup-host", value_name = "HOST", conflicts_with = "all_hosts")]
+    #[arg(long = "backup-host", value_name = "HOST", conflicts_with = "all_hosts", value_parser = non_empty)]
     pub backup_host: Vec<String>,
 
     /// Every row in the database, including volumes whose host is NULL.
@@ -108,16 +124,57 @@ pub struct ScopeOpts {
     pub all_hosts: bool,
 }
 
-/// How results are printed on standard output.
+/// Output of the commands that list rows in columns: scan, status, verify and rollback.
 #[derive(Debug, Clone, Args)]
-pub struct OutputOpts {
-    /// Output format (scan: table by default; status: one line by default).
-    #[arg(long, short = 'f', value_enum)]
+#[command(next_help_heading = "Output")]
+pub struct ListingOpts {
+    /// Output format: a table (the default), the bare cells (value), or JSON.
+    #[arg(long, short = 'f', value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
-    /// Show only this column (repeatable), by its header.
+    /// Show only this column (repeatable), by its header, for table and value output.
     #[arg(long, short = 'c', value_name = "COLUMN")]
     pub column: Vec<String>,
+}
+
+/// Output of `migrate`: one summary line, or a JSON report. It has no columns to choose.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Output")]
+pub struct SummaryOpts {
+    /// Output format: json for a JSON report; without it (or with table or value), one summary
+    /// line.
+    #[arg(long, short = 'f', value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+}
+
+/// How Keystone and Barbican are reached: only for the commands that talk to them.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Keystone and Barbican")]
+pub struct ServiceOpts {
+    /// Barbican's URL (http:// or https://), instead of [barbican] barbican_endpoint or
+    /// Keystone's catalog.
+    #[arg(long = "barbican-endpoint", value_name = "URL", value_parser = http_url)]
+    pub barbican_endpoint: Option<String>,
+
+    /// Seconds before a Keystone or Barbican request times out, 1 to 86400.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT), allow_negative_numbers = true)]
+    pub timeout: u64,
+
+    /// Retries of a request that failed on a connection error, a timeout or a 5xx answer, with
+    /// exponential backoff and jitter.
+    #[arg(long, value_name = "N", default_value_t = 6, allow_negative_numbers = true)]
+    pub retries: u32,
+}
+
+/// Where the scope's lock and the journal of in-flight work live: `migrate` and `rollback`
+/// share the lock, so the two never run on one scope at once.
+#[derive(Debug, Clone, Args)]
+pub struct StateOpts {
+    /// Where the scope's lock and the journal of in-flight work live (created 0700; shared by
+    /// migrate and rollback). Default: [DEFAULT] state_path/keymigrate, i.e.
+    /// /var/lib/cinder/keymigrate.
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -126,72 +183,65 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub scope: ScopeOpts,
     #[command(flatten)]
-    pub output: OutputOpts,
+    pub output: ListingOpts,
+    #[command(flatten)]
+    pub global: GlobalOpts,
 }
 
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES)]
+#[command(mut_arg("format", |a| a.help(
+    "Output format: table or value list the counts per table, json the whole report. Without \
+     it, one summary line"
+)))]
 pub struct StatusArgs {
     #[command(flatten)]
     pub scope: ScopeOpts,
     #[command(flatten)]
-    pub output: OutputOpts,
+    pub output: ListingOpts,
+    #[command(flatten)]
+    pub global: GlobalOpts,
 }
 
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES)]
 pub struct MigrateArgs {
-    #[command(flatten)]
-    pub scope: ScopeOpts,
-    #[command(flatten)]
-    pub output: OutputOpts,
-
     /// Stop after this many units (volumes, backups, ...) and exit 1 if more remain, like
-    /// `nova-manage db online_data_migrations --max-count`. Default: run until nothing is left.
-    #[arg(long = "max-count", alias = "max_count", value_name = "N")]
+    /// `nova-manage db online_data_migrations --max-count` (at least 1). Default: run until
+    /// nothing is left.
+    #[arg(long = "max-count", alias = "max_count", value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub max_count: Option<u64>,
 
-    /// Abort, exit 2, once more than this many units have failed (Cinder stops after 3).
-    #[arg(long = "max-errors", value_name = "N", default_value_t = 3)]
+    /// Abort, exit 2, once more than this many units have failed (Cinder stops after 3; 0 stops
+    /// at the first failure).
+    #[arg(long = "max-errors", value_name = "N", default_value_t = 3, allow_negative_numbers = true)]
     pub max_errors: u64,
 
     /// Walk the same plan and log what would be migrated; write nothing, contact no service.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
 
-    /// Units whose Barbican steps (store, grant, read back) run at once. Database writes stay
-    /// one short transaction at a time. Barbican, not keymigrate, is usually the limit.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Units whose Barbican steps (store, grant, read back) run at once, 1 to 64. Database
+    /// writes stay one short transaction at a time. Barbican, not keymigrate, is usually the
+    /// limit.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), allow_negative_numbers = true)]
     pub workers: u16,
 
-    /// Store at most this many secrets per second, to spare a busy Barbican. Default: no limit.
-    #[arg(long = "max-rate", value_name = "KEYS_PER_SECOND")]
+    /// Store at most this many secrets per second (at least 0.001), to spare a busy Barbican.
+    /// Default: no limit.
+    #[arg(long = "max-rate", value_name = "KEYS_PER_SECOND", value_parser = keys_per_second, allow_negative_numbers = true)]
     pub max_rate: Option<f64>,
 
-    /// Where the lock and the journal of in-flight work live (created 0700).
-    /// Default: [DEFAULT] state_path/keymigrate, i.e. /var/lib/cinder/keymigrate.
-    #[arg(long = "state-dir", value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-
+    #[command(flatten)]
+    pub state: StateOpts,
+    #[command(flatten)]
+    pub scope: ScopeOpts,
+    #[command(flatten)]
+    pub output: SummaryOpts,
     #[command(flatten)]
     pub service: ServiceOpts,
-}
-
-/// How Keystone and Barbican are reached.
-#[derive(Debug, Clone, Args)]
-pub struct ServiceOpts {
-    /// Barbican's URL, instead of [barbican] barbican_endpoint or Keystone's catalog.
-    #[arg(long = "barbican-endpoint", value_name = "URL")]
-    pub barbican_endpoint: Option<String>,
-
-    /// Seconds before a Keystone or Barbican request times out.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub timeout: u64,
-
-    /// Retries of a request that failed on a connection error, a timeout or a 5xx answer, with
-    /// exponential backoff and jitter.
-    #[arg(long, value_name = "N", default_value_t = 6)]
-    pub retries: u32,
+    #[command(flatten)]
+    pub global: GlobalOpts,
 }
 
 #[derive(Debug, Args)]
@@ -200,28 +250,99 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub scope: ScopeOpts,
     #[command(flatten)]
-    pub output: OutputOpts,
+    pub output: ListingOpts,
     #[command(flatten)]
     pub service: ServiceOpts,
+    #[command(flatten)]
+    pub global: GlobalOpts,
 }
 
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES)]
 pub struct RollbackArgs {
-    #[command(flatten)]
-    pub scope: ScopeOpts,
-    #[command(flatten)]
-    pub output: OutputOpts,
-    #[command(flatten)]
-    pub service: ServiceOpts,
-
     /// List what would be rolled back; write nothing, delete nothing.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
 
-    /// Where the scope's lock lives (shared with `migrate`, so the two never run at once).
-    #[arg(long = "state-dir", value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateOpts,
+    #[command(flatten)]
+    pub scope: ScopeOpts,
+    #[command(flatten)]
+    pub output: ListingOpts,
+    #[command(flatten)]
+    pub service: ServiceOpts,
+    #[command(flatten)]
+    pub global: GlobalOpts,
+}
+
+/// The longest `--timeout`: a request deadline is the current instant plus the timeout, which
+/// must not overflow; a day is far past any useful wait.
+const MAX_TIMEOUT: u64 = 86_400;
+
+/// The slowest `--max-rate`: secret creations are spaced `1 / rate` seconds apart, which must
+/// stay a duration the clock can add (about 17 minutes here).
+const MIN_RATE: f64 = 0.001;
+
+/// A host, cluster or backup host: an empty one would match nothing (or, as a prefix, too much).
+fn non_empty(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(value.to_string())
+}
+
+/// `--max-count`: a whole number of units, at least 1 (0 would stop before the first, as
+/// nova-manage also refuses).
+fn at_least_one(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number, at least 1".into()),
+    }
+}
+
+/// `--max-rate`: a positive, finite number of keys per second.
+fn keys_per_second(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= MIN_RATE => Ok(rate),
+        _ => Err(format!("must be a positive number of keys per second, at least {MIN_RATE}")),
+    }
+}
+
+/// `--barbican-endpoint`: the same rule as `[barbican] barbican_endpoint`.
+fn http_url(value: &str) -> Result<String, String> {
+    if value.starts_with("http://") || value.starts_with("https://") {
+        Ok(value.to_string())
+    } else {
+        Err("must be an http:// or https:// URL".into())
+    }
+}
+
+impl Cli {
+    /// Parses the command line, merging the configuration and logging options given before
+    /// the subcommand with those given after it.
+    pub fn parse_args<I, T>(argv: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().try_get_matches_from(argv)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let mut config = config_args_in_order(&matches);
+        if let Some((_, after)) = matches.subcommand() {
+            config.extend(config_args_in_order(after));
+        }
+        if let Some(after) = cli.command.global() {
+            cli.global.debug |= after.debug;
+            // Like any repeated option, the last one given wins.
+            if after.log_file.is_some() {
+                cli.global.log_file.clone_from(&after.log_file);
+            }
+        }
+        cli.global.config = config;
+        Ok(cli)
+    }
 }
 
 impl Command {
@@ -233,6 +354,18 @@ impl Command {
             Command::Migrate(a) => Some(&a.scope),
             Command::Verify(a) => Some(&a.scope),
             Command::Rollback(a) => Some(&a.scope),
+            Command::Completions { .. } | Command::Man => None,
+        }
+    }
+
+    /// The configuration and logging options given after the subcommand.
+    fn global(&self) -> Option<&GlobalOpts> {
+        match self {
+            Command::Scan(a) => Some(&a.global),
+            Command::Status(a) => Some(&a.global),
+            Command::Migrate(a) => Some(&a.global),
+            Command::Verify(a) => Some(&a.global),
+            Command::Rollback(a) => Some(&a.global),
             Command::Completions { .. } | Command::Man => None,
         }
     }
@@ -259,62 +392,174 @@ pub fn generate(command: &Command, out: &mut dyn std::io::Write) -> std::io::Res
     }
 }
 
-/// `--config-file` and `--config-dir` in the order given: oslo.config parses each when it meets
-/// it, so the order decides which value wins. clap keeps each flag's values but not their
-/// interleaving, so recover it from the arguments clap already validated.
-pub fn config_args_in_order(argv: &[OsString]) -> Vec<crate::conf::ConfigArg> {
-    use crate::conf::ConfigArg;
-    let mut out = Vec::new();
-    let mut iter = argv.iter().skip(1);
-    while let Some(arg) = iter.next() {
-        let Some(s) = arg.to_str() else { continue };
-        if s == "--" {
-            break;
-        }
-        for (flag, make) in [
-            ("--config-file", ConfigArg::File as fn(PathBuf) -> ConfigArg),
-            ("--config-dir", ConfigArg::Dir as fn(PathBuf) -> ConfigArg),
-        ] {
-            if s == flag {
-                if let Some(v) = iter.next() {
-                    out.push(make(PathBuf::from(v)));
-                }
-            } else if let Some(v) = s.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
-                out.push(make(PathBuf::from(v)));
+/// A command-line error as one line, like every other error: clap's message and its hints
+/// (possible values, a similar option) without the usage block, then which help to read.
+pub fn error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let mut message = String::new();
+    let mut help = "--help".to_string();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(usage) = line.strip_prefix("Usage: ") {
+            // `keymigrate migrate [OPTIONS]`: the command's words, before any option or placeholder.
+            let words: Vec<&str> = usage.split(' ').take_while(|w| !w.starts_with(['[', '<', '-'])).collect();
+            if !words.is_empty() {
+                help = format!("`{} --help`", words.join(" "));
             }
+        } else if !line.starts_with("For more information") {
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            if !message.is_empty() {
+                message.push_str(if line.starts_with('[') { " " } else { "; " });
+            }
+            message.push_str(line);
         }
     }
-    out
+    format!("{message} (see {help})")
+}
+
+/// `--config-file` and `--config-dir` of one command level (the top level or the subcommand),
+/// in the order given, from the positions clap recorded for their values.
+fn config_args_in_order(matches: &clap::ArgMatches) -> Vec<ConfigArg> {
+    let mut found: Vec<(usize, ConfigArg)> = Vec::new();
+    for (id, make) in [("config_file", ConfigArg::File as fn(PathBuf) -> ConfigArg), ("config_dir", ConfigArg::Dir)] {
+        // `try_`: completions and man have no such option (and asking for its indices would
+        // panic in a debug build).
+        let Ok(Some(values)) = matches.try_get_many::<PathBuf>(id) else { continue };
+        let indices = matches.indices_of(id).into_iter().flatten();
+        found.extend(indices.zip(values).map(|(at, path)| (at, make(path.clone()))));
+    }
+    found.sort_by_key(|(at, _)| *at);
+    found.into_iter().map(|(_, arg)| arg).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf::ConfigArg;
+
+    fn parse(argv: &[&str]) -> Cli {
+        Cli::parse_args(argv).expect("parse")
+    }
+
+    fn usage_error(argv: &[&str]) -> String {
+        match Cli::parse_args(argv) {
+            Ok(cli) => panic!("{argv:?} was accepted: {cli:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn global_options_are_accepted_before_and_after_the_subcommand() {
-        let argv = ["keymigrate", "--debug", "--config-file", "a", "scan", "--config-file=b"];
-        let a = Cli::try_parse_from(argv).expect("parse");
+        let a = parse(&["keymigrate", "--debug", "--config-file", "a", "scan", "--config-file=b"]);
         assert!(a.global.debug);
-        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
-        assert_eq!(config_args_in_order(&argv), vec![ConfigArg::File("a".into()), ConfigArg::File("b".into())]);
-        let b = Cli::try_parse_from(["keymigrate", "status", "-d", "--log-file", "l"]).expect("parse");
+        assert_eq!(a.global.config, vec![ConfigArg::File("a".into()), ConfigArg::File("b".into())]);
+        let b = parse(&["keymigrate", "status", "-d", "--log-file", "l"]);
         assert!(b.global.debug);
+        assert_eq!(b.global.log_file, Some(PathBuf::from("l")));
+        let c = parse(&["keymigrate", "--log-file", "first", "verify", "--log-file", "second"]);
+        assert_eq!(c.global.log_file, Some(PathBuf::from("second")));
+        assert!(!c.global.debug);
     }
 
     #[test]
     fn all_hosts_conflicts_with_host() {
-        assert!(Cli::try_parse_from(["keymigrate", "scan", "--all-hosts", "--host", "h"]).is_err());
+        assert!(Cli::parse_args(["keymigrate", "scan", "--all-hosts", "--host", "h"]).is_err());
     }
 
     #[test]
     fn config_order_is_kept() {
-        let argv: Vec<OsString> =
-            ["keymigrate", "--config-dir", "d1", "scan", "--config-file=f1", "--config-dir=d2"].iter().map(OsString::from).collect();
+        let a = parse(&["keymigrate", "--config-dir", "d1", "scan", "--config-file=f1", "--config-dir=d2"]);
         assert_eq!(
-            config_args_in_order(&argv),
+            a.global.config,
             vec![ConfigArg::Dir("d1".into()), ConfigArg::File("f1".into()), ConfigArg::Dir("d2".into())]
         );
+        let argv = [
+            "keymigrate", "--config-file", "f1", "--config-dir", "d1", "--config-file=f2", "migrate", "--host", "h",
+            "--config-dir", "d2", "--config-file", "f3", "--config-dir=d3",
+        ];
+        let names: Vec<String> = parse(&argv)
+            .global
+            .config
+            .iter()
+            .map(|c| match c {
+                ConfigArg::File(p) | ConfigArg::Dir(p) => p.display().to_string(),
+            })
+            .collect();
+        assert_eq!(names, ["f1", "d1", "f2", "d2", "f3", "d3"]);
+        assert!(parse(&["keymigrate", "man"]).global.config.is_empty());
+    }
+
+    #[test]
+    fn each_command_takes_only_the_options_it_uses() {
+        // Columns only where there are columns.
+        for cmd in ["scan", "status", "verify", "rollback"] {
+            parse(&["keymigrate", cmd, "-c", "ID", "-f", "value"]);
+        }
+        assert!(usage_error(&["keymigrate", "migrate", "-c", "ID"]).contains("'-c'"));
+        parse(&["keymigrate", "migrate", "-f", "json"]);
+        // Keystone and Barbican only where a command talks to them.
+        for cmd in ["scan", "status"] {
+            for flag in ["--timeout=5", "--retries=1", "--barbican-endpoint=http://b", "--state-dir=s", "--dry-run"] {
+                usage_error(&["keymigrate", cmd, flag]);
+            }
+        }
+        usage_error(&["keymigrate", "verify", "--state-dir=s"]);
+        parse(&["keymigrate", "rollback", "--timeout=5", "--state-dir=s", "--dry-run"]);
+        // Completions and man read no configuration.
+        usage_error(&["keymigrate", "man", "--config-file", "c"]);
+        usage_error(&["keymigrate", "completions", "bash", "--debug"]);
+        usage_error(&["keymigrate", "man", "--host", "h"]);
+    }
+
+    #[test]
+    fn errors_are_one_line_with_their_hints_and_the_help_to_read() {
+        let line = |argv: &[&str]| match Cli::parse_args(argv) {
+            Ok(cli) => panic!("{argv:?} was accepted: {cli:?}"),
+            Err(e) => error_line(&e),
+        };
+        assert_eq!(
+            line(&["keymigrate", "scan", "--hots", "h"]),
+            "unexpected argument '--hots' found; tip: a similar argument exists: '--host' (see `keymigrate scan --help`)"
+        );
+        assert_eq!(
+            line(&["keymigrate", "completions", "tcsh"]),
+            "invalid value 'tcsh' for '<SHELL>' [possible values: bash, elvish, fish, powershell, zsh]; \
+             tip: a similar value exists: 'zsh' (see --help)"
+        );
+        assert_eq!(
+            line(&["keymigrate", "migrate", "--workers", "0"]),
+            "invalid value '0' for '--workers <N>': 0 is not in 1..=64 (see --help)"
+        );
+        assert_eq!(line(&["keymigrate", "migrate", "-c", "x"]), "unexpected argument '-c' found (see `keymigrate migrate --help`)");
+    }
+
+    #[test]
+    fn ranges_and_rules_are_checked_while_parsing() {
+        let cases: [(&[&str], &str); 12] = [
+            (&["migrate", "--timeout", "0"], "--timeout"),
+            (&["verify", "--timeout", "86401"], "--timeout"),
+            (&["migrate", "--workers", "0"], "--workers"),
+            (&["migrate", "--workers", "65"], "--workers"),
+            (&["migrate", "--max-rate", "0"], "--max-rate"),
+            (&["migrate", "--max-rate", "-2"], "--max-rate"),
+            (&["migrate", "--max-rate", "NaN"], "--max-rate"),
+            (&["migrate", "--max-count", "0"], "--max-count"),
+            (&["scan", "--host", ""], "--host"),
+            (&["status", "--cluster", ""], "--cluster"),
+            (&["rollback", "--backup-host", ""], "--backup-host"),
+            (&["migrate", "--barbican-endpoint", "barbican:9311"], "--barbican-endpoint"),
+        ];
+        for (args, option) in cases {
+            let argv: Vec<&str> = std::iter::once("keymigrate").chain(args.iter().copied()).collect();
+            let message = usage_error(&argv);
+            assert!(message.contains(option), "{args:?}: {message}");
+        }
+        let ok = parse(&["keymigrate", "migrate", "--timeout", "1", "--workers", "64", "--max-rate", "0.5", "--max-count", "1"]);
+        let Command::Migrate(m) = ok.command else { panic!("not migrate") };
+        assert_eq!((m.service.timeout, m.workers, m.max_rate, m.max_count), (1, 64, Some(0.5), Some(1)));
     }
 }

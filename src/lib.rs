@@ -49,24 +49,29 @@ pub mod state;
 use std::ffi::OsString;
 use std::io::Write;
 
-use clap::Parser;
 
 use error::{exit, Error};
 pub use settings::Settings;
 
 /// Runs keymigrate with these arguments and returns the process exit code.
 pub fn run(argv: Vec<OsString>) -> u8 {
-    let cli = match cli::Cli::try_parse_from(&argv) {
+    let cli = match cli::Cli::parse_args(&argv) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            let code = match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::DONE,
-                _ => exit::USAGE,
-            };
-            // clap formats help, version and usage errors itself.
-            let _ = e.print();
-            return code;
+            match e.kind() {
+                // Help and version go to stdout as clap formats them.
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    return exit::DONE;
+                }
+                // No subcommand at all: the help, on stderr, says what there is to run.
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                }
+                _ => eprintln!("keymigrate: error: {}", cli::error_line(&e)),
+            }
+            return exit::USAGE;
         }
     };
     // Completions and the man page need no configuration.
@@ -83,7 +88,7 @@ pub fn run(argv: Vec<OsString>) -> u8 {
         return e.exit_code();
     }
     let to_file = cli.global.log_file.is_some();
-    let settings = match Settings::load(&cli, &argv, std::env::vars()) {
+    let settings = match Settings::load(&cli, std::env::vars()) {
         Ok(s) => s,
         Err(e) => return report(&e, to_file),
     };

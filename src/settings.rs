@@ -2,7 +2,6 @@
 //! `OS_<GROUP>__<OPT>` environment and cinder.conf. Commands never read files or the
 //! environment themselves.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,7 +33,8 @@ pub struct Services {
 
 impl Services {
     fn load(conf: &Conf, args: &ServiceOpts, state_dir: Option<&PathBuf>) -> Result<Services> {
-        let timeout = Duration::from_secs(args.timeout.max(1));
+        // clap has checked the range (1 s to a day).
+        let timeout = Duration::from_secs(args.timeout);
         let mut keystone = KeystoneSettings::from_conf(conf)?;
         keystone.timeout = keystone.timeout.min(timeout);
         let barbican = BarbicanSettings::from_conf(conf, args.barbican_endpoint.as_deref(), timeout)?;
@@ -51,8 +51,8 @@ impl Services {
 }
 
 impl Settings {
-    pub fn load(cli: &Cli, argv: &[OsString], env: impl IntoIterator<Item = (String, String)>) -> Result<Settings> {
-        let conf = Conf::load(&cli::config_args_in_order(argv), env)?;
+    pub fn load(cli: &Cli, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings> {
+        let conf = Conf::load(&cli.global.config, env)?;
         let files: Vec<String> = conf.files().map(|p| p.display().to_string()).collect();
         if files.is_empty() {
             log::warn!("no configuration file found; using Cinder's defaults and OS_* environment variables");
@@ -69,19 +69,14 @@ impl Settings {
             backup_hosts: s.backup_host.clone(),
             all_hosts: s.all_hosts,
         };
-        for value in s.host.iter().chain(&s.cluster).chain(&s.backup_host) {
-            if value.is_empty() {
-                return Err(Error::Usage("--host, --cluster and --backup-host need a non-empty value".into()));
-            }
-        }
         let scope = Scope::resolve(&scope_args, &conf)?;
         let services = match &cli.command {
             Command::Migrate(args) if !args.dry_run && conditions.is_ready() => {
-                Some(Services::load(&conf, &args.service, args.state_dir.as_ref())?)
+                Some(Services::load(&conf, &args.service, args.state.state_dir.as_ref())?)
             }
             Command::Verify(args) if conditions.is_ready() => Some(Services::load(&conf, &args.service, None)?),
             Command::Rollback(args) if conditions.is_ready() => {
-                Some(Services::load(&conf, &args.service, args.state_dir.as_ref())?)
+                Some(Services::load(&conf, &args.service, args.state.state_dir.as_ref())?)
             }
             _ => None,
         };

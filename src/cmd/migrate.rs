@@ -22,12 +22,6 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
     super::log_conditions(conditions);
     let scope = &settings.scope;
     log::info!("Scope: {} (from {})", scope.describe(), scope.source);
-    if !args.output.column.is_empty() {
-        return Err(Error::Usage("migrate prints a summary, not columns: -c applies to scan, status, verify and rollback".into()));
-    }
-    if args.max_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        return Err(Error::Usage("--max-rate must be a positive number of keys per second".into()));
-    }
     let opts = Options {
         max_count: args.max_count,
         max_errors: args.max_errors,
