@@ -9,4 +9,5 @@ mod errors;
 mod faults;
 mod hostile;
 pub mod migrate;
+mod release;
 mod scan;
