@@ -477,6 +477,21 @@ mod tests {
     }
 
     #[test]
+    fn application_credentials_by_name_carry_their_user() {
+        let s = settings(
+            "[keystone_authtoken]\nauth_type = v3applicationcredential\nauth_url = http://k/v3\n\
+             application_credential_name = ac\napplication_credential_secret = shh\nusername = cinder\n\
+             user_domain_name = Default\n",
+        )
+        .expect("settings");
+        let body = body_json(&s.method);
+        let cred = &body["auth"]["identity"]["application_credential"];
+        assert_eq!(body["auth"]["identity"]["methods"], json!(["application_credential"]));
+        assert_eq!(cred, &json!({"name": "ac", "secret": "shh", "user": {"name": "cinder", "domain": {"name": "Default"}}}));
+        assert!(!format!("{:?}", s.method).contains("shh"));
+    }
+
+    #[test]
     fn auth_section_redirects() {
         let s = settings("[keystone_authtoken]\nauth_section = svc\n[svc]\nauth_type = password\nauth_url = http://k\nuser_id = u\npassword = x\n")
             .expect("settings");
