@@ -1,13 +1,15 @@
 //! Barbican v1, as the key store: store a symmetric secret holding exact bytes, grant a user read
 //! access, read the payload back, find secrets by name, delete. Every call carries a Keystone
 //! token (renewed once on 401) and is retried with backoff on connection errors and 5xx, which a
-//! busy Barbican answers under write contention.
+//! busy Barbican answers under write contention ([`Client::send_with_retries`]). Answers are
+//! read into typed structs: unknown fields are ignored, a missing one is an error naming it and
+//! the URL.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::conditions::FixedKey;
@@ -15,6 +17,7 @@ use crate::conf::{self, Conf};
 use crate::error::{Error, Result};
 use crate::http::{self, Body, Client, Response, Tls};
 use crate::keystone::Keystone;
+use crate::secret;
 
 #[derive(Debug, Clone)]
 pub struct BarbicanSettings {
@@ -123,34 +126,28 @@ impl Barbican {
 
     /// POST /v1/secrets: a symmetric AES secret holding exactly `key`, base64 on the wire.
     pub fn store(&self, name: &str, key: &FixedKey) -> Result<Stored, StoreFailed> {
-        let payload = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key.bytes()));
-        let body = json!({
-            "name": name,
-            "algorithm": "AES",
-            "bit_length": key.bit_length(),
-            "secret_type": "symmetric",
-            "payload": payload.as_str(),
-            "payload_content_type": "application/octet-stream",
-            "payload_content_encoding": "base64",
-        });
+        let failed = |error: ApiError, maybe_created: bool| StoreFailed { error, maybe_created };
+        let body = new_secret_body(name, key).map_err(|e| failed(ApiError::Rejected(e), false))?;
         let mut maybe_orphaned = false;
         let result = self.call("POST", "/secrets", Body::Json(&body), &mut maybe_orphaned);
         drop(body);
-        let failed = |error: ApiError, maybe_created: bool| StoreFailed { error, maybe_created };
         let r = result.map_err(|e| failed(e, maybe_orphaned))?;
         if r.status != 201 && r.status != 200 {
             return Err(failed(ApiError::Rejected(format!("storing secret {name}: {}", r.error_text())), maybe_orphaned));
         }
-        #[derive(serde::Deserialize)]
-        struct Created {
-            secret_ref: Option<String>,
-        }
         // From here on Barbican said 201: a secret exists even if its answer is unusable.
-        let created: Created =
-            r.json().map_err(|e| failed(ApiError::Rejected(format!("storing secret {name}: {e}")), true))?;
-        let secret_ref = created
-            .secret_ref
-            .ok_or_else(|| failed(ApiError::Rejected(format!("storing secret {name}: the answer has no secret_ref")), true))?;
+        let created: Created = self
+            .answer(&r, "POST", "/secrets")
+            .map_err(|e| failed(ApiError::Rejected(format!("storing secret {name}: {e}")), true))?;
+        let secret_ref = created.secret_ref.ok_or_else(|| {
+            failed(
+                ApiError::Rejected(format!(
+                    "storing secret {name}: the answer has no secret_ref (POST {})",
+                    self.redacted("/secrets")
+                )),
+                true,
+            )
+        })?;
         let id = secret_id(&secret_ref).ok_or_else(|| {
             failed(ApiError::Rejected(format!("storing secret {name}: secret_ref is not a Barbican secret reference")), true)
         })?;
@@ -172,7 +169,8 @@ impl Barbican {
 
     /// PUT /v1/secrets/{id}/acl: read for `users`, project access kept.
     pub fn grant_read(&self, id: &str, users: &[String]) -> Result<(), ApiError> {
-        let body = json!({"read": {"users": users, "project-access": true}});
+        let body = serde_json::to_vec(&AclWrite { read: AclWriteRead { users, project_access: true } })
+            .map_err(|e| ApiError::Rejected(format!("setting the ACL of secret {id}: {e}")))?;
         let r = self.call("PUT", &format!("/secrets/{id}/acl"), Body::Json(&body), &mut false)?;
         match r.status {
             200 | 201 => Ok(()),
@@ -187,18 +185,19 @@ impl Barbican {
     pub fn payload(&self, id: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         let r = self.call("GET", &format!("/secrets/{id}/payload"), Body::None, &mut false)?;
         match r.status {
-            200 => Ok(Zeroizing::new(r.body)),
+            200 => Ok(r.body),
             _ => Err(ApiError::Rejected(format!("reading secret {id} back: {}", r.error_text()))),
         }
     }
 
     /// GET /v1/secrets/{id}: the secret's name, or `None` when there is no such secret.
     pub fn name_of(&self, id: &str) -> Result<Option<String>, ApiError> {
-        let r = self.call("GET", &format!("/secrets/{id}"), Body::None, &mut false)?;
+        let path = format!("/secrets/{id}");
+        let r = self.call("GET", &path, Body::None, &mut false)?;
         match r.status {
             200 => {
-                let v: serde_json::Value = r.json().map_err(ApiError::Rejected)?;
-                Ok(Some(v["name"].as_str().unwrap_or_default().to_string()))
+                let meta: SecretMeta = self.answer(&r, "GET", &path).map_err(ApiError::Rejected)?;
+                Ok(Some(meta.name.unwrap_or_default()))
             }
             404 => Ok(None),
             _ => Err(ApiError::Rejected(format!("reading secret {id}: {}", r.error_text()))),
@@ -207,17 +206,13 @@ impl Barbican {
 
     /// GET /v1/secrets/{id}/acl: the users granted read, and whether project access is on.
     pub fn read_acl(&self, id: &str) -> Result<(Vec<String>, bool), ApiError> {
-        let r = self.call("GET", &format!("/secrets/{id}/acl"), Body::None, &mut false)?;
+        let path = format!("/secrets/{id}/acl");
+        let r = self.call("GET", &path, Body::None, &mut false)?;
         if r.status != 200 {
             return Err(ApiError::Rejected(format!("reading the ACL of secret {id}: {}", r.error_text())));
         }
-        let v: serde_json::Value = r.json().map_err(ApiError::Rejected)?;
-        let users = v["read"]["users"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect())
-            .unwrap_or_default();
-        let project_access = v["read"]["project-access"].as_bool().unwrap_or(true);
-        Ok((users, project_access))
+        let acl: Acl = self.answer(&r, "GET", &path).map_err(ApiError::Rejected)?;
+        Ok((acl.read.users, acl.read.project_access))
     }
 
     /// DELETE /v1/secrets/{id}. `Ok(false)` when it was already gone.
@@ -242,31 +237,25 @@ impl Barbican {
             if r.status != 200 {
                 return Err(ApiError::Rejected(format!("listing secrets named {name}: {}", r.error_text())));
             }
-            let v: serde_json::Value = r.json().map_err(ApiError::Rejected)?;
-            let page = v["secrets"].as_array().cloned().unwrap_or_default();
-            for s in &page {
-                if s["name"].as_str() == Some(name) {
-                    if let Some(id) = s["secret_ref"].as_str().and_then(secret_id) {
+            let page: SecretList = self.answer(&r, "GET", &path).map_err(ApiError::Rejected)?;
+            for s in &page.secrets {
+                if s.name.as_deref() == Some(name) {
+                    if let Some(id) = secret_id(&s.secret_ref) {
                         ids.push(id);
                     }
                 }
             }
-            if page.is_empty() || v.get("next").is_none_or(|n| n.is_null()) {
+            if page.secrets.is_empty() || page.next.is_none() {
                 return Ok(ids);
             }
-            offset += page.len();
+            offset += page.secrets.len();
         }
     }
 
-    /// One request with a token, re-authenticating once on 401 and retrying transient failures.
-    /// `maybe_sent` is set when a failed attempt may still have reached Barbican.
+    /// One request with a token, retried by [`Client::send_with_retries`], re-authenticating
+    /// once on 401. `maybe_sent` is set when a failed attempt may still have reached Barbican.
     fn call(&self, method: &str, path: &str, body: Body<'_>, maybe_sent: &mut bool) -> Result<Response, ApiError> {
         let url = format!("{}{path}", self.base);
-        let json_body = match &body {
-            Body::Json(v) => Some(*v),
-            Body::None => None,
-        };
-        let mut attempt = 0u32;
         let mut reauthenticated = false;
         loop {
             let token = self.keystone.token().map_err(|e| match e {
@@ -275,53 +264,136 @@ impl Barbican {
                 other => ApiError::Rejected(other.to_string()),
             })?;
             let headers = [("X-Auth-Token", token.expose()), ("OpenStack-API-Version", "key-manager 1.1")];
-            let body = json_body.map_or(Body::None, Body::Json);
-            let result = self.http.send(method, &url, &headers, body);
-            let retry_reason = match result {
-                Ok(r) if r.status == 401 && !reauthenticated => {
+            let r = self
+                .http
+                .send_with_retries(method, &url, &headers, body, maybe_sent)
+                .map_err(|gave_up| ApiError::Transient(format!("{method} {}: {}", self.redacted(path), gave_up.message())))?;
+            match r.status {
+                401 if !reauthenticated => {
                     log::info!("Barbican answered 401; authenticating again");
                     self.keystone.invalidate(&token);
                     reauthenticated = true;
-                    continue;
                 }
-                Ok(r) if r.status == 401 => {
-                    // A fresh token refused too: no unit can succeed, so the run stops.
+                // A fresh token refused too: no unit can succeed, so the run stops.
+                401 => {
                     return Err(ApiError::Fatal(format!(
                         "{method} {}: {} after authenticating again; Barbican does not accept keymigrate's Keystone tokens",
                         self.redacted(path),
                         r.error_text()
                     )))
                 }
-                Ok(r) if r.status == 403 => {
-                    return Err(ApiError::Forbidden(format!("{method} {}: {}", self.redacted(path), r.error_text())))
-                }
-                Ok(r) if r.status >= 500 => {
-                    *maybe_sent = true;
-                    r.error_text()
-                }
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    *maybe_sent |= e.maybe_sent;
-                    e.message
-                }
-            };
-            if attempt >= self.http.retry.retries {
-                return Err(ApiError::Transient(format!(
-                    "{method} {}: {retry_reason} (gave up after {} attempts)",
-                    self.redacted(path),
-                    attempt + 1
-                )));
+                403 => return Err(ApiError::Forbidden(format!("{method} {}: {}", self.redacted(path), r.error_text()))),
+                _ => return Ok(r),
             }
-            let delay = self.http.retry.delay(attempt);
-            log::warn!("{method} {}: {retry_reason}; retrying in {} ms", self.redacted(path), delay.as_millis());
-            std::thread::sleep(delay);
-            attempt += 1;
         }
+    }
+
+    /// A 2xx answer's JSON as `T`; the error names what is wrong (a missing field, say) and the
+    /// request, the URL without credentials or query.
+    fn answer<T: serde::de::DeserializeOwned>(&self, r: &Response, method: &str, path: &str) -> Result<T, String> {
+        parse_answer(r, method, &self.redacted(path))
     }
 
     fn redacted(&self, path: &str) -> String {
         http::redact_url(&format!("{}{path}", self.base))
     }
+}
+
+/// `POST /v1/secrets`: a symmetric secret holding the key's bytes, base64 on the wire.
+#[derive(Serialize)]
+struct NewSecret<'a> {
+    name: &'a str,
+    algorithm: &'static str,
+    bit_length: usize,
+    secret_type: &'static str,
+    payload: &'a str,
+    payload_content_type: &'static str,
+    payload_content_encoding: &'static str,
+}
+
+/// The request body storing `key` as secret `name`: the base64 payload is encoded into a
+/// zeroizing buffer and serialized with the rest straight into another, both wiped on drop
+/// (ureq's own copy on the way to the socket is not: docs/design.md, "Secrets in memory").
+fn new_secret_body(name: &str, key: &FixedKey) -> Result<Zeroizing<Vec<u8>>, String> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let len = base64::encoded_len(key.bytes().len(), true).ok_or("the fixed key is too long to encode")?;
+    let mut payload = Zeroizing::new(vec![0u8; len]);
+    let written = engine.encode_slice(key.bytes(), payload.as_mut_slice()).map_err(|e| format!("encoding the key: {e}"))?;
+    let payload = std::str::from_utf8(&payload[..written]).map_err(|e| format!("encoding the key: {e}"))?;
+    secret::json_body(&NewSecret {
+        name,
+        algorithm: "AES",
+        bit_length: key.bit_length(),
+        secret_type: "symmetric",
+        payload,
+        payload_content_type: "application/octet-stream",
+        payload_content_encoding: "base64",
+    })
+    .map_err(|e| format!("serializing the request: {e}"))
+}
+
+/// `PUT /v1/secrets/{id}/acl`.
+#[derive(Serialize)]
+struct AclWrite<'a> {
+    read: AclWriteRead<'a>,
+}
+
+#[derive(Serialize)]
+struct AclWriteRead<'a> {
+    users: &'a [String],
+    #[serde(rename = "project-access")]
+    project_access: bool,
+}
+
+/// `POST /v1/secrets`'s answer. `secret_ref` is checked by hand, for a message of its own.
+#[derive(Deserialize)]
+struct Created {
+    secret_ref: Option<String>,
+}
+
+/// `GET /v1/secrets/{id}`: only the name is used (Barbican sends `null` for a nameless secret).
+#[derive(Deserialize)]
+struct SecretMeta {
+    name: Option<String>,
+}
+
+/// `GET /v1/secrets/{id}/acl`. Barbican leaves `users` out when none were granted, and
+/// `project-access` defaults to true.
+#[derive(Deserialize)]
+struct Acl {
+    read: AclRead,
+}
+
+#[derive(Deserialize)]
+struct AclRead {
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(rename = "project-access", default = "project_access_default")]
+    project_access: bool,
+}
+
+fn project_access_default() -> bool {
+    true
+}
+
+/// `GET /v1/secrets?name=…`: one page, and the next page's URL when there is one.
+#[derive(Deserialize)]
+struct SecretList {
+    secrets: Vec<Listed>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    name: Option<String>,
+    secret_ref: String,
+}
+
+/// `r`'s JSON as `T`, or `<METHOD> <redacted url>: answer is not the expected JSON (<why>)`,
+/// where serde says which field is missing or has the wrong type.
+fn parse_answer<T: serde::de::DeserializeOwned>(r: &Response, method: &str, redacted_url: &str) -> Result<T, String> {
+    r.json().map_err(|e| format!("{method} {redacted_url}: {e}"))
 }
 
 /// `http://host/v1` from a versionless or versioned endpoint URL.
@@ -357,6 +429,53 @@ mod tests {
         assert_eq!(versioned("http://b:9311/", "v1"), "http://b:9311/v1");
         assert_eq!(versioned("http://b/key-manager/v1/", "v1"), "http://b/key-manager/v1");
         assert_eq!(versioned("http://b/key-manager", "v1"), "http://b/key-manager/v1");
+    }
+
+    fn response(body: &str) -> Response {
+        Response { status: 200, subject_token: None, body: body.as_bytes().to_vec().into() }
+    }
+
+    #[test]
+    fn answers_ignore_unknown_fields_and_name_a_missing_one_and_the_url() {
+        let id = "3f0c6eb1-de11-4146-9e26-86b9cf685e4a";
+        let url = "http://b:9311/v1/secrets";
+        let list = format!(
+            r#"{{"secrets": [{{"name": "n", "secret_ref": "{url}/{id}", "status": "ACTIVE", "new": {{"x": 1}}}},
+                {{"name": null, "secret_ref": "{url}/{id}"}}], "total": 2, "next": "{url}?offset=2"}}"#
+        );
+        let page: SecretList = parse_answer(&response(&list), "GET", url).expect("a page");
+        assert_eq!(page.secrets.len(), 2);
+        assert_eq!((page.secrets[0].name.as_deref(), page.secrets[1].name.as_deref()), (Some("n"), None));
+        assert!(page.next.is_some());
+        let last: SecretList = parse_answer(&response(r#"{"secrets": [], "total": 0}"#), "GET", url).expect("last page");
+        assert!(last.next.is_none());
+
+        let e = parse_answer::<SecretList>(&response(r#"{"total": 0}"#), "GET", url).err().expect("no secrets");
+        assert!(e.starts_with("GET http://b:9311/v1/secrets: ") && e.contains("missing field `secrets`"), "{e}");
+        let e = parse_answer::<SecretList>(&response(r#"{"secrets": [{"name": "n"}]}"#), "GET", url).err().expect("no ref");
+        assert!(e.contains("missing field `secret_ref`") && e.contains(url), "{e}");
+        let e = parse_answer::<Acl>(&response(r#"{"write": {}}"#), "GET", url).err().expect("no read");
+        assert!(e.contains("missing field `read`") && e.contains(url), "{e}");
+
+        // No users granted yet: Barbican leaves the list out; project access defaults to on.
+        let acl: Acl = parse_answer(&response(r#"{"read": {"created": "x"}}"#), "GET", url).expect("acl");
+        assert_eq!((acl.read.users.len(), acl.read.project_access), (0, true));
+        let acl: Acl = parse_answer(&response(r#"{"read": {"users": ["u"], "project-access": false}}"#), "GET", url)
+            .expect("acl");
+        assert_eq!((acl.read.users, acl.read.project_access), (vec!["u".to_string()], false));
+    }
+
+    #[test]
+    fn the_store_body_holds_the_key_in_base64() {
+        let key = FixedKey::from_hex("00ff10").expect("hex");
+        let body = new_secret_body("keymigrate-volume-x", &key).expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["payload"], "AP8Q");
+        assert_eq!((v["name"].as_str(), v["bit_length"].as_u64()), (Some("keymigrate-volume-x"), Some(24)));
+        assert_eq!((v["algorithm"].as_str(), v["secret_type"].as_str()), (Some("AES"), Some("symmetric")));
+        assert_eq!(v["payload_content_encoding"], "base64");
+        assert_eq!(v["payload_content_type"], "application/octet-stream");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(7));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 pub const MAX_KEY_BYTES: usize = 15_000;
 
 /// `unhex([key_manager] fixed_key)`: the exact bytes every migrated secret must hold.
-/// Never printed; wiped when dropped.
+/// Never printed; wiped when dropped. The option's hex text is a [`crate::secret::Sensitive`]
+/// in the configuration, wiped with it.
 pub struct FixedKey(Zeroizing<Vec<u8>>);
 
 impl FixedKey {
@@ -29,8 +30,10 @@ impl FixedKey {
         if hex_text.len() / 2 > MAX_KEY_BYTES {
             return Err(bad("is longer than the 15000 bytes Barbican accepts for a secret"));
         }
-        let bytes = hex::decode(hex_text).map_err(|_| bad("is not valid hexadecimal"))?;
-        Ok(FixedKey(Zeroizing::new(bytes)))
+        // Decoded straight into the zeroizing buffer, sized once: no other copy of the bytes.
+        let mut bytes = Zeroizing::new(vec![0u8; hex_text.len() / 2]);
+        hex::decode_to_slice(hex_text, bytes.as_mut_slice()).map_err(|_| bad("is not valid hexadecimal"))?;
+        Ok(FixedKey(bytes))
     }
 
     pub fn bytes(&self) -> &[u8] {

@@ -1,11 +1,16 @@
 //! HTTP for Keystone and Barbican: one pooled agent per service, TLS verified by default against
-//! the system's roots (or a configured CA file), a timeout on every request, and retries with
-//! exponential backoff and jitter on connection errors, timeouts and 5xx answers.
+//! the system's roots (or a configured CA file), a timeout on every request, and one retry loop
+//! for both ([`Client::send_with_retries`]): exponential backoff and jitter on connection errors,
+//! timeouts and 5xx answers. Request bodies are borrowed bytes (the caller's zeroizing buffer);
+//! answers are read into memory that is wiped on drop.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use zeroize::Zeroizing;
+
+use crate::secret::{self, Sensitive};
 
 /// TLS settings for one service.
 #[derive(Debug, Clone, Default)]
@@ -40,11 +45,12 @@ impl RetryPolicy {
     }
 }
 
-/// A response with its body read.
+/// A response with its body read. The body may hold a secret's payload and `subject_token` is a
+/// Keystone token: both are wiped when the response is dropped.
 pub struct Response {
     pub status: u16,
-    pub subject_token: Option<String>,
-    pub body: Vec<u8>,
+    pub subject_token: Option<Sensitive>,
+    pub body: Zeroizing<Vec<u8>>,
 }
 
 impl Response {
@@ -76,15 +82,35 @@ pub struct TransportError {
     pub maybe_sent: bool,
 }
 
+/// Why a request sent with retries has no usable answer: the last attempt failed on the
+/// connection, timed out or was answered 5xx, and no retry was left.
+pub struct GaveUp {
+    /// The last failure, in one line without secrets: a transport error or the 5xx answer's text.
+    pub reason: String,
+    pub attempts: u32,
+    /// The last answer when it was a 5xx; `None` after a transport error.
+    pub last: Option<Response>,
+}
+
+impl GaveUp {
+    /// `<reason> (gave up after <n> attempts)`.
+    pub fn message(&self) -> String {
+        format!("{} (gave up after {} attempts)", self.reason, self.attempts)
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     pub retry: RetryPolicy,
 }
 
+/// A request body: nothing, or JSON already serialized by the caller (into a zeroizing buffer
+/// when it holds a secret, see [`secret::json_body`]). Borrowed, so a retry sends the same bytes.
+#[derive(Clone, Copy)]
 pub enum Body<'a> {
     None,
-    Json(&'a serde_json::Value),
+    Json(&'a [u8]),
 }
 
 impl Client {
@@ -137,8 +163,7 @@ impl Client {
                 let req = request.body(()).map_err(|e| TransportError { message: format!("bad request: {e}"), maybe_sent: false })?;
                 self.agent.run(req)
             }
-            Body::Json(v) => {
-                let bytes = serde_json::to_vec(v).map_err(|e| TransportError { message: e.to_string(), maybe_sent: false })?;
+            Body::Json(bytes) => {
                 let req = request
                     .header("Content-Type", "application/json")
                     .body(bytes)
@@ -155,14 +180,50 @@ impl Client {
         })?;
         let status = response.status().as_u16();
         let subject_token =
-            response.headers().get("X-Subject-Token").and_then(|v| v.to_str().ok()).map(String::from);
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| fail(e, true))?;
+            response.headers().get("X-Subject-Token").and_then(|v| v.to_str().ok()).map(Sensitive::new);
+        // Read into a buffer that wipes what it outgrows: `read_to_vec` would leave the copies
+        // of a growing Vec (a payload's bytes among them) in freed memory.
+        let mut reader = response.body_mut().with_config().limit(1 << 20).reader();
+        let body = secret::read_wiping(&mut reader).map_err(|e| fail(ureq::Error::from(e), true))?;
         Ok(Response { status, subject_token, body })
+    }
+
+    /// [`Client::send`] until the answer is one that retrying cannot change, with the policy's
+    /// backoff between attempts: connection errors, timeouts and 5xx answers are tried again,
+    /// every other answer (2xx, 4xx: 401 and 403 included, for the caller to handle) is
+    /// returned. Each retry is logged as `<METHOD> <url>: <reason>; retrying in <n> ms`, with
+    /// the URL's credentials and query removed. `maybe_sent` is set when a failed attempt may
+    /// still have reached the server (a 5xx, a timeout, a connection lost after sending), so
+    /// that a caller creating something knows it may exist even if the last answer says no.
+    pub fn send_with_retries(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+        maybe_sent: &mut bool,
+    ) -> Result<Response, GaveUp> {
+        let mut attempt = 0u32;
+        loop {
+            let (reason, last) = match self.send(method, url, headers, body) {
+                Ok(r) if r.status >= 500 => {
+                    *maybe_sent = true;
+                    (r.error_text(), Some(r))
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    *maybe_sent |= e.maybe_sent;
+                    (e.message, None)
+                }
+            };
+            if attempt >= self.retry.retries {
+                return Err(GaveUp { reason, attempts: attempt + 1, last });
+            }
+            let delay = self.retry.delay(attempt);
+            log::warn!("{method} {}: {reason}; retrying in {} ms", redact_url(url), delay.as_millis());
+            std::thread::sleep(delay);
+            attempt += 1;
+        }
     }
 }
 
@@ -210,11 +271,11 @@ mod tests {
 
     #[test]
     fn error_text_reads_both_error_shapes() {
-        let r = Response { status: 403, subject_token: None, body: br#"{"code":403,"title":"Forbidden","description":"Quota reached"}"#.to_vec() };
+        let r = Response { status: 403, subject_token: None, body: br#"{"code":403,"title":"Forbidden","description":"Quota reached"}"#.to_vec().into() };
         assert_eq!(r.error_text(), "HTTP 403 Forbidden: Quota reached");
-        let r = Response { status: 401, subject_token: None, body: br#"{"error":{"code":401,"title":"Unauthorized","message":"no"}}"#.to_vec() };
+        let r = Response { status: 401, subject_token: None, body: br#"{"error":{"code":401,"title":"Unauthorized","message":"no"}}"#.to_vec().into() };
         assert_eq!(r.error_text(), "HTTP 401 Unauthorized: no");
-        let r = Response { status: 502, subject_token: None, body: b"<html>".to_vec() };
+        let r = Response { status: 502, subject_token: None, body: b"<html>".to_vec().into() };
         assert_eq!(r.error_text(), "HTTP 502");
     }
 
@@ -240,6 +301,97 @@ mod tests {
         let r = client.send("GET", &url, headers, Body::None).map_err(|e| e.message).expect("send");
         assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
         server.join().expect("server thread")
+    }
+
+    /// A loopback server answering one connection per request with the next of `statuses`
+    /// (`Connection: close`, so every attempt is a new connection); returns its URL and a
+    /// handle giving how many requests it saw.
+    fn scripted_server(statuses: &[u16]) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let url = format!("http://{}/v1/secrets", listener.local_addr().expect("local address"));
+        let statuses = statuses.to_vec();
+        let server = std::thread::spawn(move || {
+            for (seen, status) in statuses.iter().enumerate() {
+                let (mut conn, _) = listener.accept().expect("accept");
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then the 2-byte JSON body the tests send.
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") || !request.ends_with(b"{}") {
+                    let n = conn.read(&mut buf).expect("read request");
+                    if n == 0 {
+                        return seen;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let body = format!(r#"{{"code":{status},"title":"T","description":"answer {}"}}"#, seen + 1);
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(answer.as_bytes()).expect("answer");
+            }
+            statuses.len()
+        });
+        (url, server)
+    }
+
+    fn client(retries: u32) -> Client {
+        let retry = RetryPolicy { retries, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
+        Client::new(&Tls::default(), Duration::from_secs(10), retry).expect("client")
+    }
+
+    #[test]
+    fn retries_5xx_answers_until_one_succeeds() {
+        let (url, server) = scripted_server(&[503, 500, 502, 201]);
+        let mut maybe_sent = false;
+        let r = client(6).send_with_retries("POST", &url, &[], Body::Json(b"{}"), &mut maybe_sent);
+        let r = r.map_err(|g| g.message()).expect("an answer");
+        assert_eq!(r.status, 201);
+        assert_eq!(server.join().expect("server"), 4, "three retries, then the answer");
+        assert!(maybe_sent, "a 5xx answer means the request reached the server");
+    }
+
+    #[test]
+    fn gives_up_after_the_policys_retries_with_the_last_answer() {
+        let (url, server) = scripted_server(&[500, 503, 502]);
+        let mut maybe_sent = false;
+        let gave_up = match client(2).send_with_retries("POST", &url, &[], Body::Json(b"{}"), &mut maybe_sent) {
+            Ok(r) => panic!("answer {} after the last retry", r.status),
+            Err(g) => g,
+        };
+        assert_eq!(server.join().expect("server"), 3);
+        assert_eq!(gave_up.attempts, 3);
+        assert_eq!(gave_up.last.as_ref().map(|r| r.status), Some(502));
+        assert_eq!(gave_up.message(), "HTTP 502 T: answer 3 (gave up after 3 attempts)");
+    }
+
+    #[test]
+    fn does_not_retry_4xx_answers() {
+        for status in [400, 401, 403, 404, 409, 413] {
+            let (url, server) = scripted_server(&[status, 201]);
+            let mut maybe_sent = false;
+            let r = client(6).send_with_retries("POST", &url, &[], Body::Json(b"{}"), &mut maybe_sent);
+            let r = r.map_err(|g| g.message()).expect("an answer");
+            assert_eq!(r.status, status, "the 4xx answer itself is returned");
+            drop(client(0).send("POST", &url, &[], Body::Json(b"{}")));
+            assert_eq!(server.join().expect("server"), 2, "{status} was retried");
+            assert!(!maybe_sent);
+        }
+    }
+
+    #[test]
+    fn retries_refused_connections_then_gives_up_without_an_answer() {
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let mut maybe_sent = false;
+        let url = format!("http://127.0.0.1:{port}/v3/auth/tokens");
+        let gave_up = match client(2).send_with_retries("POST", &url, &[], Body::Json(b"{}"), &mut maybe_sent) {
+            Ok(r) => panic!("answer {} from a closed port", r.status),
+            Err(g) => g,
+        };
+        assert_eq!((gave_up.attempts, gave_up.last.is_none()), (3, true));
+        assert!(!maybe_sent, "a refused connection never sent anything");
     }
 
     #[test]

@@ -8,12 +8,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::conf::{self, Conf, Opt};
 use crate::error::{Error, Result};
-use crate::http::{self, Body, Client, Tls};
-use crate::secret::Sensitive;
+use crate::http::{self, Body, Client, GaveUp, Tls};
+use crate::secret::{self, Sensitive};
 
 /// A user or project, by ID or by name within a domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +53,11 @@ impl KeystoneSettings {
         use conf::keystone as k;
         let section = conf.get(&k::AUTH_SECTION)?.map(|v| v.value.expose().to_string()).filter(|s| !s.is_empty());
         let group = section.as_deref().unwrap_or("keystone_authtoken");
-        let get = |opt: &Opt| -> Result<Option<String>> {
+        let get_secret = |opt: &Opt| -> Result<Option<Sensitive>> {
             let v = if section.is_some() { conf.get_from(group, opt)? } else { conf.get(opt)? };
-            Ok(v.map(|v| v.value.expose().to_string()).filter(|s| !s.is_empty()))
+            Ok(v.map(|v| v.value).filter(|s| !s.is_empty()))
         };
+        let get = |opt: &Opt| -> Result<Option<String>> { Ok(get_secret(opt)?.map(|v| v.expose().to_string())) };
         let name = |opt: &Opt| format!("[{group}] {}", opt.name);
         let auth_type = get(&k::AUTH_TYPE)?.ok_or_else(|| {
             Error::config_value(
@@ -93,7 +96,7 @@ impl KeystoneSettings {
             "password" | "v3password" => {
                 let user = user(true)?.ok_or_else(|| Error::config_value(name(&k::USERNAME), "is not set"))?;
                 let password =
-                    get(&k::PASSWORD)?.ok_or_else(|| Error::config_value(name(&k::PASSWORD), "is not set"))?;
+                    get_secret(&k::PASSWORD)?.ok_or_else(|| Error::config_value(name(&k::PASSWORD), "is not set"))?;
                 let project = match (get(&k::PROJECT_ID)?, get(&k::PROJECT_NAME)?) {
                     (Some(id), _) => Some(Ident::Id(id)),
                     (None, Some(n)) => {
@@ -104,10 +107,10 @@ impl KeystoneSettings {
                     }
                     (None, None) => None,
                 };
-                AuthMethod::Password { user, password: Sensitive::new(password), project }
+                AuthMethod::Password { user, password, project }
             }
             "v3applicationcredential" | "applicationcredential" | "application_credential" => {
-                let secret = get(&k::APP_CRED_SECRET)?
+                let secret = get_secret(&k::APP_CRED_SECRET)?
                     .ok_or_else(|| Error::config_value(name(&k::APP_CRED_SECRET), "is not set"))?;
                 let (credential, user) = match (get(&k::APP_CRED_ID)?, get(&k::APP_CRED_NAME)?) {
                     (Some(id), _) => (Ident::Id(id), None),
@@ -123,7 +126,7 @@ impl KeystoneSettings {
                         ))
                     }
                 };
-                AuthMethod::ApplicationCredential { credential, user, secret: Sensitive::new(secret) }
+                AuthMethod::ApplicationCredential { credential, user, secret }
             }
             other => {
                 return Err(Error::config_value(
@@ -238,21 +241,18 @@ impl Keystone {
 
     fn authenticate(&self) -> Result<Token> {
         let url = format!("{}/auth/tokens", self.settings.auth_url);
-        let body = auth_body(&self.settings.method);
         let where_ = http::redact_url(&self.settings.auth_url);
-        let mut attempt = 0;
-        let response = loop {
-            match self.http.send("POST", &url, &[], Body::Json(&body)) {
-                Ok(r) if r.status >= 500 && attempt < self.http.retry.retries => {}
-                Ok(r) => break r,
-                Err(e) if attempt < self.http.retry.retries => {
-                    log::warn!("Keystone at {where_}: {}; retrying", e.message);
-                }
-                Err(e) => return Err(Error::Service(format!("cannot reach Keystone at {where_}: {}", e.message))),
+        let body = auth_body(&self.settings.method)
+            .map_err(|e| Error::Internal(format!("serializing the Keystone request: {e}")))?;
+        let mut response = match self.http.send_with_retries("POST", &url, &[], Body::Json(&body), &mut false) {
+            Ok(r) => r,
+            // Still 5xx after every retry: reported below as Keystone's refusal, with its text.
+            Err(GaveUp { last: Some(r), .. }) => r,
+            Err(gave_up) => {
+                return Err(Error::Service(format!("cannot reach Keystone at {where_}: {}", gave_up.message())))
             }
-            std::thread::sleep(self.http.retry.delay(attempt));
-            attempt += 1;
         };
+        drop(body);
         match response.status {
             201 | 200 => {}
             401 => {
@@ -267,7 +267,7 @@ impl Keystone {
         }
         let value = response
             .subject_token
-            .clone()
+            .take()
             .ok_or_else(|| Error::Service(format!("Keystone at {where_} answered without an X-Subject-Token header")))?;
         #[derive(serde::Deserialize)]
         struct Answer {
@@ -287,7 +287,7 @@ impl Keystone {
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|d| d.with_timezone(&Utc));
         log::debug!("authenticated to Keystone at {where_}");
-        Ok(Token { value: Sensitive::new(value), expires_at, catalog: parsed.token.catalog })
+        Ok(Token { value, expires_at, catalog: parsed.token.catalog })
     }
 }
 
@@ -306,49 +306,127 @@ pub fn pick_endpoint(catalog: &[CatalogEntry], service_type: &str, interface: &s
         .map(|e| e.url.clone())
 }
 
-fn ident_json(ident: &Ident) -> serde_json::Value {
-    match ident {
-        Ident::Id(id) => json!({"id": id}),
-        Ident::Name { name, domain } => json!({"name": name, "domain": domain_json(domain)}),
-    }
-}
-
-fn domain_json(domain: &Domain) -> serde_json::Value {
-    match domain {
-        Domain::Id(id) => json!({"id": id}),
-        Domain::Name(n) => json!({"name": n}),
-    }
-}
-
-/// The `POST /v3/auth/tokens` body. It holds the password: it is sent, never logged.
-fn auth_body(method: &AuthMethod) -> serde_json::Value {
-    match method {
-        AuthMethod::Password { user, password, project } => {
-            let mut user = ident_json(user);
-            user["password"] = json!(password.expose());
-            let mut auth = json!({"identity": {"methods": ["password"], "password": {"user": user}}});
-            if let Some(project) = project {
-                auth["scope"] = json!({"project": ident_json(project)});
+/// `{"id": …}` or `{"name": …, "domain": {…}}`, as Keystone's auth body writes a user or project.
+impl Serialize for Ident {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            Ident::Id(id) => map.serialize_entry("id", id)?,
+            Ident::Name { name, domain } => {
+                map.serialize_entry("name", name)?;
+                map.serialize_entry("domain", domain)?;
             }
-            json!({"auth": auth})
         }
+        map.end()
+    }
+}
+
+impl Serialize for Domain {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            Domain::Id(id) => map.serialize_entry("id", id)?,
+            Domain::Name(n) => map.serialize_entry("name", n)?,
+        }
+        map.end()
+    }
+}
+
+/// `POST /v3/auth/tokens`, borrowing the password or secret from the settings.
+#[derive(Serialize)]
+struct AuthRequest<'a> {
+    auth: Auth<'a>,
+}
+
+#[derive(Serialize)]
+struct Auth<'a> {
+    identity: Identity<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<ProjectScope<'a>>,
+}
+
+#[derive(Serialize)]
+struct Identity<'a> {
+    methods: [&'static str; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<PasswordMethod<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application_credential: Option<AppCredential<'a>>,
+}
+
+#[derive(Serialize)]
+struct PasswordMethod<'a> {
+    user: UserWithPassword<'a>,
+}
+
+#[derive(Serialize)]
+struct UserWithPassword<'a> {
+    #[serde(flatten)]
+    user: &'a Ident,
+    password: &'a str,
+}
+
+#[derive(Serialize)]
+struct ProjectScope<'a> {
+    project: &'a Ident,
+}
+
+/// An application credential by ID, or by name (with its user); never a domain of its own.
+#[derive(Serialize)]
+struct AppCredential<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    secret: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a Ident>,
+}
+
+/// The `POST /v3/auth/tokens` body. It holds the password: it is serialized straight into a
+/// buffer wiped on drop, sent, never logged.
+fn auth_body(method: &AuthMethod) -> std::result::Result<Zeroizing<Vec<u8>>, serde_json::Error> {
+    let auth = match method {
+        AuthMethod::Password { user, password, project } => Auth {
+            identity: Identity {
+                methods: ["password"],
+                password: Some(PasswordMethod { user: UserWithPassword { user, password: password.expose() } }),
+                application_credential: None,
+            },
+            scope: project.as_ref().map(|project| ProjectScope { project }),
+        },
         AuthMethod::ApplicationCredential { credential, user, secret } => {
-            let mut cred = match credential {
-                Ident::Id(id) => json!({"id": id}),
-                Ident::Name { name, .. } => json!({"name": name}),
+            let (id, name) = match credential {
+                Ident::Id(id) => (Some(id.as_str()), None),
+                Ident::Name { name, .. } => (None, Some(name.as_str())),
             };
-            cred["secret"] = json!(secret.expose());
-            if let Some(user) = user {
-                cred["user"] = ident_json(user);
+            Auth {
+                identity: Identity {
+                    methods: ["application_credential"],
+                    password: None,
+                    application_credential: Some(AppCredential {
+                        id,
+                        name,
+                        secret: secret.expose(),
+                        user: user.as_ref(),
+                    }),
+                },
+                scope: None,
             }
-            json!({"auth": {"identity": {"methods": ["application_credential"], "application_credential": cred}}})
         }
-    }
+    };
+    secret::json_body(&AuthRequest { auth })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// The auth body as sent, parsed back for the assertions.
+    fn body_json(method: &AuthMethod) -> serde_json::Value {
+        serde_json::from_slice(&auth_body(method).expect("serialize")).expect("JSON")
+    }
 
     fn settings(text: &str) -> Result<KeystoneSettings> {
         KeystoneSettings::from_conf(&Conf::from_text("c.conf", text)?)
@@ -362,7 +440,7 @@ mod tests {
         )
         .expect("settings");
         assert_eq!(s.auth_url, "http://k:5000/v3");
-        let body = auth_body(&s.method);
+        let body = body_json(&s.method);
         assert_eq!(body["auth"]["identity"]["password"]["user"]["password"], "p$w");
         assert_eq!(body["auth"]["identity"]["password"]["user"]["domain"]["name"], "Default");
         assert_eq!(body["auth"]["scope"]["project"]["name"], "service");
@@ -376,14 +454,14 @@ mod tests {
         )
         .expect("settings");
         assert_eq!(s.auth_url, "http://k/identity/v3");
-        let body = auth_body(&s.method);
+        let body = body_json(&s.method);
         assert_eq!(body["auth"]["identity"]["password"]["user"]["id"], "u1");
         assert_eq!(body["auth"]["scope"]["project"]["id"], "p1");
         let s = settings(
             "[keystone_authtoken]\nauth_type = password\nauth_url = http://k\nusername = c\npassword = x\ndefault_domain_id = default\n",
         )
         .expect("settings");
-        assert_eq!(auth_body(&s.method)["auth"]["identity"]["password"]["user"]["domain"]["id"], "default");
+        assert_eq!(body_json(&s.method)["auth"]["identity"]["password"]["user"]["domain"]["id"], "default");
     }
 
     #[test]
@@ -393,9 +471,24 @@ mod tests {
              application_credential_secret = shh\nproject_name = ignored\n",
         )
         .expect("settings");
-        let body = auth_body(&s.method);
+        let body = body_json(&s.method);
         assert_eq!(body["auth"]["identity"]["application_credential"]["id"], "ac");
         assert!(body["auth"].get("scope").is_none());
+    }
+
+    #[test]
+    fn application_credentials_by_name_carry_their_user() {
+        let s = settings(
+            "[keystone_authtoken]\nauth_type = v3applicationcredential\nauth_url = http://k/v3\n\
+             application_credential_name = ac\napplication_credential_secret = shh\nusername = cinder\n\
+             user_domain_name = Default\n",
+        )
+        .expect("settings");
+        let body = body_json(&s.method);
+        let cred = &body["auth"]["identity"]["application_credential"];
+        assert_eq!(body["auth"]["identity"]["methods"], json!(["application_credential"]));
+        assert_eq!(cred, &json!({"name": "ac", "secret": "shh", "user": {"name": "cinder", "domain": {"name": "Default"}}}));
+        assert!(!format!("{:?}", s.method).contains("shh"));
     }
 
     #[test]

@@ -10,5 +10,6 @@ mod errors;
 mod faults;
 mod hostile;
 pub mod migrate;
+mod release;
 mod scan;
 mod scan_oracle;

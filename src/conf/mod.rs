@@ -5,14 +5,20 @@
 //! only within the same file) > Cinder's defaults. Values are interpolated like oslo.config
 //! (`$name`, `${name}`, `${group.opt}`, `$$` and `\$` for a literal dollar). Only the options
 //! keymigrate knows (the [`OPTIONS`] registry) can be read or referenced.
+//!
+//! Any option may be a secret (`fixed_key`, a password, the database URL), so every value is
+//! kept as a [`Sensitive`] from the moment the file is parsed, and the file's bytes, the
+//! environment's values and the strings interpolation builds are wiped once used.
 
 pub mod ini;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroizing;
+
 use crate::error::{Error, Result};
-use crate::secret::Sensitive;
+use crate::secret::{self, Sensitive};
 
 /// One option keymigrate reads: its group, name, deprecated aliases and Cinder's default.
 #[derive(Debug)]
@@ -161,13 +167,37 @@ impl std::fmt::Debug for Value {
 
 struct LoadedFile {
     path: PathBuf,
-    entries: Vec<ini::Entry>,
+    entries: Vec<Setting>,
+}
+
+/// One assignment of a file, its value held for the run as a [`Sensitive`].
+struct Setting {
+    section: String,
+    key: String,
+    value: Sensitive,
+    line: usize,
+}
+
+impl LoadedFile {
+    /// Moves each parsed value into a [`Sensitive`] (no copy is made).
+    fn new(path: PathBuf, entries: Vec<ini::Entry>) -> LoadedFile {
+        let entries = entries
+            .into_iter()
+            .map(|e| Setting { section: e.section, key: e.key, value: Sensitive::new(e.value), line: e.line })
+            .collect();
+        LoadedFile { path, entries }
+    }
+}
+
+/// The `OS_*` variables of `env`, their values kept as [`Sensitive`].
+fn os_vars(env: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, Sensitive> {
+    env.into_iter().filter(|(k, _)| k.starts_with("OS_")).map(|(k, v)| (k, Sensitive::new(v))).collect()
 }
 
 /// The configuration files and environment, loaded once before any command runs.
 pub struct Conf {
     files: Vec<LoadedFile>,
-    env: BTreeMap<String, String>,
+    env: BTreeMap<String, Sensitive>,
     hostname: String,
 }
 
@@ -199,14 +229,16 @@ impl Conf {
         };
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
-            let bytes = std::fs::read(&path).map_err(|source| Error::ConfigRead { path: path.clone(), source })?;
+            // `fs::read` sizes its buffer from the file's length, so this is the file's one copy.
+            let bytes = Zeroizing::new(
+                std::fs::read(&path).map_err(|source| Error::ConfigRead { path: path.clone(), source })?,
+            );
             let entries = ini::parse(&bytes)
                 .map_err(|e| Error::ConfigSyntax { path: path.clone(), message: e.to_string() })?;
             log::debug!("read configuration file {}", path.display());
-            files.push(LoadedFile { path, entries });
+            files.push(LoadedFile::new(path, entries));
         }
-        let env = env.into_iter().filter(|(k, _)| k.starts_with("OS_")).collect();
-        Ok(Conf { files, env, hostname: hostname() })
+        Ok(Conf { files, env: os_vars(env), hostname: hostname() })
     }
 
     /// A configuration built from text, for tests and for `--config-file -`-style callers.
@@ -214,11 +246,11 @@ impl Conf {
         let path = PathBuf::from(name);
         let entries = ini::parse(text.as_bytes())
             .map_err(|e| Error::ConfigSyntax { path: path.clone(), message: e.to_string() })?;
-        Ok(Conf { files: vec![LoadedFile { path, entries }], env: BTreeMap::new(), hostname: "localhost".into() })
+        Ok(Conf { files: vec![LoadedFile::new(path, entries)], env: BTreeMap::new(), hostname: "localhost".into() })
     }
 
     pub fn with_env(mut self, env: impl IntoIterator<Item = (String, String)>) -> Conf {
-        self.env = env.into_iter().filter(|(k, _)| k.starts_with("OS_")).collect();
+        self.env = os_vars(env);
         self
     }
 
@@ -277,16 +309,16 @@ impl Conf {
         }
         let Some(raw) = self.raw(group, name, opt) else { return Ok(None) };
         stack.push(key);
-        let value = self.interpolate(group, raw.value.expose(), stack, &raw.origin);
+        let value = self.interpolate(group, raw.value, stack, &raw.origin);
         stack.pop();
-        Ok(Some(Value { value: Sensitive::new(value?), origin: raw.origin }))
+        Ok(Some(Value { value: value?, origin: raw.origin }))
     }
 
     /// The uninterpolated value: environment, then the last file that sets the option.
     fn raw(&self, group: &str, name: &str, opt: &Opt) -> Option<Value> {
         let var = format!("OS_{}__{}", group.to_uppercase(), name.to_uppercase());
         if let Some(v) = self.env.get(&var) {
-            return Some(Value { value: Sensitive::new(v.clone()), origin: Origin::Env(var) });
+            return Some(Value { value: v.clone(), origin: Origin::Env(var) });
         }
         for file in self.files.iter().rev() {
             let current = file.entries.iter().rev().find(|e| e.section == group && e.key == name);
@@ -297,7 +329,7 @@ impl Conf {
             });
             if let Some(e) = found {
                 return Some(Value {
-                    value: Sensitive::new(e.value.clone()),
+                    value: e.value.clone(),
                     origin: Origin::File { path: file.path.clone(), line: e.line },
                 });
             }
@@ -308,19 +340,27 @@ impl Conf {
         opt.default.map(|d| Value { value: Sensitive::new(d), origin: Origin::Default })
     }
 
-    /// Python `string.Template.safe_substitute` with oslo.config's lookup rules.
-    fn interpolate(&self, group: &str, value: &str, stack: &mut Vec<(String, String)>, origin: &Origin) -> Result<String> {
-        if !value.contains('$') {
-            return Ok(value.to_string());
+    /// Python `string.Template.safe_substitute` with oslo.config's lookup rules. The strings
+    /// built on the way may hold a secret: they are zeroizing, and grow without leaving copies.
+    fn interpolate(&self, group: &str, value: Sensitive, stack: &mut Vec<(String, String)>, origin: &Origin) -> Result<Sensitive> {
+        if !value.expose().contains('$') {
+            return Ok(value);
         }
-        let value = value.replace("\\$", "$$");
-        let mut out = String::with_capacity(value.len());
-        let mut rest = value.as_str();
+        // `\$` becomes `$$`: the same length, so the buffer never grows.
+        let mut escaped = Zeroizing::new(String::with_capacity(value.expose().len()));
+        for (i, piece) in value.expose().split("\\$").enumerate() {
+            if i > 0 {
+                escaped.push_str("$$");
+            }
+            escaped.push_str(piece);
+        }
+        let mut out = Zeroizing::new(String::with_capacity(escaped.len()));
+        let mut rest = escaped.as_str();
         while let Some(pos) = rest.find('$') {
-            out.push_str(&rest[..pos]);
+            secret::push_wiping(&mut out, &rest[..pos]);
             let after = &rest[pos + 1..];
             if let Some(tail) = after.strip_prefix('$') {
-                out.push('$');
+                secret::push_wiping(&mut out, "$");
                 rest = tail;
                 continue;
             }
@@ -335,18 +375,18 @@ impl Conf {
             };
             if ident.is_empty() {
                 // Not a placeholder: safe_substitute leaves it as it is.
-                out.push('$');
+                secret::push_wiping(&mut out, "$");
                 rest = after;
                 continue;
             }
-            out.push_str(&self.substitute(group, ident, stack, origin)?);
+            secret::push_wiping(&mut out, self.substitute(group, ident, stack, origin)?.expose());
             rest = &after[consumed..];
         }
-        out.push_str(rest);
-        Ok(out)
+        secret::push_wiping(&mut out, rest);
+        Ok(Sensitive::from_zeroizing(out))
     }
 
-    fn substitute(&self, group: &str, ident: &str, stack: &mut Vec<(String, String)>, origin: &Origin) -> Result<String> {
+    fn substitute(&self, group: &str, ident: &str, stack: &mut Vec<(String, String)>, origin: &Origin) -> Result<Sensitive> {
         let (g, n) = match ident.split_once('.') {
             Some((g, n)) => (ini::normalize_group(g), n.to_string()),
             None => (group.to_string(), ident.to_string()),
@@ -355,7 +395,7 @@ impl Conf {
         for (g, n) in candidates {
             if let Some(opt) = registered(&g, &n) {
                 let v = self.get_in(&g, &n, opt, stack)?;
-                return Ok(v.map(|v| v.value.expose().to_string()).unwrap_or_default());
+                return Ok(v.map(|v| v.value).unwrap_or_default());
             }
         }
         let (top_group, top_name) = stack.first().cloned().unwrap_or_default();

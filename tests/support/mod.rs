@@ -342,7 +342,13 @@ impl Workdir {
     }
 
     pub fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymigrate"));
+        self.run_binary(Path::new(env!("CARGO_BIN_EXE_keymigrate")), args, vars)
+    }
+
+    /// Runs another build of keymigrate (the release binary) the way [`Workdir::run_env`] runs
+    /// the tests' own build, which has the fault points.
+    pub fn run_binary(&self, binary: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(binary);
         cmd.args(args).env("HOME", self.dir.path()).env_remove("RUST_LOG").current_dir(self.dir.path());
         for (k, _) in std::env::vars() {
             if k.starts_with("OS_") {

@@ -59,7 +59,7 @@ pub enum Backend {
 pub struct DbUrl {
     pub backend: Backend,
     /// For SQLite: the file path; for MySQL/PostgreSQL: the diesel URL (contains the password).
-    conn: String,
+    conn: crate::secret::Sensitive,
     /// The URL as configured with the password, and any query value whose name says password,
     /// replaced by `***`: for messages.
     pub redacted: String,
@@ -78,7 +78,7 @@ pub struct DbUrl {
 impl DbUrl {
     /// What to hand to diesel's `establish` (for SQLite, the file path). Holds the password.
     pub fn connection_string(&self) -> &str {
-        &self.conn
+        self.conn.expose()
     }
 }
 
@@ -168,7 +168,7 @@ pub fn translate(url: &str, cwd: &Path) -> Result<DbUrl, UrlError> {
         .into_iter()
         .map(|name| if holds_password(&sa, &name) { NOT_A_PLAIN_WORD.to_string() } else { name })
         .collect();
-    Ok(DbUrl { backend, conn, redacted: redact(url, &sa), ignored, require_tls })
+    Ok(DbUrl { backend, conn: crate::secret::Sensitive::new(conn), redacted: redact(url, &sa), ignored, require_tls })
 }
 
 /// What one backend makes of the URL.

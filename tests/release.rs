@@ -1,0 +1,65 @@
+//! The release binary has no fault points: built exactly as operators build it
+//! (`cargo build --release --locked`, which `scripts/test.sh` does and names in
+//! `KEYMIGRATE_RELEASE_BIN`), it ignores `KEYMIGRATE_FAULT` and migrates as if it were unset.
+
+use std::path::PathBuf;
+
+use crate::migrate::Fixture;
+use crate::support::cloud::Cloud;
+use crate::support::*;
+
+/// The release binary to check, or `None` (said on stderr) outside CI when none was named.
+fn release_binary() -> Option<PathBuf> {
+    match std::env::var_os("KEYMIGRATE_RELEASE_BIN") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(path.is_file(), "KEYMIGRATE_RELEASE_BIN={} is not a file", path.display());
+            Some(path)
+        }
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("KEYMIGRATE_RELEASE_BIN is not set: in CI the release binary must be checked (scripts/test.sh builds it)")
+        }
+        None => {
+            // Straight to stderr, past the test harness's capture, so a passing run still says it.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOT RUN: release::a_release_binary_ignores_keymigrate_fault needs KEYMIGRATE_RELEASE_BIN \
+                 (scripts/test.sh sets it after `cargo build --release --locked`)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn a_release_binary_ignores_keymigrate_fault() {
+    let Some(release) = release_binary() else { return };
+    let bytes = std::fs::read(&release).expect("read the release binary");
+    assert!(
+        !bytes.windows(b"KEYMIGRATE_FAULT".len()).any(|w| w == b"KEYMIGRATE_FAULT"),
+        "{} still reads KEYMIGRATE_FAULT: it was built with the fault-injection feature",
+        release.display()
+    );
+
+    let cloud = Cloud::new();
+    let kill = [("KEYMIGRATE_FAULT", "stored=kill")];
+    // The tests' own build dies at the point: the fault spec below is a live one.
+    let mut armed = Fixture::new(Backend::Sqlite, "password");
+    armed.seed_host("hostRA");
+    let out = armed.migrate_env(&["--host", "hostRA", "--workers", "1"], &kill);
+    assert_eq!(out.code, -1, "the tests' build should have been killed at `stored`: {}", out.stderr);
+
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host("hostRB");
+    let state = f.state.to_str().expect("path").to_string();
+    let args = ["--config-file", f.conf(), "migrate", "--state-dir", &state, "--host", "hostRB", "--workers", "1"];
+    let out = f.w.run_binary(&release, &args, &kill);
+    out.assert_code(0);
+    assert!(!out.stderr.contains("fault injection"), "{}", out.stderr);
+    f.check(&cloud);
+
+    // Leave no litter of the killed run behind: the tests' build finishes it.
+    armed.migrate(&["--host", "hostRA"]).assert_code(0);
+    armed.check(&cloud);
+}
