@@ -13,7 +13,8 @@
 //!   `db/pages` reads keyset pages into `db/rows`, `db/swap` is the only writer).
 //! * `plan`: what happens to each row (`plan/rules`), applied to a whole database in one pass by
 //!   `plan/census`, counted by `plan/tally`.
-//! * `http`, `keystone`, `barbican`: the services; `journal`: the state directory.
+//! * `http`, `keystone`, `barbican`: the services; `clouds` reads an identity from clouds.yaml
+//!   into `keystone`'s settings; `journal`: the state directory.
 //! * `engine`: one unit at a time, store, read back, compare-and-swap; `inspect`: what `verify`
 //!   and `rollback` learn about a migrated row's secret.
 //! * `cli`, `settings`, `output`, `logging`, `cmd/<command>`: the command line and its results.
@@ -26,6 +27,7 @@
 pub mod barbican;
 pub mod cinder;
 pub mod cli;
+pub mod clouds;
 pub mod cmd;
 pub mod conditions;
 pub mod conf;
