@@ -247,6 +247,14 @@ fn domain_fallbacks_top_level_options_and_old_spellings() {
     let (user, _, project) = password_parts(&id);
     assert_eq!(user, &named("u", Domain::Id("mine".into())));
     assert_eq!(project, Some(&Ident::Id("12345".into())));
+    let id = parse(&format!(
+        "clouds:\n  c:\n    domain_id: shared\n    auth:\n      auth_url: http://k\n      username: u\n      \
+         password: {SECRET}\n      project_name: p\n"
+    ))
+    .expect("load");
+    let (user, _, project) = password_parts(&id);
+    assert_eq!(user, &named("u", Domain::Id("shared".into())));
+    assert_eq!(project, Some(&named("p", Domain::Id("shared".into()))));
 }
 
 #[test]
