@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod clouds;
 mod crash;
 mod docs;
 mod errors;
