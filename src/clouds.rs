@@ -218,6 +218,8 @@ impl Reader<'_> {
         // `auth_type` wins over the older `auth_plugin`; openstacksdk's default is `password`.
         let auth_type = match self.text(top, "auth_type", "auth_type")? {
             Some(t) => t,
+            // Written but empty, openstacksdk reads it as the `none` plugin.
+            None if top.contains_key("auth_type") => "none".to_string(),
             None => self.text(top, "auth_plugin", "auth_plugin")?.unwrap_or_else(|| "password".to_string()),
         };
         let auth_url = self.auth_opt(&["auth_url"])?.ok_or_else(|| self.err("auth.auth_url", "is not set"))?;
@@ -374,10 +376,11 @@ impl Reader<'_> {
     fn tls(&self) -> Result<CloudTls> {
         let top = self.top_map()?;
         let path = |key: &str| -> Result<Option<PathBuf>> { Ok(self.text(top, key, key)?.map(PathBuf::from)) };
-        // openstacksdk's get_boolean for `insecure`: only true (or the text "true") is true.
+        // openstacksdk's get_boolean for `insecure`: only true is true. PyYAML (YAML 1.1) also
+        // reads an unquoted yes or on as true, where this parser (YAML 1.2) sees text.
         let insecure = match top.get("insecure") {
             Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            Some(Value::String(s)) => ["true", "yes", "on"].iter().any(|t| s.eq_ignore_ascii_case(t)),
             _ => false,
         };
         // `verify` is true, false, or a CA file (handed to requests as its `verify`).
@@ -427,13 +430,14 @@ impl CloudIdentity {
             ));
         }
         if let Some(ca) = &self.tls.ca_file {
-            // Checked here so that the message names clouds.yaml rather than cinder.conf.
-            std::fs::metadata(ca).map_err(|e| {
-                Error::config_value(
-                    format!("{}: clouds.{}.cacert", self.origin, self.name),
-                    format!("cannot read {}: {e}", ca.display()),
-                )
-            })?;
+            // Checked here so that the message names clouds.yaml: the HTTP client's own message
+            // would name cinder.conf's option.
+            let option = || format!("{}: clouds.{}.cacert", self.origin, self.name);
+            let pem = std::fs::read(ca)
+                .map_err(|e| Error::config_value(option(), format!("cannot read {}: {e}", ca.display())))?;
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(Error::config_value(option(), format!("{} holds no PEM certificate", ca.display())));
+            }
         }
         Ok(KeystoneSettings {
             auth_url: keystone::v3_url(&self.auth_url),

@@ -30,7 +30,9 @@ pub struct SearchPath {
 impl SearchPath {
     /// openstacksdk's list on Linux: the current directory, the user's config directory
     /// (`$XDG_CONFIG_HOME/openstack`, then `~/.config/openstack`, or `$SNAP_REAL_HOME`'s), the
-    /// site's (`$XDG_CONFIG_DIRS`, by default `/etc/xdg`, then `/etc/openstack`).
+    /// site's (`$XDG_CONFIG_DIRS`, by default `/etc/xdg`, then `/etc/openstack`). With several
+    /// `XDG_CONFIG_DIRS`, openstacksdk joins them into one path that never exists; each is tried
+    /// here.
     pub fn new(env: impl IntoIterator<Item = (String, String)>, cwd: &Path, home: Option<&Path>) -> SearchPath {
         let env: Vec<(String, String)> = env.into_iter().collect();
         let var = |name: &str| {

@@ -321,7 +321,7 @@ fn region_and_interface() {
 #[test]
 fn tls_options() {
     let dirs = Dirs::new();
-    let ca = dirs.write(&dirs.site, "ca.pem", "not read here");
+    let ca = dirs.write(&dirs.site, "ca.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
     let base = format!("clouds:\n  c:\n    auth:\n      auth_url: https://k\n      user_id: u\n      password: {SECRET}\n");
     let tls = |extra: &str| -> CloudTls {
         dirs.write(&dirs.cwd, "clouds.yaml", &format!("{base}{extra}"));
@@ -332,6 +332,9 @@ fn tls_options() {
     // verify: false turns verification off, and the CA file is then unused.
     assert_eq!(tls(&format!("    cacert: {ca_str}\n    verify: false\n")), CloudTls { insecure: true, ..CloudTls::default() });
     assert_eq!(tls("    insecure: 'True'\n"), CloudTls { insecure: true, ..CloudTls::default() });
+    assert_eq!(tls("    insecure: yes\n"), CloudTls { insecure: true, ..CloudTls::default() });
+    assert_eq!(tls("    verify: no\n"), CloudTls { insecure: true, ..CloudTls::default() });
+    assert_eq!(tls("    insecure: 'nope'\n"), CloudTls::default());
     assert_eq!(tls("    insecure: false\n    verify: true\n"), CloudTls::default());
     // verify may name the CA file itself.
     assert_eq!(tls(&format!("    verify: {ca_str}\n")), CloudTls { ca_file: Some(ca.clone()), ..CloudTls::default() });
@@ -346,6 +349,10 @@ fn tls_options() {
     tls("    cacert: /nonexistent/ca.pem\n");
     let e = check_error(&dirs.load("c").expect("load").keystone_settings(Duration::from_secs(1)).expect_err("no CA"));
     assert!(e.contains("clouds.c.cacert") && e.contains("/nonexistent/ca.pem"), "{e}");
+    let not_pem = dirs.write(&dirs.site, "not.pem", "text");
+    tls(&format!("    cacert: {}\n", not_pem.display()));
+    let e = check_error(&dirs.load("c").expect("load").keystone_settings(Duration::from_secs(1)).expect_err("not PEM"));
+    assert!(e.contains("clouds.c.cacert") && e.contains("holds no PEM certificate"), "{e}");
 }
 
 #[test]
@@ -391,6 +398,8 @@ fn bad_yaml_names_the_file_and_the_line_without_its_content() {
 
 #[test]
 fn unsupported_auth_types_are_named() {
+    let e = parse_err(&format!("clouds:\n  c:\n    auth_type: ''\n    auth:\n      auth_url: http://k\n      password: {SECRET}\n"));
+    assert!(e.contains("clouds.c.auth_type: 'none' is not supported"), "{e}");
     for t in ["token", "v3oidcpassword", "admin_token"] {
         let e = parse_err(&format!("clouds:\n  c:\n    auth_type: {t}\n    auth:\n      auth_url: http://k\n      password: {SECRET}\n"));
         assert!(e.contains("clouds.c.auth_type") && e.contains(&format!("'{t}' is not supported")), "{e}");
