@@ -45,7 +45,8 @@ fn a_migrated_key_is_read_through_castellan_by_its_owner_and_today_not_by_her_te
     // Before: what Cinder's ConfKeyManager hands os-brick for this volume.
     let before = castellan::conf_key_manager(&fixed_key);
     let (before_bytes, before_passphrase) = before.key();
-    assert_eq!(before_bytes, hex::decode(&fixed_key).expect("hex").as_slice(), "the ConfKeyManager's key is fixed_key");
+    // Keys are compared without printing them: a failing run shows no key material.
+    assert!(before_bytes == hex::decode(&fixed_key).expect("hex").as_slice(), "the ConfKeyManager's key is not fixed_key");
     let before_passphrase = before_passphrase.to_string();
 
     w.run(&["--config-file", arg(&conf), "migrate", "--state-dir", arg(&state), "--host", &host]).assert_code(0);
@@ -74,22 +75,22 @@ fn a_migrated_key_is_read_through_castellan_by_its_owner_and_today_not_by_her_te
         handles.into_iter().map(|h| h.join().expect("read thread")).collect()
     });
 
-    let mut table = vec![("key".to_string(), "user".to_string(), "castellan get".to_string())];
+    let mut table = vec![("key".to_string(), "user".to_string(), "result (castellan get unless said)".to_string())];
     for ((kind, _, user), read) in cases.iter().zip(&reads) {
         table.push((kind.to_string(), format!("{} (member of demo)", user.name), read.status()));
     }
 
     // Native keys: Barbican's policy lets every member of the project read them.
-    for read in &reads[0..2] {
+    for ((_, _, user), read) in cases.iter().zip(&reads).take(2) {
         let (bytes, passphrase) = read.key();
-        assert_eq!(bytes, before_bytes);
-        assert_eq!(passphrase, before_passphrase);
+        assert!(bytes == before_bytes, "the native key {} read is not fixed_key", user.name);
+        assert!(passphrase == before_passphrase, "os-brick's passphrase from the native key {} read differs", user.name);
     }
     // The owner reads the migrated key, and os-brick unlocks the volume with the same
     // passphrase as under the ConfKeyManager.
     let (bytes, passphrase) = reads[2].key();
-    assert_eq!(bytes, before_bytes, "the migrated secret holds fixed_key");
-    assert_eq!(passphrase, before_passphrase, "os-brick's passphrase is unchanged by the migration");
+    assert!(bytes == before_bytes, "the migrated secret alice read is not fixed_key");
+    assert!(passphrase == before_passphrase, "os-brick's passphrase changed with the migration");
     // Today's `service` model: the secret lives in Cinder's service project with a read ACL for
     // the row's user only, so alice's teammate is refused. Under the project-owned mode
     // (`--secret-owner project`) this read must become 200, like the native key's.
@@ -101,7 +102,7 @@ fn a_migrated_key_is_read_through_castellan_by_its_owner_and_today_not_by_her_te
 
     // Deleting the volume: cinder-volume calls volume_utils.delete_encryption_key with alice's
     // context. Her read ACL does not allow a delete (403), so Cinder retries with its own
-    // service credentials, which own the secret: it goes away, as a native key does.
+    // service credentials, whose project holds the secret: it goes away, as a native key does.
     let deleted = castellan::cinder_delete_as(&alice, &migrated);
     assert!(deleted.ok, "Cinder's delete of the migrated key: {deleted:?}");
     assert!(deleted.fell_back_to_service, "alice's own attempt fails and Cinder falls back: {deleted:?}");
@@ -117,6 +118,20 @@ fn a_migrated_key_is_read_through_castellan_by_its_owner_and_today_not_by_her_te
     assert_eq!((deleted.ok, deleted.fell_back_to_service, deleted.failed_statuses.len()), (true, false, 0), "{deleted:?}");
     assert_eq!(cloud.payload(&alice_token, &native).status, 404, "the native secret is gone");
     table.push(("created natively: Cinder's delete_encryption_key".into(), "alice".into(), "alice: deleted".into()));
+
+    // Why Cinder's fallback would also remove a key in the volume's own project: its service
+    // user holds the `admin` role (in project service), and Barbican lets an admin delete any
+    // project's secret, though not read its payload.
+    let other = cloud.store(&alice_token, &format!("owners-native-{}", uuid()), &payload, 256);
+    cleanup.secrets.push((alice_token.clone(), other.clone()));
+    let (read, delete) = (cloud.payload(&cinder_token, &other).status, cloud.delete(&cinder_token, &other));
+    assert_eq!((read, delete), (403, 204), "Cinder's service user on a native key of demo: payload, DELETE");
+    assert_eq!(cloud.payload(&alice_token, &other).status, 404, "the native secret is gone");
+    table.push((
+        "created natively: Cinder's service user (admin in service)".into(),
+        "cinder".into(),
+        format!("payload {read}, DELETE {delete}"),
+    ));
 
     let width = table.iter().map(|r| r.0.len()).max().unwrap_or(0);
     println!("Who reads alice's volume key through castellan (measured):");
