@@ -11,6 +11,7 @@ mod errors;
 mod faults;
 mod hostile;
 pub mod migrate;
+mod owners;
 mod release;
 mod scan;
 mod scan_oracle;

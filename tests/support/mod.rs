@@ -433,6 +433,7 @@ impl Output {
     }
 }
 
+pub mod castellan;
 pub mod cloud;
 pub mod proxy;
 
