@@ -13,7 +13,8 @@
 //!   `db/pages` reads keyset pages into `db/rows`, `db/swap` is the only writer).
 //! * `plan`: what happens to each row (`plan/rules`), applied to a whole database in one pass by
 //!   `plan/census`, counted by `plan/tally`.
-//! * `http`, `keystone`, `barbican`: the services; `journal`: the state directory.
+//! * `http`, `keystone`, `barbican`: the services; `grants`: Keystone role grants for acting in a
+//!   row's own project; `journal`: the state directory.
 //! * `engine`: one unit at a time, store, read back, compare-and-swap; `inspect`: what `verify`
 //!   and `rollback` learn about a migrated row's secret.
 //! * `cli`, `settings`, `output`, `logging`, `cmd/<command>`: the command line and its results.
@@ -33,6 +34,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod fault;
+pub mod grants;
 pub mod http;
 pub mod inspect;
 pub mod journal;
