@@ -8,6 +8,7 @@ mod crash;
 mod docs;
 mod errors;
 mod faults;
+mod grants;
 mod hostile;
 pub mod migrate;
 mod release;
