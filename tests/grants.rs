@@ -76,7 +76,7 @@ struct Throwaway {
 impl Throwaway {
     fn new() -> Throwaway {
         let admin = admin_token();
-        let name = format!("kmtest-grants-{:012x}", rand::rng().random_range(0..u64::MAX) % (1 << 48));
+        let name = scratch_name();
         let body = json!({"project": {"name": name, "domain_id": "default", "description": "keymigrate grants test"}});
         let (status, answer) = keystone_call("POST", "/projects", &admin, Some(body));
         assert_eq!(status, 201, "create project {name}: {answer}");
@@ -109,8 +109,7 @@ impl Throwaway {
 
 impl Drop for Throwaway {
     fn drop(&mut self) {
-        // A fresh token: deleting a group the admin is in revokes the admin's tokens.
-        let (status, answer) = keystone_call("DELETE", &format!("/projects/{}", self.id), &admin_token(), None);
+        let (status, answer) = keystone_call("DELETE", &format!("/projects/{}", self.id), &self.admin, None);
         if status != 204 && !std::thread::panicking() {
             panic!("delete project {}: {status} {answer}", self.id);
         }
@@ -144,7 +143,7 @@ fn grant_gives_a_scoped_token_and_revoke_removes_exactly_it() {
     let held = grants.roles_in(&me.user_id, &project.id).expect("roles");
     let reader = grants.role_id("reader").expect("reader role");
     assert_eq!(held, [member.clone(), reader], "the role granted and the one it implies");
-    assert!(grants.needed(&me.user_id, &project.id, &[member.clone()], &member).expect("needed").is_none());
+    assert!(grants.needed(&me.user_id, &project.id, std::slice::from_ref(&member), &member).expect("needed").is_none());
     // Granting again (an answer lost, the request sent again) changes nothing.
     grants.grant(&grant).expect("grant again");
 
@@ -176,53 +175,63 @@ fn a_role_held_before_is_reported_and_needs_no_grant() {
     // `reader` alone is not enough to create secrets: a grant is needed.
     project.grant_by_hand(&me.user_id, &reader);
     assert_eq!(grants.roles_in(&me.user_id, &project.id).expect("roles"), vec![reader.clone()]);
-    assert!(grants.needed(&me.user_id, &project.id, &[member.clone()], &member).expect("needed").is_some());
+    assert!(grants.needed(&me.user_id, &project.id, std::slice::from_ref(&member), &member).expect("needed").is_some());
     // `member`, granted by hand, is held and reported, with the role it implies.
     project.grant_by_hand(&me.user_id, &member);
     let held = grants.roles_in(&me.user_id, &project.id).expect("roles");
     assert!(held.contains(&member) && held.contains(&reader), "{held:?}");
-    assert_eq!(grants.needed(&me.user_id, &project.id, &[member.clone()], &member).expect("needed"), None);
+    assert_eq!(grants.needed(&me.user_id, &project.id, std::slice::from_ref(&member), &member).expect("needed"), None);
     let scoped = grants.scoped(&project.id).expect("scoped through the role held before");
     assert!(!scoped.token().expect("token").is_empty());
 }
 
 #[test]
 fn a_role_held_through_a_group_counts() {
+    // A user of its own: removing a user from a group, or deleting the group, revokes every
+    // token of that user, which would break any other test running as the admin meanwhile.
     let project = Throwaway::new();
     let grants = admin();
-    let me = grants.whoami().expect("whoami");
     let member = grants.role_id("member").expect("member role");
-    let group = Group::new(&project.admin);
-    let (status, answer) = keystone_call("PUT", &format!("/groups/{}/users/{}", group.id, me.user_id), &project.admin, None);
+    let user = Scratch::new(&project.admin, "users", json!({"user": {"name": scratch_name(), "domain_id": "default"}}));
+    let group = Scratch::new(&project.admin, "groups", json!({"group": {"name": scratch_name(), "domain_id": "default"}}));
+    let (status, answer) = keystone_call("PUT", &format!("/groups/{}/users/{}", group.id, user.id), &project.admin, None);
     assert_eq!(status, 204, "add to group: {answer}");
+    assert!(grants.needed(&user.id, &project.id, std::slice::from_ref(&member), &member).expect("needed").is_some());
     let path = format!("/projects/{}/groups/{}/roles/{member}", project.id, group.id);
     let (status, answer) = keystone_call("PUT", &path, &project.admin, None);
     assert_eq!(status, 204, "grant to group: {answer}");
-    let held = grants.roles_in(&me.user_id, &project.id).expect("roles");
+    let held = grants.roles_in(&user.id, &project.id).expect("roles");
     assert!(held.contains(&member), "{held:?}");
-    assert_eq!(grants.needed(&me.user_id, &project.id, &[member.clone()], &member).expect("needed"), None);
+    assert_eq!(grants.needed(&user.id, &project.id, std::slice::from_ref(&member), &member).expect("needed"), None);
 }
 
-/// A group of the Default domain with a random name, deleted on drop.
-struct Group {
+fn scratch_name() -> String {
+    format!("kmtest-grants-{:012x}", rand::rng().random_range(0..u64::MAX) % (1 << 48))
+}
+
+/// A Keystone user or group created for one test, deleted on drop.
+struct Scratch {
     id: String,
+    path: String,
     admin: String,
 }
 
-impl Group {
-    fn new(admin: &str) -> Group {
-        let name = format!("kmtest-grants-{:012x}", rand::rng().random_range(0..u64::MAX) % (1 << 48));
-        let (status, answer) = keystone_call("POST", "/groups", admin, Some(json!({"group": {"name": name, "domain_id": "default"}})));
-        assert_eq!(status, 201, "create group {name}: {answer}");
-        Group { id: answer["group"]["id"].as_str().expect("group id").to_string(), admin: admin.to_string() }
+impl Scratch {
+    /// `POST /v3/{kind}` with `body`; `kind` is `users` or `groups`.
+    fn new(admin: &str, kind: &str, body: Value) -> Scratch {
+        let (status, answer) = keystone_call("POST", &format!("/{kind}"), admin, Some(body));
+        assert_eq!(status, 201, "create {kind}: {answer}");
+        let one = kind.trim_end_matches('s');
+        let id = answer[one]["id"].as_str().expect("id").to_string();
+        Scratch { path: format!("/{kind}/{id}"), id, admin: admin.to_string() }
     }
 }
 
-impl Drop for Group {
+impl Drop for Scratch {
     fn drop(&mut self) {
-        let (status, answer) = keystone_call("DELETE", &format!("/groups/{}", self.id), &self.admin, None);
+        let (status, answer) = keystone_call("DELETE", &self.path, &self.admin, None);
         if status != 204 && !std::thread::panicking() {
-            panic!("delete group {}: {status} {answer}", self.id);
+            panic!("delete {}: {status} {answer}", self.path);
         }
     }
 }
@@ -236,11 +245,11 @@ fn a_missing_project_is_the_typed_not_found_error() {
     assert!(!grants.project_exists(&gone).expect("exists"));
     let is_gone = |e: &GrantError| matches!(e, GrantError::ProjectGone { project } if *project == gone);
     let grant = Grant { project: gone.clone(), user: me.user_id.clone(), role: member.clone() };
-    let e = grants.grant(&grant).err().expect("grant in a missing project");
+    let e = grants.grant(&grant).expect_err("grant in a missing project");
     assert!(is_gone(&e), "{e:?}");
     assert_eq!(e.to_string(), format!("project {gone} no longer exists in Keystone"));
     assert_eq!(e.blocked_project(), Some(gone.as_str()));
-    let e = grants.roles_in(&me.user_id, &gone).err().expect("roles in a missing project");
+    let e = grants.roles_in(&me.user_id, &gone).expect_err("roles in a missing project");
     assert!(is_gone(&e), "{e:?}");
     let e = grants.scoped(&gone).err().expect("token for a missing project");
     assert!(is_gone(&e), "{e:?}");
@@ -249,7 +258,7 @@ fn a_missing_project_is_the_typed_not_found_error() {
     // A missing role is not a missing project.
     let project = Throwaway::new();
     let no_role = Grant { project: project.id.clone(), user: me.user_id, role: "no-such-role".into() };
-    let e = grants.grant(&no_role).err().expect("grant of a missing role");
+    let e = grants.grant(&no_role).expect_err("grant of a missing role");
     assert!(matches!(&e, GrantError::Other(_)) && e.to_string().contains("Could not find role"), "{e:?}");
     assert!(grants.role_id("no-such-role").is_err());
 }
@@ -262,15 +271,15 @@ fn a_non_admin_identity_may_not_grant() {
     assert_eq!(me.user_id, env("KEYMIGRATE_TEST_ALICE_ID"));
     let member = admin().role_id("member").expect("member role");
     let grant = Grant { project: project.id.clone(), user: me.user_id.clone(), role: member };
-    let e = alice.grant(&grant).err().expect("alice may not grant");
+    let e = alice.grant(&grant).expect_err("alice may not grant");
     assert!(matches!(&e, GrantError::Forbidden { project: p, action: "grant", .. } if *p == project.id), "{e:?}");
     assert!(e.to_string().starts_with(&format!("the identity may not grant roles in project {}", project.id)), "{e}");
     assert_eq!(e.blocked_project(), Some(project.id.as_str()));
     assert_no_secret(&format!("{e} {e:?}"));
-    let e = alice.revoke(&grant).err().expect("alice may not revoke");
+    let e = alice.revoke(&grant).expect_err("alice may not revoke");
     assert!(matches!(&e, GrantError::Forbidden { action: "revoke", .. }), "{e:?}");
     // Listing assignments needs an admin too: that stops the run, it blocks no single project.
-    let e = alice.roles_in(&me.user_id, &project.id).err().expect("alice may not list assignments");
+    let e = alice.roles_in(&me.user_id, &project.id).expect_err("alice may not list assignments");
     assert!(matches!(&e, GrantError::Other(_)) && e.blocked_project().is_none(), "{e:?}");
 }
 
