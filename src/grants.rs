@@ -133,7 +133,7 @@ impl Grants {
     /// The ID of the global role named `name` (`GET /v3/roles?name=…`), compared exactly.
     pub fn role_id(&self, name: &str) -> Result<String> {
         let path = format!("/roles?name={}", segment(name));
-        let r = self.call("GET", &path, Subject::None)?;
+        let r = self.call("GET", &path, Subject::None, Body::None)?;
         if r.status != 200 {
             return Err(self.refused("GET", &path, &r));
         }
@@ -158,7 +158,7 @@ impl Grants {
     /// Whether the project exists (`GET /v3/projects/{id}`; 404: it does not).
     pub fn project_exists(&self, project: &str) -> Result<bool> {
         let path = format!("/projects/{}", segment(project));
-        let r = self.call("GET", &path, Subject::None)?;
+        let r = self.call("GET", &path, Subject::None, Body::None)?;
         match r.status {
             200 => Ok(true),
             404 => Ok(false),
@@ -174,7 +174,7 @@ impl Grants {
             segment(user),
             segment(project)
         );
-        let r = self.call("GET", &path, Subject::None)?;
+        let r = self.call("GET", &path, Subject::None, Body::None)?;
         match r.status {
             200 => Ok(role_ids(self.answer(&r, "GET", &path)?)),
             404 => Err(GrantError::ProjectGone { project: project.to_string() }),
@@ -197,7 +197,10 @@ impl Grants {
     /// succeeds too, so a retry after a lost answer is harmless.
     pub fn grant(&self, grant: &Grant) -> Result<(), GrantError> {
         let path = assignment_path(grant);
-        let r = self.call("PUT", &path, Subject::None)?;
+        // An empty body of explicit length (`Content-Length: 0`, as keystoneauth sends it):
+        // without one, ureq sends a PUT chunked, which some front ends of Keystone refuse
+        // (mod_wsgi, unless WSGIChunkedRequest is on, answers 411 Length Required).
+        let r = self.call("PUT", &path, Subject::None, Body::Json(b""))?;
         match r.status {
             204 | 200 | 201 => {
                 log::info!("granted role {} to user {} in project {}", grant.role, grant.user, grant.project);
@@ -220,7 +223,7 @@ impl Grants {
     /// whose answer was lost, a revoke by hand, or a deleted project.
     pub fn revoke(&self, grant: &Grant) -> Result<Revoked, GrantError> {
         let path = assignment_path(grant);
-        let r = self.call("DELETE", &path, Subject::None)?;
+        let r = self.call("DELETE", &path, Subject::None, Body::None)?;
         match r.status {
             204 | 200 => {
                 log::info!("revoked role {} of user {} in project {}", grant.role, grant.user, grant.project);
@@ -277,7 +280,7 @@ impl Grants {
     /// `GET /v3/auth/tokens?nocatalog` for `subject`.
     fn inspect(&self, subject: Subject<'_>) -> Result<Whoami> {
         let path = "/auth/tokens?nocatalog";
-        let r = self.call("GET", path, subject)?;
+        let r = self.call("GET", path, subject, Body::None)?;
         if r.status != 200 {
             return Err(self.refused("GET", path, &r));
         }
@@ -303,7 +306,7 @@ impl Grants {
 
     /// One request with the admin identity's token, retried by `send_with_retries`,
     /// authenticating again once on 401. Errors are mapped as keystone.rs maps them.
-    fn call(&self, method: &str, path: &str, subject: Subject<'_>) -> Result<Response> {
+    fn call(&self, method: &str, path: &str, subject: Subject<'_>, body: Body<'_>) -> Result<Response> {
         let url = format!("{}{path}", self.keystone.settings().auth_url);
         let mut reauthenticated = false;
         loop {
@@ -314,7 +317,7 @@ impl Grants {
                 Subject::Own => headers.push(("X-Subject-Token", token.expose())),
                 Subject::Other(t) => headers.push(("X-Subject-Token", t.expose())),
             }
-            let r = match self.keystone.http().send_with_retries(method, &url, &headers, Body::None, &mut false) {
+            let r = match self.keystone.http().send_with_retries(method, &url, &headers, body, &mut false) {
                 Ok(r) => r,
                 Err(GaveUp { last: Some(r), attempts, .. }) => {
                     return Err(Error::Service(format!(
