@@ -1,7 +1,8 @@
 //! Role grants against the real Keystone, as its admin: a throwaway project per test (random
 //! name, deleted at the end even when the test fails), the admin's roles there before and after
 //! a grant, a token scoped to it, the revoke; a role held before, directly or through a group; a
-//! deleted project; a non-admin identity; an application credential.
+//! deleted project; a non-admin identity; an application credential; lost answers, 5xx,
+//! timeouts and a revoked token through the fault proxy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use keymigrate::keystone::{AuthMethod, Domain, Ident, Keystone, KeystoneSettings
 use keymigrate::secret::Sensitive;
 
 use crate::support::env;
+use crate::support::proxy::{Fault, Proxy};
 
 fn default_domain(name: &str) -> Ident {
     Ident::Name { name: name.to_string(), domain: Domain::Id("default".into()) }
@@ -22,15 +24,20 @@ fn default_domain(name: &str) -> Ident {
 
 /// A password identity of the Default domain, scoped to `project`, as keymigrate would load it.
 fn keystone(user: &str, password: &str, project: &str) -> Arc<Keystone> {
+    keystone_at(&env("KEYMIGRATE_TEST_KEYSTONE_URL"), Duration::from_secs(30), user, password, project)
+}
+
+/// The same, through `auth_url` (a fault proxy) with this request timeout.
+fn keystone_at(auth_url: &str, timeout: Duration, user: &str, password: &str, project: &str) -> Arc<Keystone> {
     let settings = KeystoneSettings {
-        auth_url: env("KEYMIGRATE_TEST_KEYSTONE_URL"),
+        auth_url: auth_url.to_string(),
         method: AuthMethod::Password {
             user: default_domain(user),
             password: Sensitive::new(password),
             project: Some(default_domain(project)),
         },
         tls: Tls::default(),
-        timeout: Duration::from_secs(30),
+        timeout,
     };
     let retry = RetryPolicy { retries: 2, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
     Arc::new(Keystone::new(settings, retry).expect("Keystone client"))
@@ -40,7 +47,8 @@ fn admin() -> Grants {
     Grants::new(keystone("admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin"))
 }
 
-/// Keystone's REST API as its admin, for what the tests set up by hand.
+/// Keystone's REST API as its admin, for what the tests set up by hand; status 0 when no
+/// answer came.
 fn keystone_call(method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -55,7 +63,11 @@ fn keystone_call(method: &str, path: &str, token: &str, body: Option<Value>) -> 
         ),
         None => agent.run(req.body(()).expect("request")),
     };
-    let mut resp = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    // No panic here: a Drop cleaning up after a failed test calls this too.
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => return (0, Value::String(format!("{method} {url}: {e}"))),
+    };
     let status = resp.status().as_u16();
     let body = resp.body_mut().read_to_vec().unwrap_or_default();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
@@ -175,6 +187,45 @@ fn grant_gives_a_scoped_token_and_revoke_removes_exactly_it() {
     assert!(matches!(&e, GrantError::NotScoped { project: p } if *p == project.id), "{e:?}");
     assert_eq!(e.blocked_project(), Some(project.id.as_str()));
     assert_no_secret(&format!("{e} {e:?}"));
+}
+
+#[test]
+fn lost_answers_5xx_timeouts_and_revoked_tokens_are_retried() {
+    let project = Throwaway::new();
+    let proxy = Proxy::start(&env("KEYMIGRATE_TEST_KEYSTONE_URL"));
+    // Long enough for the shared Keystone's answers, shorter than the stall below.
+    let ks = keystone_at(&format!("{}/v3", proxy.url), Duration::from_secs(6), "admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin");
+    let grants = Grants::new(ks);
+    let me = grants.whoami().expect("whoami");
+    let member = grants.role_id("member").expect("member role");
+    let grant = Grant { project: project.id.clone(), user: me.user_id.clone(), role: member.clone() };
+
+    // The grant is made but its answer lost, the retry meets a 503, the next one succeeds:
+    // granting what is held already is no error.
+    proxy.rule("PUT", "/roles/", 1, Fault::DropAnswer);
+    // (Each rule counts the requests no earlier rule took: this is the second PUT.)
+    proxy.rule("PUT", "/roles/", 1, Fault::Status(503));
+    grants.grant(&grant).expect("grant through lost answers");
+    assert_eq!(proxy.injected(), 2);
+    // The admin's token refused once (revoked): authenticate again and carry on.
+    proxy.rule("GET", "/role_assignments", 1, Fault::Revoke);
+    // An answer later than the timeout: asked again.
+    proxy.rule("GET", "/role_assignments", 1, Fault::Stall(Duration::from_secs(7)));
+    let held = grants.roles_in(&me.user_id, &project.id).expect("roles through a revoked token and a timeout");
+    assert!(held.contains(&member), "{held:?}");
+    assert_eq!(proxy.injected(), 4);
+
+    // The revoke is made but its answer lost: the retry finds nothing left to revoke.
+    proxy.rule("DELETE", "/roles/", 1, Fault::DropAnswer);
+    assert_eq!(grants.revoke(&grant).expect("revoke through a lost answer"), Revoked::AlreadyGone);
+    assert_eq!(grants.roles_in(&me.user_id, &project.id).expect("roles"), Vec::<String>::new());
+
+    // 5xx on every attempt: the retries give up with an error that blocks no single project.
+    proxy.rule("PUT", "/roles/", 0, Fault::Status(500));
+    let e = grants.grant(&grant).expect_err("Keystone failing");
+    assert!(matches!(&e, GrantError::Other(_)) && e.blocked_project().is_none(), "{e:?}");
+    assert!(e.to_string().contains("gave up after 3 attempts"), "{e}");
+    assert_eq!(grants.roles_in(&me.user_id, &project.id).expect("roles"), Vec::<String>::new());
 }
 
 #[test]
