@@ -255,7 +255,8 @@ impl Grants {
         let scoped = Keystone::new(settings, self.keystone.http().retry)?;
         let token = match scoped.token() {
             Ok(t) => t,
-            // The same password was just accepted for the admin scope: this scope is refused.
+            // The same credentials authenticate the identity's own scope: a 401 here is this
+            // scope refused (no role, a disabled project, or no project at all).
             Err(Error::Credentials(_)) => {
                 return Err(if self.project_exists(project)? {
                     GrantError::NotScoped { project: project.to_string() }

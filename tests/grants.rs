@@ -177,6 +177,11 @@ fn grant_gives_a_scoped_token_and_revoke_removes_exactly_it() {
     assert_eq!(body["token"]["project"]["id"], project.id.as_str());
     assert_eq!(body["token"]["user"]["id"], me.user_id.as_str());
     assert_eq!(scoped.token().expect("token again"), token, "a fresh token is reused, not fetched again");
+    // Renewed (here after a 401), the token keeps the project's scope.
+    scoped.invalidate(&token);
+    let renewed = scoped.token().expect("renewed token");
+    assert_ne!(renewed, token);
+    assert_eq!(project.token_body(renewed.expose())["token"]["project"]["id"], project.id.as_str());
     assert_eq!(Grants::new(scoped.clone()).whoami().expect("whoami").project_id.as_deref(), Some(project.id.as_str()));
 
     assert_eq!(grants.revoke(&grant).expect("revoke"), Revoked::Revoked);
