@@ -204,6 +204,17 @@ impl Keystone {
         Ok(Keystone { settings, http, token: Mutex::new(None) })
     }
 
+    /// What this identity authenticates with: another scope of the same identity is a
+    /// [`Keystone`] built from a copy (`grants::Grants::scoped`).
+    pub fn settings(&self) -> &KeystoneSettings {
+        &self.settings
+    }
+
+    /// The HTTP client (and its retry policy) Keystone's other APIs are called with.
+    pub fn http(&self) -> &Client {
+        &self.http
+    }
+
     /// A valid token, fetching a new one when there is none or it is about to expire.
     pub fn token(&self) -> Result<Sensitive> {
         let mut guard = self.token.lock().map_err(|_| Error::Internal("token lock poisoned".into()))?;

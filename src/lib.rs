@@ -14,7 +14,8 @@
 //! * `plan`: what happens to each row (`plan/rules`), applied to a whole database in one pass by
 //!   `plan/census`, counted by `plan/tally`.
 //! * `http`, `keystone`, `barbican`: the services; `clouds` reads an identity from clouds.yaml
-//!   into `keystone`'s settings; `journal`: the state directory.
+//!   into `keystone`'s settings (not yet used by a command); `grants`: Keystone role grants for acting in a row's own project
+//!   (not yet used by a command); `journal`: the state directory.
 //! * `engine`: one unit at a time, store, read back, compare-and-swap; `inspect`: what `verify`
 //!   and `rollback` learn about a migrated row's secret.
 //! * `cli`, `settings`, `output`, `logging`, `cmd/<command>`: the command line and its results.
@@ -35,6 +36,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod fault;
+pub mod grants;
 pub mod http;
 pub mod inspect;
 pub mod journal;

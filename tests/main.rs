@@ -9,6 +9,7 @@ mod crash;
 mod docs;
 mod errors;
 mod faults;
+mod grants;
 mod hostile;
 pub mod migrate;
 mod owners;
