@@ -13,9 +13,9 @@
 //!   `db/pages` reads keyset pages into `db/rows`, `db/swap` is the only writer).
 //! * `plan`: what happens to each row (`plan/rules`), applied to a whole database in one pass by
 //!   `plan/census`, counted by `plan/tally`.
-//! * `http`, `keystone`, `barbican`: the services; `clouds` reads an identity from clouds.yaml
-//!   into `keystone`'s settings (not yet used by a command); `grants`: Keystone role grants for acting in a row's own project
-//!   (not yet used by a command); `journal`: the state directory.
+//! * `http`, `keystone`, `barbican`: the services; `journal`: the state directory. `clouds` (an
+//!   identity from clouds.yaml) and `grants` (Keystone role grants for acting in a row's own
+//!   project) are the admin identity's pieces, not yet used by a command.
 //! * `engine`: one unit at a time, store, read back, compare-and-swap; `inspect`: what `verify`
 //!   and `rollback` learn about a migrated row's secret.
 //! * `cli`, `settings`, `output`, `logging`, `cmd/<command>`: the command line and its results.
