@@ -16,7 +16,7 @@ use crate::conditions::FixedKey;
 use crate::conf::{self, Conf};
 use crate::error::{Error, Result};
 use crate::http::{self, Body, Client, Response, Tls};
-use crate::keystone::Keystone;
+use crate::keystone::{AuthorizedError, Keystone, Request, Subject};
 use crate::secret;
 
 #[derive(Debug, Clone)]
@@ -256,35 +256,22 @@ impl Barbican {
     /// once on 401. `maybe_sent` is set when a failed attempt may still have reached Barbican.
     fn call(&self, method: &str, path: &str, body: Body<'_>, maybe_sent: &mut bool) -> Result<Response, ApiError> {
         let url = format!("{}{path}", self.base);
-        let mut reauthenticated = false;
-        loop {
-            let token = self.keystone.token().map_err(|e| match e {
-                Error::Service(m) => ApiError::Transient(m),
-                Error::Credentials(m) => ApiError::Fatal(m),
-                other => ApiError::Rejected(other.to_string()),
-            })?;
-            let headers = [("X-Auth-Token", token.expose()), ("OpenStack-API-Version", "key-manager 1.1")];
-            let r = self
-                .http
-                .send_with_retries(method, &url, &headers, body, maybe_sent)
-                .map_err(|gave_up| ApiError::Transient(format!("{method} {}: {}", self.redacted(path), gave_up.message())))?;
-            match r.status {
-                401 if !reauthenticated => {
-                    log::info!("Barbican answered 401; authenticating again");
-                    self.keystone.invalidate(&token);
-                    reauthenticated = true;
-                }
-                // A fresh token refused too: no unit can succeed, so the run stops.
-                401 => {
-                    return Err(ApiError::Fatal(format!(
-                        "{method} {}: {} after authenticating again; Barbican does not accept keymigrate's Keystone tokens",
-                        self.redacted(path),
-                        r.error_text()
-                    )))
-                }
-                403 => return Err(ApiError::Forbidden(format!("{method} {}: {}", self.redacted(path), r.error_text()))),
-                _ => return Ok(r),
-            }
+        let request = Request { method, url: &url, headers: &[("OpenStack-API-Version", "key-manager 1.1")], body };
+        let r = self.keystone.send_authorized(&self.http, "Barbican", request, Subject::None, maybe_sent).map_err(|e| match e {
+            AuthorizedError::Token(Error::Service(m)) => ApiError::Transient(m),
+            AuthorizedError::Token(Error::Credentials(m)) => ApiError::Fatal(m),
+            AuthorizedError::Token(other) => ApiError::Rejected(other.to_string()),
+            AuthorizedError::GaveUp(gave_up) => ApiError::Transient(format!("{method} {}: {}", self.redacted(path), gave_up.message())),
+            // A fresh token refused too: no unit can succeed, so the run stops.
+            AuthorizedError::Refused(r) => ApiError::Fatal(format!(
+                "{method} {}: {} after authenticating again; Barbican does not accept keymigrate's Keystone tokens",
+                self.redacted(path),
+                r.error_text()
+            )),
+        })?;
+        match r.status {
+            403 => Err(ApiError::Forbidden(format!("{method} {}: {}", self.redacted(path), r.error_text()))),
+            _ => Ok(r),
         }
     }
 

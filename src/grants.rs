@@ -9,7 +9,7 @@
 //! the journalled grant. A role the identity held before is never journalled, so never revoked.
 //!
 //! Every call carries the admin identity's token from [`Keystone`] (renewed before it expires,
-//! once more on a 401) and is retried like every other Keystone call (`http::Client`). Errors
+//! once more on a 401: [`Keystone::send_authorized`], which Barbican uses too) and is retried like every other Keystone call. Errors
 //! that concern one project only ([`GrantError`]) are typed, so the caller can block that
 //! project and go on with the others.
 
@@ -20,8 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::http::{self, Body, GaveUp, Response};
-use crate::keystone::{AuthMethod, Ident, Keystone, KeystoneSettings};
-use crate::secret::Sensitive;
+use crate::keystone::{AuthMethod, AuthorizedError, Ident, Keystone, KeystoneSettings, Request, Subject};
 
 /// One role assignment keymigrate makes, by IDs: what the journal records before the `PUT`,
 /// and what the revoke removes, exactly.
@@ -105,14 +104,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_');
 
 fn segment(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).collect()
-}
-
-/// Whose token a `GET /v3/auth/tokens` inspects.
-enum Subject<'a> {
-    None,
-    /// The identity's own token, the one the request is sent with.
-    Own,
-    Other(&'a Sensitive),
 }
 
 /// Keystone's role-assignment API, called with the admin identity's token.
@@ -309,48 +300,23 @@ impl Grants {
     /// authenticating again once on 401. Errors are mapped as keystone.rs maps them.
     fn call(&self, method: &str, path: &str, subject: Subject<'_>, body: Body<'_>) -> Result<Response> {
         let url = format!("{}{path}", self.keystone.settings().auth_url);
-        let mut reauthenticated = false;
-        loop {
-            let token = self.keystone.token()?;
-            let mut headers = vec![("X-Auth-Token", token.expose())];
-            match &subject {
-                Subject::None => {}
-                Subject::Own => headers.push(("X-Subject-Token", token.expose())),
-                Subject::Other(t) => headers.push(("X-Subject-Token", t.expose())),
+        let request = Request { method, url: &url, headers: &[], body };
+        self.keystone.send_authorized(self.keystone.http(), "Keystone", request, subject, &mut false).map_err(|e| match e {
+            AuthorizedError::Token(e) => e,
+            AuthorizedError::GaveUp(GaveUp { last: Some(r), attempts, .. }) => Error::Service(format!(
+                "{method} {}: {} (gave up after {attempts} attempts)",
+                http::redact_url(&url),
+                r.error_text()
+            )),
+            AuthorizedError::GaveUp(gave_up) => {
+                Error::Service(format!("cannot reach Keystone at {}: {}", self.where_(), gave_up.message()))
             }
-            let r = match self.keystone.http().send_with_retries(method, &url, &headers, body, &mut false) {
-                Ok(r) => r,
-                Err(GaveUp { last: Some(r), attempts, .. }) => {
-                    return Err(Error::Service(format!(
-                        "{method} {}: {} (gave up after {attempts} attempts)",
-                        http::redact_url(&url),
-                        r.error_text()
-                    )))
-                }
-                Err(gave_up) => {
-                    return Err(Error::Service(format!(
-                        "cannot reach Keystone at {}: {}",
-                        self.where_(),
-                        gave_up.message()
-                    )))
-                }
-            };
-            match r.status {
-                401 if !reauthenticated => {
-                    log::info!("Keystone answered 401 to {method} {}; authenticating again", http::redact_url(&url));
-                    self.keystone.invalidate(&token);
-                    reauthenticated = true;
-                }
-                401 => {
-                    return Err(Error::Credentials(format!(
-                        "{method} {}: {} with a token Keystone has just issued",
-                        http::redact_url(&url),
-                        r.error_text()
-                    )))
-                }
-                _ => return Ok(r),
-            }
-        }
+            AuthorizedError::Refused(r) => Error::Credentials(format!(
+                "{method} {}: {} with a token Keystone has just issued",
+                http::redact_url(&url),
+                r.error_text()
+            )),
+        })
     }
 
     fn refused(&self, method: &str, path: &str, r: &Response) -> Error {
@@ -421,6 +387,7 @@ fn role_ids(a: Assignments) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Sensitive;
     use crate::http::Tls;
     use crate::keystone::Domain;
     use std::time::Duration;

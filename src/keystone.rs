@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::conf::{self, Conf, Opt};
 use crate::error::{Error, Result};
-use crate::http::{self, Body, Client, GaveUp, Tls};
+use crate::http::{self, Body, Client, GaveUp, Response, Tls};
 use crate::secret::{self, Sensitive};
 
 /// A user or project, by ID or by name within a domain.
@@ -236,6 +236,43 @@ impl Keystone {
         }
     }
 
+    /// One request to a service that takes this identity's tokens (Barbican, Keystone's own
+    /// APIs), sent through `client` with its retries (see [`Client::send_with_retries`]) and with
+    /// `X-Auth-Token`; a 401 makes it authenticate again once and resend. `subject` adds
+    /// `X-Subject-Token` (Keystone's token API). `service` names the service in the log line.
+    pub fn send_authorized(
+        &self,
+        client: &Client,
+        service: &str,
+        request: Request<'_>,
+        subject: Subject<'_>,
+        maybe_sent: &mut bool,
+    ) -> std::result::Result<Response, AuthorizedError> {
+        let mut reauthenticated = false;
+        loop {
+            let token = self.token().map_err(AuthorizedError::Token)?;
+            let mut headers = vec![("X-Auth-Token", token.expose())];
+            match subject {
+                Subject::None => {}
+                Subject::Own => headers.push(("X-Subject-Token", token.expose())),
+                Subject::Other(t) => headers.push(("X-Subject-Token", t.expose())),
+            }
+            headers.extend_from_slice(request.headers);
+            let r = client
+                .send_with_retries(request.method, request.url, &headers, request.body, maybe_sent)
+                .map_err(AuthorizedError::GaveUp)?;
+            match r.status {
+                401 if !reauthenticated => {
+                    log::info!("{service} answered 401; authenticating again");
+                    self.invalidate(&token);
+                    reauthenticated = true;
+                }
+                401 => return Err(AuthorizedError::Refused(r)),
+                _ => return Ok(r),
+            }
+        }
+    }
+
     /// The catalog's URL for `service_type` at `interface`, in `region` when one is given.
     pub fn endpoint(&self, service_type: &str, interface: &str, region: Option<&str>) -> Result<String> {
         self.token()?;
@@ -300,6 +337,34 @@ impl Keystone {
         log::debug!("authenticated to Keystone at {where_}");
         Ok(Token { value, expires_at, catalog: parsed.token.catalog })
     }
+}
+
+/// One request for [`Keystone::send_authorized`]; its headers come after the token's.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: Body<'a>,
+}
+
+/// Whose token a request to Keystone's token API is about (`X-Subject-Token`).
+#[derive(Clone, Copy)]
+pub enum Subject<'a> {
+    None,
+    /// The identity's own token, the one the request is sent with.
+    Own,
+    Other(&'a Sensitive),
+}
+
+/// Why [`Keystone::send_authorized`] has no answer for its caller.
+pub enum AuthorizedError {
+    /// No token could be had: Keystone's own error.
+    Token(Error),
+    /// Every attempt failed on the connection, timed out or was answered 5xx.
+    GaveUp(GaveUp),
+    /// 401 again, with a token Keystone had just issued.
+    Refused(Response),
 }
 
 /// keystoneauth's choice: the first endpoint of the type with the interface (`public`,
