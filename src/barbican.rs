@@ -41,7 +41,7 @@ impl BarbicanSettings {
             None => text(&b::ENDPOINT)?,
         };
         if let Some(e) = &endpoint {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
+            if !http::is_http_url(e) {
                 return Err(Error::config_value("[barbican] barbican_endpoint", "must be an http:// or https:// URL"));
             }
         }

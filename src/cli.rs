@@ -311,7 +311,7 @@ fn keys_per_second(value: &str) -> Result<f64, String> {
 
 /// `--barbican-endpoint`: the same rule as `[barbican] barbican_endpoint`.
 fn http_url(value: &str) -> Result<String, String> {
-    if value.starts_with("http://") || value.starts_with("https://") {
+    if crate::http::is_http_url(value) {
         Ok(value.to_string())
     } else {
         Err("must be an http:// or https:// URL".into())

@@ -20,7 +20,7 @@ use yaml_serde::{Mapping, Value};
 pub use files::SearchPath;
 
 use crate::error::{Error, Result};
-use crate::http::Tls;
+use crate::http::{self, Tls};
 use crate::keystone::{self, AuthMethod, Domain, Ident, KeystoneSettings};
 use crate::secret::Sensitive;
 
@@ -223,7 +223,7 @@ impl Reader<'_> {
             None => self.text(top, "auth_plugin", "auth_plugin")?.unwrap_or_else(|| "password".to_string()),
         };
         let auth_url = self.auth_opt(&["auth_url"])?.ok_or_else(|| self.err("auth.auth_url", "is not set"))?;
-        if !(auth_url.starts_with("http://") || auth_url.starts_with("https://")) {
+        if !http::is_http_url(&auth_url) {
             return Err(self.err("auth.auth_url", "must be an http:// or https:// URL"));
         }
         let method = match auth_type.as_str() {

@@ -239,6 +239,12 @@ fn describe(e: &ureq::Error) -> String {
     }
 }
 
+/// Whether `url` is one keymigrate can call: `http://` or `https://` (the rule of every endpoint
+/// and `auth_url` option, and of `--barbican-endpoint`).
+pub fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
 /// `scheme://host:port/path` with any `user:password@` removed and the query dropped.
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
