@@ -53,7 +53,11 @@ impl BarbicanSettings {
             ));
         }
         let verify = conf.get_bool(&b::VERIFY_SSL)?;
-        let tls = Tls { ca_file: text(&b::VERIFY_SSL_PATH)?.map(Into::into), insecure: !verify };
+        let tls = Tls {
+            ca_file: text(&b::VERIFY_SSL_PATH)?.map(Into::into),
+            insecure: !verify,
+            ca_option: format!("[barbican] {}", b::VERIFY_SSL_PATH.name),
+        };
         Ok(BarbicanSettings {
             endpoint,
             endpoint_type,
@@ -112,7 +116,7 @@ impl Barbican {
     /// region); `/v1` appended to a versionless URL.
     pub fn connect(settings: &BarbicanSettings, keystone: Arc<Keystone>, retry: http::RetryPolicy) -> Result<Barbican> {
         let http = Client::new(&settings.tls, settings.timeout, retry)
-            .map_err(|e| Error::config_value("[barbican] verify_ssl_path", e))?;
+            .map_err(|e| Error::config_value(settings.tls.ca_option.clone(), e))?;
         // Authenticate before anything else: bad credentials stop the run at once.
         keystone.token()?;
         let url = match &settings.endpoint {

@@ -429,20 +429,14 @@ impl CloudIdentity {
                 "TLS client certificates (cert, key) are not supported by keymigrate; authenticate with a password or an application credential",
             ));
         }
-        if let Some(ca) = &self.tls.ca_file {
-            // Checked here so that the message names clouds.yaml: the HTTP client's own message
-            // would name cinder.conf's option.
-            let option = || format!("{}: clouds.{}.cacert", self.origin, self.name);
-            let pem = std::fs::read(ca)
-                .map_err(|e| Error::config_value(option(), format!("cannot read {}: {e}", ca.display())))?;
-            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-                return Err(Error::config_value(option(), format!("{} holds no PEM certificate", ca.display())));
-            }
-        }
         Ok(KeystoneSettings {
             auth_url: keystone::v3_url(&self.auth_url),
             method: self.method.clone(),
-            tls: Tls { ca_file: self.tls.ca_file.clone(), insecure: self.tls.insecure },
+            tls: Tls {
+                ca_file: self.tls.ca_file.clone(),
+                insecure: self.tls.insecure,
+                ca_option: format!("{}: clouds.{}.cacert", self.origin, self.name),
+            },
             timeout,
         })
     }

@@ -19,6 +19,9 @@ pub struct Tls {
     pub ca_file: Option<std::path::PathBuf>,
     /// Do not verify the server's certificate (`insecure = true` / `verify_ssl = false`).
     pub insecure: bool,
+    /// The option `ca_file` came from (`[barbican] verify_ssl_path`, a clouds.yaml key), which
+    /// an unusable CA file's error names.
+    pub ca_option: String,
 }
 
 /// How hard to try before a request counts as failed.

@@ -137,6 +137,7 @@ impl KeystoneSettings {
         };
         let tls = Tls {
             ca_file: get(&k::CAFILE)?.map(Into::into),
+            ca_option: name(&k::CAFILE),
             insecure: if section.is_some() {
                 conf.get_from(group, &k::INSECURE)?.is_some_and(|v| conf::parse_bool(v.value.expose()) == Some(true))
             } else {
@@ -200,7 +201,7 @@ pub struct Keystone {
 impl Keystone {
     pub fn new(settings: KeystoneSettings, retry: http::RetryPolicy) -> Result<Keystone> {
         let http = Client::new(&settings.tls, settings.timeout, retry)
-            .map_err(|e| Error::config_value("[keystone_authtoken] cafile", e))?;
+            .map_err(|e| Error::config_value(settings.tls.ca_option.clone(), e))?;
         Ok(Keystone { settings, http, token: Mutex::new(None) })
     }
 

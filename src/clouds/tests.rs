@@ -345,13 +345,21 @@ fn tls_options() {
     assert_eq!((t.client_cert, t.client_key), (Some(PathBuf::from("/c.pem")), Some(PathBuf::from("/k.pem"))));
     let e = check_error(&dirs.load("c").expect("load").keystone_settings(Duration::from_secs(1)).expect_err("cert"));
     assert!(e.contains("clouds.c.cert") && e.contains("not supported"), "{e}");
-    // A CA file that is not there is named with the cloud, not as a cinder.conf option.
+    // A CA file that is not there is named with the cloud, not as a cinder.conf option, when
+    // the HTTP client is made from the settings.
+    let client_error = |identity: CloudIdentity| {
+        let settings = identity.keystone_settings(Duration::from_secs(1)).expect("settings");
+        match crate::keystone::Keystone::new(settings, crate::http::RetryPolicy::default()) {
+            Ok(_) => panic!("a client with an unusable CA file"),
+            Err(e) => e,
+        }
+    };
     tls("    cacert: /nonexistent/ca.pem\n");
-    let e = check_error(&dirs.load("c").expect("load").keystone_settings(Duration::from_secs(1)).expect_err("no CA"));
+    let e = check_error(&client_error(dirs.load("c").expect("load")));
     assert!(e.contains("clouds.c.cacert") && e.contains("/nonexistent/ca.pem"), "{e}");
     let not_pem = dirs.write(&dirs.site, "not.pem", "text");
     tls(&format!("    cacert: {}\n", not_pem.display()));
-    let e = check_error(&dirs.load("c").expect("load").keystone_settings(Duration::from_secs(1)).expect_err("not PEM"));
+    let e = check_error(&client_error(dirs.load("c").expect("load")));
     assert!(e.contains("clouds.c.cacert") && e.contains("holds no PEM certificate"), "{e}");
 }
 
