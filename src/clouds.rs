@@ -445,18 +445,11 @@ impl CloudIdentity {
     /// other than its own. Only a password identity can: an application credential's tokens
     /// are always scoped to the project it was created in.
     pub fn keystone_settings_in_project(&self, project_id: &str, timeout: Duration) -> Result<KeystoneSettings> {
-        let mut settings = self.keystone_settings(timeout)?;
-        match &mut settings.method {
-            AuthMethod::Password { project, .. } => *project = Some(Ident::Id(project_id.to_string())),
-            AuthMethod::ApplicationCredential { .. } => {
-                return Err(Error::config_value(
-                    format!("{}: clouds.{}.auth_type", self.origin, self.name),
-                    format!(
-                        "an application credential acts only in its own project, not in project {project_id}; use a password identity"
-                    ),
-                ))
-            }
-        }
-        Ok(settings)
+        self.keystone_settings(timeout)?.in_project(project_id).ok_or_else(|| {
+            Error::config_value(
+                format!("{}: clouds.{}.auth_type", self.origin, self.name),
+                format!("an application credential acts only in its own project, not in project {project_id}; use a password identity"),
+            )
+        })
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::http::{self, Body, GaveUp, Response};
-use crate::keystone::{AuthMethod, AuthorizedError, Ident, Keystone, KeystoneSettings, Request, Subject};
+use crate::keystone::{AuthorizedError, Keystone, Request, Subject};
 
 /// One role assignment keymigrate makes, by IDs: what the journal records before the `PUT`,
 /// and what the revoke removes, exactly.
@@ -237,7 +237,7 @@ impl Grants {
     /// A password identity is simply authenticated again with that scope. An application
     /// credential's token always has the credential's own project: it serves that project only.
     pub fn scoped(&self, project: &str) -> Result<Arc<Keystone>, GrantError> {
-        let Some(settings) = scoped_settings(self.keystone.settings(), project) else {
+        let Some(settings) = self.keystone.settings().in_project(project) else {
             return match self.whoami()? {
                 Whoami { project_id: Some(p), .. } if p == project => Ok(self.keystone.clone()),
                 _ => Err(GrantError::NeedsPassword { project: project.to_string() }),
@@ -341,22 +341,6 @@ fn assignment_path(g: &Grant) -> String {
     format!("/projects/{}/users/{}/roles/{}", segment(&g.project), segment(&g.user), segment(&g.role))
 }
 
-/// The settings authenticating the same password identity scoped to `project` (by ID);
-/// `None` for an application credential, which cannot be rescoped.
-fn scoped_settings(settings: &KeystoneSettings, project: &str) -> Option<KeystoneSettings> {
-    match &settings.method {
-        AuthMethod::Password { user, password, .. } => Some(KeystoneSettings {
-            method: AuthMethod::Password {
-                user: user.clone(),
-                password: password.clone(),
-                project: Some(Ident::Id(project.to_string())),
-            },
-            ..settings.clone()
-        }),
-        AuthMethod::ApplicationCredential { .. } => None,
-    }
-}
-
 #[derive(Deserialize)]
 struct IdOnly {
     id: String,
@@ -387,6 +371,7 @@ fn role_ids(a: Assignments) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keystone::{AuthMethod, Ident, KeystoneSettings};
     use crate::secret::Sensitive;
     use crate::http::Tls;
     use crate::keystone::Domain;
@@ -430,7 +415,7 @@ mod tests {
         let user = Ident::Name { name: "admin".into(), domain: Domain::Name("Default".into()) };
         let admin = Ident::Name { name: "admin".into(), domain: Domain::Name("Default".into()) };
         let s = settings(AuthMethod::Password { user: user.clone(), password: Sensitive::new("pw"), project: Some(admin) });
-        let scoped = scoped_settings(&s, "p1").expect("password identities rescope");
+        let scoped = s.in_project("p1").expect("password identities rescope");
         match scoped.method {
             AuthMethod::Password { user: u, password, project } => {
                 assert_eq!((u, password.expose(), project), (user, "pw", Some(Ident::Id("p1".into()))));
@@ -443,7 +428,7 @@ mod tests {
             user: None,
             secret: Sensitive::new("shh"),
         });
-        assert!(scoped_settings(&s, "p1").is_none());
+        assert!(s.in_project("p1").is_none());
     }
 
     #[test]

@@ -46,6 +46,23 @@ pub struct KeystoneSettings {
 }
 
 impl KeystoneSettings {
+    /// The same identity authenticating with a token scoped to `project` (by ID): how it acts
+    /// in a project other than its own. `None` for an application credential, whose tokens are
+    /// always scoped to the project it was created in.
+    pub fn in_project(&self, project: &str) -> Option<KeystoneSettings> {
+        match &self.method {
+            AuthMethod::Password { user, password, .. } => Some(KeystoneSettings {
+                method: AuthMethod::Password {
+                    user: user.clone(),
+                    password: password.clone(),
+                    project: Some(Ident::Id(project.to_string())),
+                },
+                ..self.clone()
+            }),
+            AuthMethod::ApplicationCredential { .. } => None,
+        }
+    }
+
     /// Reads `[keystone_authtoken]` (or the group its `auth_section` names) the way
     /// keystoneauth's `load_auth_from_conf_options` does, for the password and application
     /// credential plugins.
