@@ -47,3 +47,31 @@ impl Table {
 pub fn is_owner(user_id: &str) -> bool {
     !user_id.trim().is_empty()
 }
+
+/// Whose project a migrated key's secret belongs to (`--secret-owner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretOwner {
+    /// The row's own project, as Cinder creates keys under Barbican: every member of the
+    /// project reads it, by Barbican's own policy.
+    #[default]
+    Project,
+    /// Cinder's service project, with a read ACL for the row's `user_id` (Cinder's own
+    /// migrator): only that user (and Cinder) reads it.
+    Service,
+}
+
+impl SecretOwner {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecretOwner::Project => "project",
+            SecretOwner::Service => "service",
+        }
+    }
+}
+
+impl std::fmt::Display for SecretOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

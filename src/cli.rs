@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cinder::SecretOwner;
 use crate::conf::ConfigArg;
 use crate::output::Format;
 
@@ -166,6 +167,37 @@ pub struct ServiceOpts {
     pub retries: u32,
 }
 
+/// Whose project a migrated key's secret belongs to: `scan` reports for it, `migrate` acts on it.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Secret ownership")]
+pub struct OwnerOpts {
+    /// Whose project each new secret belongs to. project: the row's own project, as Cinder
+    /// creates keys under Barbican, so every member of the project can read it (needs an
+    /// identity that may grant itself a role there, see --os-cloud). service: Cinder's service
+    /// project with a read ACL for the row's user_id only, as Cinder's own migrator does.
+    /// Default: KEYMIGRATE_SECRET_OWNER, else project.
+    #[arg(long = "secret-owner", value_enum, value_name = "OWNER")]
+    pub secret_owner: Option<SecretOwner>,
+}
+
+/// The identity that acts in the rows' own projects (grants itself a role there, gets a token
+/// scoped to each): `migrate`, `verify` and `rollback`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Secret ownership")]
+pub struct AdminOpts {
+    /// Act in the rows' projects as this clouds.yaml cloud (searched in OS_CLIENT_CONFIG_FILE,
+    /// ./clouds.yaml, ~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml; OS_CLOUD
+    /// when not given). Without it: the [keystone_authtoken] identity.
+    #[arg(long = "os-cloud", value_name = "NAME", value_parser = non_empty)]
+    pub os_cloud: Option<String>,
+
+    /// The role granted to the identity in a project where it holds none that lets it create
+    /// and read secrets (admin, member or creator, directly or implied), and revoked when that
+    /// project is done.
+    #[arg(long = "grant-role", value_name = "ROLE", default_value = "member", value_parser = non_empty)]
+    pub grant_role: String,
+}
+
 /// Where the scope's lock and the journal of in-flight work live: `migrate` and `rollback`
 /// share the lock, so the two never run on one scope at once.
 #[derive(Debug, Clone, Args)]
@@ -182,6 +214,8 @@ pub struct StateOpts {
 pub struct ScanArgs {
     #[command(flatten)]
     pub scope: ScopeOpts,
+    #[command(flatten)]
+    pub owner: OwnerOpts,
     #[command(flatten)]
     pub output: ListingOpts,
     #[command(flatten)]
@@ -232,6 +266,16 @@ pub struct MigrateArgs {
     #[arg(long = "max-rate", value_name = "KEYS_PER_SECOND", value_parser = keys_per_second, allow_negative_numbers = true)]
     pub max_rate: Option<f64>,
 
+    /// With --secret-owner project: also move rows whose secret an earlier service-mode run
+    /// of keymigrate created into a new secret in the row's project (compare-and-swap from the
+    /// old key ID; the old secret is deleted once no row uses it).
+    #[arg(long)]
+    pub rehome: bool,
+
+    #[command(flatten)]
+    pub owner: OwnerOpts,
+    #[command(flatten)]
+    pub admin: AdminOpts,
     #[command(flatten)]
     pub state: StateOpts,
     #[command(flatten)]
@@ -250,6 +294,8 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub scope: ScopeOpts,
     #[command(flatten)]
+    pub admin: AdminOpts,
+    #[command(flatten)]
     pub output: ListingOpts,
     #[command(flatten)]
     pub service: ServiceOpts,
@@ -264,6 +310,8 @@ pub struct RollbackArgs {
     #[arg(long = "dry-run")]
     pub dry_run: bool,
 
+    #[command(flatten)]
+    pub admin: AdminOpts,
     #[command(flatten)]
     pub state: StateOpts,
     #[command(flatten)]
@@ -346,6 +394,15 @@ impl Cli {
 }
 
 impl Command {
+    /// `--secret-owner`, for the commands that take it.
+    pub fn owner(&self) -> Option<&OwnerOpts> {
+        match self {
+            Command::Scan(a) => Some(&a.owner),
+            Command::Migrate(a) => Some(&a.owner),
+            _ => None,
+        }
+    }
+
     /// The scope flags, for commands that read Cinder's database.
     pub fn scope(&self) -> Option<&ScopeOpts> {
         match self {

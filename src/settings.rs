@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::barbican::BarbicanSettings;
-use crate::cli::{self, Cli, Command, ServiceOpts};
+use crate::cinder::SecretOwner;
+use crate::cli::{self, AdminOpts, Cli, Command, ServiceOpts};
+use crate::clouds;
 use crate::http::RetryPolicy;
 use crate::keystone::KeystoneSettings;
 use crate::conditions::Conditions;
@@ -20,6 +22,8 @@ pub struct Settings {
     pub conditions: Conditions,
     pub database: DbUrl,
     pub scope: Scope,
+    /// Whose project new secrets belong to (`--secret-owner`, else `KEYMIGRATE_SECRET_OWNER`).
+    pub owner: SecretOwner,
     /// Keystone, Barbican and the state directory: only for a `migrate` that will write.
     pub services: Option<Services>,
 }
@@ -29,10 +33,23 @@ pub struct Services {
     pub barbican: BarbicanSettings,
     pub state_dir: PathBuf,
     pub retry: RetryPolicy,
+    /// The identity that acts in the rows' own projects, and where it comes from.
+    pub admin: Admin,
+}
+
+/// The identity that grants itself a role in a row's project and creates the secret there:
+/// a clouds.yaml cloud (`--os-cloud`, `OS_CLOUD`), else the `[keystone_authtoken]` identity.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub keystone: KeystoneSettings,
+    /// For messages: `cloud 'admin' in /etc/openstack/clouds.yaml` or `[keystone_authtoken]`.
+    pub source: String,
+    /// The role granted where the identity holds none that Barbican accepts.
+    pub grant_role: String,
 }
 
 impl Services {
-    fn load(conf: &Conf, args: &ServiceOpts, state_dir: Option<&PathBuf>) -> Result<Services> {
+    fn load(conf: &Conf, args: &ServiceOpts, admin: &AdminOpts, state_dir: Option<&PathBuf>, env: &[(String, String)]) -> Result<Services> {
         // clap has checked the range (1 s to a day).
         let timeout = Duration::from_secs(args.timeout);
         let mut keystone = KeystoneSettings::from_conf(conf)?;
@@ -46,13 +63,29 @@ impl Services {
             }
         };
         let retry = RetryPolicy { retries: args.retries, ..RetryPolicy::default() };
-        Ok(Services { keystone, barbican, state_dir, retry })
+        let admin = Admin::load(&keystone, admin, timeout, env)?;
+        Ok(Services { keystone, barbican, state_dir, retry, admin })
+    }
+}
+
+impl Admin {
+    fn load(authtoken: &KeystoneSettings, args: &AdminOpts, timeout: Duration, env: &[(String, String)]) -> Result<Admin> {
+        let grant_role = args.grant_role.clone();
+        let Some(name) = clouds::cloud_name(args.os_cloud.as_deref(), env.iter().cloned()) else {
+            return Ok(Admin { keystone: authtoken.clone(), source: "[keystone_authtoken]".into(), grant_role });
+        };
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let home = env.iter().filter(|(k, _)| k == "HOME").last().map(|(_, v)| PathBuf::from(v));
+        let cloud = clouds::load(&name, env.iter().cloned(), &cwd, home.as_deref())?;
+        let keystone = cloud.keystone_settings(timeout)?;
+        Ok(Admin { keystone, source: cloud.describe(), grant_role })
     }
 }
 
 impl Settings {
     pub fn load(cli: &Cli, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings> {
-        let conf = Conf::load(&cli.global.config, env)?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let conf = Conf::load(&cli.global.config, env.iter().cloned())?;
         let files: Vec<String> = conf.files().map(|p| p.display().to_string()).collect();
         if files.is_empty() {
             log::warn!("no configuration file found; using Cinder's defaults and OS_* environment variables");
@@ -70,17 +103,31 @@ impl Settings {
             all_hosts: s.all_hosts,
         };
         let scope = Scope::resolve(&scope_args, &conf)?;
+        let owner = secret_owner(cli.command.owner().and_then(|o| o.secret_owner), &env)?;
         let services = match &cli.command {
             Command::Migrate(args) if !args.dry_run && conditions.is_ready() => {
-                Some(Services::load(&conf, &args.service, args.state.state_dir.as_ref())?)
+                Some(Services::load(&conf, &args.service, &args.admin, args.state.state_dir.as_ref(), &env)?)
             }
-            Command::Verify(args) if conditions.is_ready() => Some(Services::load(&conf, &args.service, None)?),
+            Command::Verify(args) if conditions.is_ready() => Some(Services::load(&conf, &args.service, &args.admin, None, &env)?),
             Command::Rollback(args) if conditions.is_ready() => {
-                Some(Services::load(&conf, &args.service, args.state.state_dir.as_ref())?)
+                Some(Services::load(&conf, &args.service, &args.admin, args.state.state_dir.as_ref(), &env)?)
             }
             _ => None,
         };
-        Ok(Settings { conf, conditions, database, scope, services })
+        Ok(Settings { conf, conditions, database, scope, owner, services })
+    }
+}
+
+/// `--secret-owner`, else `KEYMIGRATE_SECRET_OWNER` (what a cron job's environment file can
+/// set once), else the default: the row's own project.
+fn secret_owner(given: Option<SecretOwner>, env: &[(String, String)]) -> Result<SecretOwner> {
+    if let Some(owner) = given {
+        return Ok(owner);
+    }
+    match env.iter().filter(|(k, _)| k == "KEYMIGRATE_SECRET_OWNER").last() {
+        None => Ok(SecretOwner::default()),
+        Some((_, v)) => <SecretOwner as clap::ValueEnum>::from_str(v.trim(), true)
+            .map_err(|_| Error::config_value("KEYMIGRATE_SECRET_OWNER", format!("is '{v}'; expected project or service"))),
     }
 }
 
