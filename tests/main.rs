@@ -13,6 +13,7 @@ mod grants;
 mod hostile;
 pub mod migrate;
 mod owners;
+mod projects;
 mod release;
 mod scan;
 mod scan_oracle;

@@ -174,6 +174,20 @@ pub fn read_as(user: &TestUser, key_id: &str) -> CastellanRead {
     read(&call(request("get", user, key_id)))
 }
 
+/// [`read_as`] for each (user, key ID), a few Python processes at a time (each imports castellan,
+/// which takes a CPU second or two), answers in the same order.
+pub fn read_many(reads: &[(TestUser, String)]) -> Vec<CastellanRead> {
+    let mut out = Vec::with_capacity(reads.len());
+    for chunk in reads.chunks(4) {
+        let answers: Vec<CastellanRead> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk.iter().map(|(user, id)| s.spawn(move || read_as(user, id))).collect();
+            handles.into_iter().map(|h| h.join().expect("castellan read thread")).collect()
+        });
+        out.extend(answers);
+    }
+    out
+}
+
 /// What the volume's key was before migration: Cinder's own ConfKeyManager with `fixed_key`
 /// (hex) asked for the all-zeros ID, and os-brick's passphrase from it.
 pub fn conf_key_manager(fixed_key: &str) -> CastellanRead {

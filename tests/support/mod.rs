@@ -440,6 +440,7 @@ impl Output {
 pub mod castellan;
 pub mod cloud;
 pub mod proxy;
+pub mod tenancy;
 
 /// A random UUID-shaped id, so tests sharing one Barbican never collide.
 pub fn uuid() -> String {

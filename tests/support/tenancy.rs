@@ -1,0 +1,312 @@
+//! Keystone projects and users made for one test, for the runs that put each secret in its row's
+//! own project (`--secret-owner project`): a project with a random name and its members (users
+//! with a password and the `member` role there), deleted with them when the test ends, passed or
+//! failed, so tests running side by side never share a project. Plus what such a test looks at
+//! afterwards: the roles a user holds in the project, the grants keymigrate journalled in its
+//! state directory, and the `keymigrate-*` secrets Barbican lists in the project.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::castellan::TestUser;
+use super::cloud::Cloud;
+use super::{env, q, CinderDb};
+
+/// One HTTP request that never panics: (status, `X-Subject-Token`, body); status 0 when no
+/// answer came. A `Drop` cleaning up after a failed test calls this too.
+fn raw(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Option<String>, Vec<u8>) {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("X-Auth-Token", t);
+    }
+    let result = match body.map(serde_json::to_vec) {
+        Some(Ok(b)) => req.header("Content-Type", "application/json").body(b).map(|r| agent.run(r)),
+        _ => req.body(()).map(|r| agent.run(r)),
+    };
+    let mut resp = match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return (0, None, format!("{method} {url}: {e}").into_bytes()),
+        Err(e) => return (0, None, format!("{method} {url}: {e}").into_bytes()),
+    };
+    let subject = resp.headers().get("X-Subject-Token").and_then(|v| v.to_str().ok()).map(String::from);
+    let status = resp.status().as_u16();
+    (status, subject, resp.body_mut().read_to_vec().unwrap_or_default())
+}
+
+/// Keystone's REST API as its admin, for what the tests set up and check by hand (`path` after
+/// `/v3`). Status 0 when no answer came; never panics.
+pub fn keystone_call(method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("{}{path}", env("KEYMIGRATE_TEST_KEYSTONE_URL"));
+    let (status, _, bytes) = raw(method, &url, Some(token), body.as_ref());
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+/// A token for a user of the Default domain scoped to `project` (by name), or None; never panics.
+fn try_token(user: &str, password: &str, project: &str) -> Option<String> {
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
+    let url = format!("{}/auth/tokens", env("KEYMIGRATE_TEST_KEYSTONE_URL"));
+    match raw("POST", &url, None, Some(&body)) {
+        (201, token, _) => token,
+        _ => None,
+    }
+}
+
+/// A token of Keystone's admin, scoped to project `admin`.
+pub fn admin_token() -> String {
+    Cloud::new().token("admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin")
+}
+
+/// Cinder's service user: the `[keystone_authtoken]` identity that acts in the rows' projects.
+pub fn cinder_user_id() -> String {
+    env("KEYMIGRATE_TEST_CINDER_USER_ID")
+}
+
+/// A random name with `label` in it, so that a leftover is traced to its test.
+fn scratch_name(label: &str) -> String {
+    format!("kmtest-{label}-{:012x}", rand::rng().random_range(0..u64::MAX) % (1 << 48))
+}
+
+/// A project ID in Keystone's form (32 hex digits) that no project has.
+pub fn missing_project_id() -> String {
+    format!("{:032x}", rand::rng().random_range(0..u128::MAX))
+}
+
+/// A user of a [`Project`], with its password: it reads the project's secrets.
+#[derive(Clone)]
+pub struct Member {
+    pub id: String,
+    pub name: String,
+    password: String,
+    /// The project's name (tokens are scoped by name, in the Default domain).
+    pub project: String,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}) in {}", self.name, self.id, self.project)
+    }
+}
+
+impl Member {
+    /// The same user, for castellan's reads and Cinder's key deletion.
+    pub fn castellan(&self) -> TestUser {
+        TestUser::new(&self.name, &self.password, &self.project)
+    }
+
+    /// A token scoped to the member's project.
+    pub fn token(&self, cloud: &Cloud) -> String {
+        cloud.token(&self.name, &self.password, &self.project)
+    }
+}
+
+/// A project of the Default domain with a random name, and users made for it. On drop, the
+/// `keymigrate-*` secrets Barbican lists in the project (seen through a member's token) are
+/// deleted, then the users, then the project (which deletes every role assignment in it).
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    admin: String,
+    members: Vec<Member>,
+}
+
+impl Project {
+    pub fn new(label: &str) -> Project {
+        let admin = admin_token();
+        let name = scratch_name(label);
+        let body = json!({"project": {"name": name, "domain_id": "default", "description": "keymigrate integration test"}});
+        let (status, answer) = keystone_call("POST", "/projects", &admin, Some(body));
+        assert_eq!(status, 201, "create project {name}: {answer}");
+        let id = answer["project"]["id"].as_str().expect("project id").to_string();
+        Project { id, name, admin, members: Vec::new() }
+    }
+
+    /// A new user holding `member` in this project only.
+    pub fn member(&mut self, label: &str) -> Member {
+        let name = scratch_name(label);
+        let password = format!("pw-{}", super::uuid());
+        let body = json!({"user": {"name": name, "password": password, "domain_id": "default"}});
+        let (status, answer) = keystone_call("POST", "/users", &self.admin, Some(body));
+        assert_eq!(status, 201, "create user {name}: {answer}");
+        let id = answer["user"]["id"].as_str().expect("user id").to_string();
+        let member = Member { id, name, password, project: self.name.clone() };
+        self.members.push(member.clone());
+        self.grant_by_hand(&member.id, "member");
+        member
+    }
+
+    /// Grants `role` (by name) to `user` here, as an operator would have before keymigrate ran.
+    pub fn grant_by_hand(&self, user: &str, role: &str) {
+        let role = role_id(&self.admin, role);
+        let (status, answer) = keystone_call("PUT", &format!("/projects/{}/users/{user}/roles/{role}", self.id), &self.admin, None);
+        assert_eq!(status, 204, "grant {role} to {user} in {}: {answer}", self.id);
+    }
+
+    /// The names of the roles `user` holds here, effective ones included (through a group,
+    /// implied by another role), as keymigrate itself asks.
+    pub fn roles_of(&self, user: &str) -> Vec<String> {
+        self.assignments(user, true)
+    }
+
+    /// The names of the roles assigned to `user` here directly: what a grant adds and a revoke
+    /// removes.
+    pub fn direct_roles_of(&self, user: &str) -> Vec<String> {
+        self.assignments(user, false)
+    }
+
+    fn assignments(&self, user: &str, effective: bool) -> Vec<String> {
+        let path = format!(
+            "/role_assignments?user.id={user}&scope.project.id={}&include_names{}",
+            self.id,
+            if effective { "&effective" } else { "" }
+        );
+        let (mut status, mut answer) = keystone_call("GET", &path, &self.admin, None);
+        if status == 401 {
+            (status, answer) = keystone_call("GET", &path, &admin_token(), None);
+        }
+        assert_eq!(status, 200, "role assignments of {user} in {}: {answer}", self.id);
+        let mut names: Vec<String> = answer["role_assignments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["role"]["name"].as_str().map(String::from))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if let Some(m) = self.members.first() {
+            purge_keymigrate_secrets(m);
+        }
+        for m in &self.members {
+            delete(&format!("/users/{}", m.id), &self.admin);
+        }
+        delete(&format!("/projects/{}", self.id), &self.admin);
+    }
+}
+
+/// Deletes the `keymigrate-*` secrets of `member`'s project, as Cinder's service user (its
+/// `admin` role lets it delete any project's secret); never panics.
+fn purge_keymigrate_secrets(member: &Member) {
+    let Some(token) = try_token(&member.name, &member.password, &member.project) else { return };
+    let Some(cinder) = try_token(&env("KEYMIGRATE_TEST_CINDER_USER"), &env("KEYMIGRATE_TEST_CINDER_PASSWORD"), &env("KEYMIGRATE_TEST_CINDER_PROJECT"))
+    else {
+        return;
+    };
+    let barbican = env("KEYMIGRATE_TEST_BARBICAN_URL");
+    // Each pass deletes what the first page lists; a bounded number of passes.
+    for _ in 0..20 {
+        let url = format!("{barbican}/v1/secrets?name=keymigrate-%25&limit=100");
+        let (status, _, body) = raw("GET", &url, Some(&token), None);
+        let listed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let refs: Vec<String> = listed["secrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["secret_ref"].as_str().map(String::from))
+            .collect();
+        if status != 200 || refs.is_empty() {
+            return;
+        }
+        for r in refs {
+            let id = r.rsplit('/').next().unwrap_or_default();
+            raw("DELETE", &format!("{barbican}/v1/secrets/{id}"), Some(&cinder), None);
+        }
+    }
+}
+
+fn role_id(admin: &str, name: &str) -> String {
+    let (status, answer) = keystone_call("GET", &format!("/roles?name={name}"), admin, None);
+    assert_eq!(status, 200, "role {name}: {answer}");
+    answer["roles"][0]["id"].as_str().unwrap_or_else(|| panic!("no role named {name}: {answer}")).to_string()
+}
+
+/// Deletes what a test created; once more with a new token after a 401. Panics only when the
+/// test has not already failed.
+fn delete(path: &str, admin: &str) {
+    let (mut status, mut answer) = keystone_call("DELETE", path, admin, None);
+    if status == 401 {
+        // Keystone's revocations count whole seconds: a token from the same second is revoked too.
+        std::thread::sleep(Duration::from_millis(1100));
+        (status, answer) = keystone_call("DELETE", path, &admin_token(), None);
+    }
+    if status != 204 && status != 404 && !std::thread::panicking() {
+        panic!("delete {path}: {status} {answer}");
+    }
+}
+
+/// Sets a row's `project_id` (the seeding helpers write `proj-1`, which Keystone has not).
+pub fn set_project(db: &CinderDb, table: &str, id: &str, project: &str) {
+    db.exec(&format!("UPDATE {table} SET project_id = {} WHERE id = {}", q(Some(project)), q(Some(id))));
+}
+
+/// The role grants keymigrate journalled in a state directory and has not revoked:
+/// `<state-dir>/<scope key>/grants/*.json`.
+pub fn grant_files(state: &Path) -> Vec<PathBuf> {
+    super::walk(state)
+        .into_iter()
+        .filter(|p| {
+            p.parent().and_then(|d| d.file_name()).is_some_and(|n| n == "grants") && p.extension().is_some_and(|x| x == "json")
+        })
+        .collect()
+}
+
+/// The IDs of the secrets named `keymigrate-*` that Barbican lists for `token`'s project.
+pub fn keymigrate_secrets(cloud: &Cloud, token: &str) -> Vec<String> {
+    cloud.named_like(token, "keymigrate-")
+}
+
+/// Secrets to delete however a test ends (a run that fails halfway leaves no litter in the shared
+/// Barbican), as Cinder's service user, whose `admin` role lets it delete any project's secret.
+pub struct Secrets {
+    pub ids: Vec<String>,
+}
+
+impl Secrets {
+    pub fn new() -> Secrets {
+        Secrets { ids: Vec::new() }
+    }
+
+    /// Every key ID of `db`'s rows other than the all-zeros one.
+    pub fn of_rows(&mut self, db: &CinderDb) {
+        for table in ["volumes", "snapshots", "backups", "volume_glance_metadata"] {
+            for (_, key) in db.keys(table) {
+                if let Some(k) = key.filter(|k| k != super::ZERO) {
+                    if !self.ids.contains(&k) {
+                        self.ids.push(k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        let Some(cinder) =
+            try_token(&env("KEYMIGRATE_TEST_CINDER_USER"), &env("KEYMIGRATE_TEST_CINDER_PASSWORD"), &env("KEYMIGRATE_TEST_CINDER_PROJECT"))
+        else {
+            return;
+        };
+        let barbican = env("KEYMIGRATE_TEST_BARBICAN_URL");
+        for id in &self.ids {
+            raw("DELETE", &format!("{barbican}/v1/secrets/{id}"), Some(&cinder), None);
+        }
+    }
+}
