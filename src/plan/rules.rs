@@ -377,3 +377,130 @@ pub fn keyed_page(db: &mut Db, scope: &Scope, table: Table, cursor: &mut Cursor)
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SecretOwner::{Project, Service};
+
+    fn t(s: &str) -> Option<Text> {
+        Some(Text::from(s))
+    }
+
+    /// A live volume on the all-zeros key, in scope.
+    fn volume<'a>(owner: Option<&'a str>, project: Option<&'a str>) -> Parent<'a> {
+        Parent { host: Some("h@lvm#p"), owner, project, zero_and_live: true, encrypted: true }
+    }
+
+    fn snapshot(user: Option<&str>, project: Option<&str>) -> SnapshotOnly {
+        SnapshotOnly { id: Text::from("s1"), volume_id: t("v1"), user_id: user.map(Text::from), project_id: project.map(Text::from), deleted: Some(false) }
+    }
+
+    fn snapshot_ref(user: Option<&str>, project: Option<&str>, zero_and_live: bool) -> SnapshotRef {
+        SnapshotRef {
+            volume_id: t("v1"),
+            user_id: user.map(Text::from),
+            project_id: project.map(Text::from),
+            encryption_key_id: Some(Text::from(if zero_and_live { crate::cinder::ZERO_KEY_ID } else { "other-key" })),
+            deleted: Some(false),
+        }
+    }
+
+    fn volume_facts(user: Option<&str>, project: Option<&str>) -> VolumeFacts {
+        VolumeFacts {
+            id: Text::from("v1"),
+            host: t("h@lvm#p"),
+            cluster_name: None,
+            user_id: user.map(Text::from),
+            project_id: project.map(Text::from),
+            zero: Some(true),
+            deleted: Some(false),
+        }
+    }
+
+    fn action_of(item: Option<Item>) -> Action {
+        match item {
+            Some(Item::Unit(u)) => u.action,
+            _ => panic!("not a unit"),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_in_another_project_than_its_volume_gets_its_own_secret_only_under_project() {
+        let v = volume(Some("alice"), Some("p1"));
+        let u = snapshot_unit(Service, snapshot(Some("alice"), Some("p2")), Some(v));
+        assert_eq!((u.action, u.apart), (Action::ShareVolume(Text::from("v1")), false));
+        let u = snapshot_unit(Project, snapshot(Some("alice"), Some("p2")), Some(v));
+        assert_eq!((u.action.clone(), u.apart), (Action::NewSecret, true));
+        assert_eq!(u.holder(Project), Some("p2"));
+        assert_eq!(u.holder(Service), Some("alice"));
+        // Byte for byte: a collation's idea of equal is not Keystone's.
+        let u = snapshot_unit(Project, snapshot(Some("alice"), Some("P1 ")), Some(v));
+        assert_eq!((u.action, u.apart), (Action::NewSecret, true));
+        // The same project shares, whoever the user.
+        let u = snapshot_unit(Project, snapshot(Some("bob"), Some("p1")), Some(v));
+        assert_eq!((u.action, u.apart), (Action::ShareVolume(Text::from("v1")), false));
+    }
+
+    #[test]
+    fn a_null_user_with_a_valid_project_blocks_only_under_service() {
+        for user in [None, Some(""), Some("  ")] {
+            assert_eq!(action_of(volume_item(&Scope::all_hosts(), Service, volume_facts(user, Some("p1")))), Action::Blocked(NO_OWNER));
+            assert_eq!(action_of(volume_item(&Scope::all_hosts(), Project, volume_facts(user, Some("p1")))), Action::NewSecret);
+            let v = volume(user, Some("p1"));
+            assert_eq!(snapshot_unit(Service, snapshot(user, Some("p1")), Some(v)).action, Action::Blocked(NO_OWNER));
+            assert_eq!(snapshot_unit(Project, snapshot(user, Some("p1")), Some(v)).action, Action::ShareVolume(Text::from("v1")));
+            // A glance row of the volume follows it.
+            let g = glance_unit(Service, 1, t("v1"), None, None, Some(v));
+            assert_eq!(g.action, Action::Blocked(PARENT_NO_OWNER));
+            let g = glance_unit(Project, 1, t("v1"), None, None, Some(v));
+            assert_eq!((g.action, g.project.as_deref()), (Action::ShareVolume(Text::from("v1")), Some("p1")));
+            let b = BackupRow { id: Text::from("b1"), host: t("h"), user_id: user.map(Text::from), project_id: t("p1"), key: None, deleted: Some(false) };
+            assert_eq!(backup_unit(&Scope::all_hosts(), Project, b).map(|u| u.action), Some(Action::NewSecret));
+        }
+    }
+
+    #[test]
+    fn a_null_or_blank_project_blocks_under_project() {
+        for project in [None, Some(""), Some(" ")] {
+            assert_eq!(action_of(volume_item(&Scope::all_hosts(), Project, volume_facts(Some("alice"), project))), Action::Blocked(NO_PROJECT));
+            assert_eq!(action_of(volume_item(&Scope::all_hosts(), Service, volume_facts(Some("alice"), project))), Action::NewSecret);
+            // Its own project blank: blocked, whatever its volume.
+            let u = snapshot_unit(Project, snapshot(Some("alice"), project), Some(volume(Some("alice"), Some("p1"))));
+            assert_eq!((u.action, u.apart), (Action::Blocked(NO_PROJECT), false));
+            // Its volume's project blank: its own secret in its own project.
+            let u = snapshot_unit(Project, snapshot(Some("alice"), Some("p1")), Some(volume(Some("alice"), project)));
+            assert_eq!(u.action, Action::NewSecret);
+            // A glance row of a volume without a project is blocked with it.
+            let g = glance_unit(Project, 1, t("v1"), None, None, Some(volume(Some("alice"), project)));
+            assert_eq!(g.action, Action::Blocked(PARENT_NO_PROJECT));
+            // A glance row of a live zero snapshot without a project (in another project than
+            // its volume, as far as bytes go) is blocked with the snapshot.
+            let s = snapshot_ref(Some("alice"), project, true);
+            let g = glance_unit(Project, 2, None, t("s1"), Some(s), Some(volume(Some("alice"), Some("p1"))));
+            assert_eq!(g.action, Action::Blocked(SNAPSHOT_NO_PROJECT));
+        }
+    }
+
+    #[test]
+    fn a_snapshots_glance_row_follows_the_snapshot_when_its_project_differs_from_the_volumes() {
+        let v = volume(Some("alice"), Some("p1"));
+        // Same project: the volume's swap takes it.
+        let g = glance_unit(Project, 2, None, t("s1"), Some(snapshot_ref(Some("bob"), Some("p1"), true)), Some(v));
+        assert_eq!((g.action, g.apart), (Action::ShareVolume(Text::from("v1")), false));
+        // Another project, the snapshot a unit: shares the snapshot's secret.
+        let g = glance_unit(Project, 2, None, t("s1"), Some(snapshot_ref(Some("alice"), Some("p2"), true)), Some(v));
+        assert_eq!((g.action, g.project.as_deref(), g.apart), (Action::ShareSnapshot(Text::from("s1")), Some("p2"), true));
+        // Another project, the snapshot already migrated: a secret of its own, in p2.
+        let g = glance_unit(Project, 2, None, t("s1"), Some(snapshot_ref(Some("alice"), Some("p2"), false)), Some(v));
+        assert_eq!((g.action.clone(), g.holder(Project), g.apart), (Action::NewSecret, Some("p2"), true));
+        // Under service all three share the volume's, as before.
+        for zero in [true, false] {
+            let g = glance_unit(Service, 2, None, t("s1"), Some(snapshot_ref(Some("alice"), Some("p2"), zero)), Some(v));
+            assert_eq!((g.action, g.apart), (Action::ShareVolume(Text::from("v1")), false));
+        }
+        // A snapshot row that is gone leaves the glance row without a project under project.
+        let g = glance_unit(Project, 2, t("v1"), t("s-gone"), None, Some(v));
+        assert_eq!(g.action, Action::Blocked(NO_PROJECT));
+    }
+}
