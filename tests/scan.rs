@@ -516,3 +516,67 @@ fn scan_and_status_plan_for_the_secret_owner_given() {
     status("project").assert_code(1);
     assert_eq!(db.keys("volumes").iter().filter(|(_, k)| k.as_deref() == Some(ZERO)).count(), 5, "scan and status never write");
 }
+
+/// Under `--secret-owner project` what the plan says shares a volume's secret is exactly what
+/// the volume's swap (`Share::Project`) rewrites, on every backend: its snapshots and their
+/// glance rows in the volume's very project, byte for byte (MySQL's collation would call
+/// `PROJ-1 ` and `proj-1` equal), never those of another project, which are their own units.
+#[test]
+fn a_volumes_project_swap_rewrites_exactly_the_rows_planned_to_share_it() {
+    use keymigrate::cinder::{SecretOwner, Table};
+    use keymigrate::db::swap::Share;
+    use keymigrate::plan::{self, Action, Item};
+    for backend in BACKENDS {
+        let db = CinderDb::new(backend);
+        let z = Some(ZERO);
+        db.volume("v1", Some("hostA@lvm#p"), Some("alice"), z);
+        db.snapshot("s-same", "v1", Some("bob"), z, false)
+            .snapshot("s-other", "v1", Some("alice"), z, false)
+            .snapshot("s-fold", "v1", Some("alice"), z, false)
+            .snapshot("s-del", "v1", Some("alice"), z, true)
+            .snapshot("s-other-del", "v1", Some("alice"), z, true);
+        db.exec(
+            "UPDATE snapshots SET project_id = 'proj-2' WHERE id IN ('s-other', 's-other-del'); \
+             UPDATE snapshots SET project_id = 'PROJ-1 ' WHERE id = 's-fold'",
+        );
+        for (i, snapshot) in ["s-same", "s-other", "s-fold", "s-del", "s-other-del"].into_iter().enumerate() {
+            db.glance(2 + i as i32, None, Some(snapshot), "cinder_encryption_key_id", ZERO, false);
+        }
+        db.glance(1, Some("v1"), None, "cinder_encryption_key_id", ZERO, false);
+        let url = keymigrate::db::url::translate(&db.url, std::path::Path::new("/")).expect("url");
+        let mut conn = keymigrate::db::Db::connect(&url, keymigrate::db::Access::ReadWrite).expect("connect");
+        let mut sharing = BTreeSet::new();
+        plan::walk(&mut conn, &keymigrate::scope::Scope::all_hosts(), SecretOwner::Project, plan::Lookup::Index, |item| {
+            if let Item::Unit(u) = item {
+                if u.action == Action::ShareVolume("v1".into()) || u.id.as_str() == "v1" {
+                    sharing.insert((u.table.name().to_string(), u.id.to_string()));
+                }
+            }
+            Ok(())
+        })
+        .expect("walk");
+        let expected: BTreeSet<(String, String)> =
+            [("volumes", "v1"), ("snapshots", "s-same"), ("volume_glance_metadata", "1"), ("volume_glance_metadata", "2"), ("volume_glance_metadata", "5")]
+                .iter()
+                .map(|(t, i)| (t.to_string(), i.to_string()))
+                .collect();
+        assert_eq!(sharing, expected, "{backend:?}: the plan");
+
+        let secret = "5ec2e7a1-0000-4000-8000-000000000001";
+        let swapped = conn.swap(Table::Volumes, "v1", secret, Share::Project("proj-1")).expect("swap").expect("not lost");
+        assert_eq!((swapped.volumes, swapped.snapshots, swapped.volume_glance_metadata), (1, 1, 3), "{backend:?}");
+        let mut rewritten = BTreeSet::new();
+        for table in ["volumes", "snapshots", "volume_glance_metadata"] {
+            for (id, key) in db.keys(table) {
+                if key.as_deref() == Some(secret) {
+                    rewritten.insert((table.to_string(), id));
+                }
+            }
+        }
+        assert_eq!(rewritten, expected, "{backend:?}: the swap");
+        let state = conn.row_state(Table::VolumeGlanceMetadata, "3").expect("row state").expect("row");
+        assert_eq!(state.project.as_deref(), Some("proj-2"), "{backend:?}: a snapshot's glance row is in the snapshot's project");
+        let state = conn.row_state(Table::VolumeGlanceMetadata, "1").expect("row state").expect("row");
+        assert_eq!(state.project.as_deref(), Some("proj-1"), "{backend:?}: a volume's glance row is in the volume's project");
+    }
+}
