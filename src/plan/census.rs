@@ -13,8 +13,9 @@ use crate::error::Result;
 use crate::scope::Scope;
 
 /// Walks every table, calling `each` for every in-scope unit and every reported-but-untouched
-/// row, in order, and counts the whole database's rows on the all-zeros key on the way. See
-/// [`walk_with`]; here the items themselves cross from the readers to this thread.
+/// row, in order, planned for `owner` (`--secret-owner`), and counts the whole database's rows
+/// on the all-zeros key on the way. See [`walk_with`]; here the items themselves cross from the
+/// readers to this thread.
 pub fn walk(db: &mut Db, scope: &Scope, owner: SecretOwner, lookup: Lookup, mut each: impl FnMut(Item) -> Result<()>) -> Result<Census> {
     let collect = |item: Item, page: &mut Vec<Item>| {
         page.push(item);
