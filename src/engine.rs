@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use crate::barbican::{ApiError, Barbican};
 use crate::conditions::FixedKey;
-use crate::db::swap::{RowState, Swapped};
+use crate::db::swap::{RowState, Share, Swapped};
 use crate::db::{Cursor, Db};
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::progress;
 use crate::journal::{Entry, Journal};
-use crate::cinder::{self, Table};
+use crate::cinder::{self, SecretOwner, Table};
 use crate::plan::{self, Action, Item, Unit};
 use crate::scope::Scope;
 
@@ -66,7 +66,7 @@ pub fn dry_run(db: &mut Db, scope: &Scope, opts: &Options) -> Result<Report> {
     for table in Table::ALL {
         let mut cursor = Cursor::Start;
         while cursor != Cursor::End {
-            for item in plan::page(db, scope, table, &mut cursor)? {
+            for item in plan::page(db, scope, SecretOwner::Service, table, &mut cursor)? {
                 if let Item::Unit(unit) = item {
                     if unit.action != Action::NewSecret {
                         continue;
@@ -131,7 +131,7 @@ impl Engine<'_> {
             let mut cursor = Cursor::Start;
             while cursor != Cursor::End {
                 let mut jobs = Vec::new();
-                for item in plan::page(self.db, scope, table, &mut cursor)? {
+                for item in plan::page(self.db, scope, SecretOwner::Service, table, &mut cursor)? {
                     let Item::Unit(unit) = item else { continue };
                     match &unit.action {
                         Action::NewSecret => {}
@@ -288,7 +288,7 @@ impl Engine<'_> {
     fn swap_in(&mut self, job: &Job, secret: &str, sweep: bool) -> Result<(), UnitError> {
         let (table, id) = (job.table, job.id.as_str());
         fault::point("verified");
-        match self.db.swap(table, id, secret, &job.readers)? {
+        match self.db.swap(table, id, secret, Share::Readers(&job.readers))? {
             Ok(rows) => {
                 fault::point("committed");
                 log::info!(target: LOG, "Migrated {} {id} to Barbican key ID {secret} ({rows})", table.noun());

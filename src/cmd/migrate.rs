@@ -36,7 +36,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
             let keystone = Arc::new(Keystone::new(services.keystone.clone(), services.retry)?);
             let barbican = Barbican::connect(&services.barbican, keystone, services.retry)?;
             if crate::progress::wanted() {
-                let (todo, _) = plan::tally(&mut db, scope, plan::Lookup::BOUNDED)?;
+                let (todo, _) = plan::tally(&mut db, scope, crate::cinder::SecretOwner::Service, plan::Lookup::BOUNDED)?;
                 let total = u64::try_from(todo.new_secrets()).unwrap_or_default();
                 crate::progress::start(Some(args.max_count.map_or(total, |m| m.min(total))), "migrating");
             }
@@ -75,7 +75,7 @@ fn finish(
     args: &MigrateArgs,
     out: &mut dyn Write,
 ) -> Result<Outcome> {
-    let (left, census) = plan::tally(db, &settings.scope, plan::Lookup::BOUNDED)?;
+    let (left, census) = plan::tally(db, &settings.scope, crate::cinder::SecretOwner::Service, plan::Lookup::BOUNDED)?;
     let database = census.live;
     super::status::log_status(settings, &left, &database);
     if !args.dry_run {

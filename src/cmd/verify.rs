@@ -54,7 +54,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
         }
     }
     // Rows still on the all-zeros ID are not verify's to judge, but fixed_key cannot go yet.
-    let (left, _) = plan::tally(&mut db, &settings.scope, plan::Lookup::BOUNDED)?;
+    let (left, _) = plan::tally(&mut db, &settings.scope, settings.owner, plan::Lookup::BOUNDED)?;
     if left.units() > 0 {
         log::warn!(
             "{} row(s) in scope still use the all-zeros key ID: run `keymigrate migrate` before removing fixed_key",
