@@ -211,7 +211,7 @@ fn write_mode_facts(out: &mut dyn Write, owner: SecretOwner, owners: &Owners) ->
         SecretOwner::Project => {
             writeln!(
                 out,
-                "With --secret-owner project: secrets in {} project(s) (a role grant each, revoked when the project is done);                  {} snapshot or glance metadata row(s) get a secret apart from their volume's because they are in another project.",
+                "With --secret-owner project: secrets in {} project(s) (a role grant each, revoked when the project is done); {} snapshot or glance metadata row(s) get a secret apart from their volume's because they are in another project.",
                 owners.holder_projects(),
                 owners.apart
             )

@@ -138,6 +138,64 @@ impl Db {
         }
     }
 
+    /// `--rehome`: moves one live row from the secret `old` to `new_id`, only if it still holds
+    /// `old` byte for byte. The row alone: rows sharing the old secret are units of their own.
+    pub fn reswap(&mut self, table: Table, id: &str, old: &str, new_id: &str) -> Result<Result<Swapped, Lost>> {
+        let now = chrono::Utc::now().naive_utc();
+        let backend = self.backend;
+        let conn = &mut self.conn;
+        let n = match table {
+            Table::Volumes => diesel::update(
+                volumes::table
+                    .filter(volumes::id.eq(id))
+                    .filter(volumes::deleted.eq(false))
+                    .filter(holds(backend, "volumes.encryption_key_id", old)),
+            )
+            .set((volumes::encryption_key_id.eq(new_id), volumes::updated_at.eq(now)))
+            .execute(conn),
+            Table::Snapshots => diesel::update(
+                snapshots::table
+                    .filter(snapshots::id.eq(id))
+                    .filter(snapshots::deleted.eq(false))
+                    .filter(holds(backend, "snapshots.encryption_key_id", old)),
+            )
+            .set((snapshots::encryption_key_id.eq(new_id), snapshots::updated_at.eq(now)))
+            .execute(conn),
+            Table::Backups => diesel::update(
+                backups::table
+                    .filter(backups::id.eq(id))
+                    .filter(backups::deleted.eq(false))
+                    .filter(holds(backend, "backups.encryption_key_id", old)),
+            )
+            .set((backups::encryption_key_id.eq(new_id), backups::updated_at.eq(now)))
+            .execute(conn),
+            Table::VolumeGlanceMetadata => {
+                let Ok(gid) = id.parse::<i32>() else { return Ok(Err(Lost)) };
+                diesel::update(
+                    vgm::table
+                        .filter(vgm::id.eq(gid))
+                        .filter(vgm::deleted.eq(false))
+                        .filter(ConstSql::<Bool>::new(exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
+                        .filter(holds(backend, "volume_glance_metadata.value", old)),
+                )
+                .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
+                .execute(conn)
+            }
+        };
+        let n = n.map_err(|e| self.error(&format!("moving {} {id} to a new secret", table.noun()), e))?;
+        if n != 1 {
+            return Ok(Err(Lost));
+        }
+        let mut rows = Swapped::default();
+        match table {
+            Table::Volumes => rows.volumes = 1,
+            Table::Snapshots => rows.snapshots = 1,
+            Table::Backups => rows.backups = 1,
+            Table::VolumeGlanceMetadata => rows.volume_glance_metadata = 1,
+        }
+        Ok(Ok(rows))
+    }
+
     /// Rollback: puts the all-zeros ID back on one row, only if it still points at `secret`.
     /// Returns whether the row was rewritten.
     pub fn unswap(&mut self, table: Table, id: &str, secret: &str) -> Result<bool> {
