@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::Rng;
@@ -47,7 +48,18 @@ fn raw(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> (u
 /// `/v3`). Status 0 when no answer came; never panics.
 pub fn keystone_call(method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let url = format!("{}{path}", env("KEYMIGRATE_TEST_KEYSTONE_URL"));
-    let (status, _, bytes) = raw(method, &url, Some(token), body.as_ref());
+    let mut attempt = 0;
+    let (status, bytes) = loop {
+        let (status, _, bytes) = raw(method, &url, Some(token), body.as_ref());
+        // The test Keystone keeps its data in SQLite: writes from tests running side by side
+        // sometimes meet "database is locked", answered 500 before anything was written.
+        if (status == 0 || status >= 500) && attempt < 5 {
+            attempt += 1;
+            std::thread::sleep(Duration::from_millis(200 * attempt));
+            continue;
+        }
+        break (status, bytes);
+    };
     let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, value)
 }
@@ -64,9 +76,64 @@ fn try_token(user: &str, password: &str, project: &str) -> Option<String> {
     }
 }
 
+/// Tokens the tests' own checks use, shared by every test of the process: the test Keystone has
+/// two workers, and a password authentication costs one of them a good part of a second.
+static ADMIN_TOKEN: Mutex<Option<String>> = Mutex::new(None);
+static CINDER_TOKEN: Mutex<Option<String>> = Mutex::new(None);
+
+/// A token from `cache`, or a new one from `fetch` (None when Keystone gave none).
+fn cached(cache: &Mutex<Option<String>>, fetch: impl Fn() -> Option<String>) -> Option<String> {
+    let mut slot = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() {
+        *slot = fetch();
+    }
+    slot.clone()
+}
+
+fn forget(cache: &Mutex<Option<String>>, token: &str) {
+    let mut slot = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.as_deref() == Some(token) {
+        *slot = None;
+    }
+}
+
 /// A token of Keystone's admin, scoped to project `admin`.
 pub fn admin_token() -> String {
-    Cloud::new().token("admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin")
+    cached(&ADMIN_TOKEN, || try_token("admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin"))
+        .expect("a token for Keystone's admin")
+}
+
+/// [`keystone_call`] as Keystone's admin; once more with a new token after a 401 (something
+/// revoked the admin's token). Never panics: a `Drop` calls it.
+pub fn admin_call(method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let Some(token) = cached(&ADMIN_TOKEN, || try_token("admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin")) else {
+        return (0, Value::String("no token for Keystone's admin".into()));
+    };
+    let (status, answer) = keystone_call(method, path, &token, body.clone());
+    if status != 401 {
+        return (status, answer);
+    }
+    forget(&ADMIN_TOKEN, &token);
+    // Keystone's revocations count whole seconds: a token from the same second is revoked too.
+    std::thread::sleep(Duration::from_millis(1100));
+    match cached(&ADMIN_TOKEN, || try_token("admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin")) {
+        Some(token) => keystone_call(method, path, &token, body),
+        None => (status, answer),
+    }
+}
+
+/// Deletes a Barbican secret as Cinder's service user, whose `admin` role lets it delete any
+/// project's secret; never panics.
+fn delete_secret(id: &str) {
+    let fetch = || try_token(&env("KEYMIGRATE_TEST_CINDER_USER"), &env("KEYMIGRATE_TEST_CINDER_PASSWORD"), &env("KEYMIGRATE_TEST_CINDER_PROJECT"));
+    let url = format!("{}/v1/secrets/{id}", env("KEYMIGRATE_TEST_BARBICAN_URL"));
+    for _ in 0..2 {
+        let Some(token) = cached(&CINDER_TOKEN, fetch) else { return };
+        if raw("DELETE", &url, Some(&token), None).0 != 401 {
+            return;
+        }
+        forget(&CINDER_TOKEN, &token);
+    }
 }
 
 /// Cinder's service user: the `[keystone_authtoken]` identity that acts in the rows' projects.
@@ -118,19 +185,17 @@ impl Member {
 pub struct Project {
     pub id: String,
     pub name: String,
-    admin: String,
     members: Vec<Member>,
 }
 
 impl Project {
     pub fn new(label: &str) -> Project {
-        let admin = admin_token();
         let name = scratch_name(label);
         let body = json!({"project": {"name": name, "domain_id": "default", "description": "keymigrate integration test"}});
-        let (status, answer) = keystone_call("POST", "/projects", &admin, Some(body));
+        let (status, answer) = admin_call("POST", "/projects", Some(body));
         assert_eq!(status, 201, "create project {name}: {answer}");
         let id = answer["project"]["id"].as_str().expect("project id").to_string();
-        Project { id, name, admin, members: Vec::new() }
+        Project { id, name, members: Vec::new() }
     }
 
     /// A new user holding `member` in this project only.
@@ -138,7 +203,7 @@ impl Project {
         let name = scratch_name(label);
         let password = format!("pw-{}", super::uuid());
         let body = json!({"user": {"name": name, "password": password, "domain_id": "default"}});
-        let (status, answer) = keystone_call("POST", "/users", &self.admin, Some(body));
+        let (status, answer) = admin_call("POST", "/users", Some(body));
         assert_eq!(status, 201, "create user {name}: {answer}");
         let id = answer["user"]["id"].as_str().expect("user id").to_string();
         let member = Member { id, name, password, project: self.name.clone() };
@@ -149,8 +214,8 @@ impl Project {
 
     /// Grants `role` (by name) to `user` here, as an operator would have before keymigrate ran.
     pub fn grant_by_hand(&self, user: &str, role: &str) {
-        let role = role_id(&self.admin, role);
-        let (status, answer) = keystone_call("PUT", &format!("/projects/{}/users/{user}/roles/{role}", self.id), &self.admin, None);
+        let role = role_id(role);
+        let (status, answer) = admin_call("PUT", &format!("/projects/{}/users/{user}/roles/{role}", self.id), None);
         assert_eq!(status, 204, "grant {role} to {user} in {}: {answer}", self.id);
     }
 
@@ -172,10 +237,7 @@ impl Project {
             self.id,
             if effective { "&effective" } else { "" }
         );
-        let (mut status, mut answer) = keystone_call("GET", &path, &self.admin, None);
-        if status == 401 {
-            (status, answer) = keystone_call("GET", &path, &admin_token(), None);
-        }
+        let (status, answer) = admin_call("GET", &path, None);
         assert_eq!(status, 200, "role assignments of {user} in {}: {answer}", self.id);
         let mut names: Vec<String> = answer["role_assignments"]
             .as_array()
@@ -195,9 +257,9 @@ impl Drop for Project {
             purge_keymigrate_secrets(m);
         }
         for m in &self.members {
-            delete(&format!("/users/{}", m.id), &self.admin);
+            delete(&format!("/users/{}", m.id));
         }
-        delete(&format!("/projects/{}", self.id), &self.admin);
+        delete(&format!("/projects/{}", self.id));
     }
 }
 
@@ -205,10 +267,6 @@ impl Drop for Project {
 /// `admin` role lets it delete any project's secret); never panics.
 fn purge_keymigrate_secrets(member: &Member) {
     let Some(token) = try_token(&member.name, &member.password, &member.project) else { return };
-    let Some(cinder) = try_token(&env("KEYMIGRATE_TEST_CINDER_USER"), &env("KEYMIGRATE_TEST_CINDER_PASSWORD"), &env("KEYMIGRATE_TEST_CINDER_PROJECT"))
-    else {
-        return;
-    };
     let barbican = env("KEYMIGRATE_TEST_BARBICAN_URL");
     // Each pass deletes what the first page lists; a bounded number of passes.
     for _ in 0..20 {
@@ -225,27 +283,20 @@ fn purge_keymigrate_secrets(member: &Member) {
             return;
         }
         for r in refs {
-            let id = r.rsplit('/').next().unwrap_or_default();
-            raw("DELETE", &format!("{barbican}/v1/secrets/{id}"), Some(&cinder), None);
+            delete_secret(r.rsplit('/').next().unwrap_or_default());
         }
     }
 }
 
-fn role_id(admin: &str, name: &str) -> String {
-    let (status, answer) = keystone_call("GET", &format!("/roles?name={name}"), admin, None);
+fn role_id(name: &str) -> String {
+    let (status, answer) = admin_call("GET", &format!("/roles?name={name}"), None);
     assert_eq!(status, 200, "role {name}: {answer}");
     answer["roles"][0]["id"].as_str().unwrap_or_else(|| panic!("no role named {name}: {answer}")).to_string()
 }
 
-/// Deletes what a test created; once more with a new token after a 401. Panics only when the
-/// test has not already failed.
-fn delete(path: &str, admin: &str) {
-    let (mut status, mut answer) = keystone_call("DELETE", path, admin, None);
-    if status == 401 {
-        // Keystone's revocations count whole seconds: a token from the same second is revoked too.
-        std::thread::sleep(Duration::from_millis(1100));
-        (status, answer) = keystone_call("DELETE", path, &admin_token(), None);
-    }
+/// Deletes what a test created. Panics only when the test has not already failed.
+fn delete(path: &str) {
+    let (status, answer) = admin_call("DELETE", path, None);
     if status != 204 && status != 404 && !std::thread::panicking() {
         panic!("delete {path}: {status} {answer}");
     }
@@ -299,14 +350,8 @@ impl Secrets {
 
 impl Drop for Secrets {
     fn drop(&mut self) {
-        let Some(cinder) =
-            try_token(&env("KEYMIGRATE_TEST_CINDER_USER"), &env("KEYMIGRATE_TEST_CINDER_PASSWORD"), &env("KEYMIGRATE_TEST_CINDER_PROJECT"))
-        else {
-            return;
-        };
-        let barbican = env("KEYMIGRATE_TEST_BARBICAN_URL");
         for id in &self.ids {
-            raw("DELETE", &format!("{barbican}/v1/secrets/{id}"), Some(&cinder), None);
+            delete_secret(id);
         }
     }
 }
