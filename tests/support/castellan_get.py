@@ -11,6 +11,8 @@ Operations:
   (``auth_endpoint`` = Keystone, Barbican's endpoint from the catalog) calling ``.get``. On success:
   the key's bytes as hex (test secrets only) and os-brick's LUKS passphrase derived from it with
   ``os_brick.utils.get_passphrase_from_secret``, exactly what the luks encryptor feeds cryptsetup.
+  With ``key_ids`` (a list) instead of ``key_id``: each key in turn with the same context, the
+  answers in ``{"reads": [...]}``.
 * ``fixed``: what the volume used before migration: Cinder's own ``ConfKeyManager`` with this
   ``fixed_key`` returns the all-zeros ID's key; os-brick's passphrase from it.
 * ``delete``: cinder 29's ``cinder.volume.volume_utils.delete_encryption_key`` with the user's
@@ -114,18 +116,25 @@ def get(req, conf_path):
     ctx = oslo_context.RequestContext(
         auth_token=access.auth_token, project_id=access.project_id, user_id=access.user_id
     )
-    try:
-        key = km.get(ctx, req["key_id"])
-    except Exception as e:  # castellan's own errors, answered as data
-        return failure(e)
-    return {
-        "ok": True,
-        "hex": binascii.hexlify(key.get_encoded()).decode("ascii"),
-        "passphrase": brick_utils.get_passphrase_from_secret(key),
-        "managed_type": key.managed_type(),
-        "user_id": access.user_id,
-        "project_id": access.project_id,
-    }
+
+    def one(key_id):
+        try:
+            key = km.get(ctx, key_id)
+        except Exception as e:  # castellan's own errors, answered as data
+            return failure(e)
+        return {
+            "ok": True,
+            "hex": binascii.hexlify(key.get_encoded()).decode("ascii"),
+            "passphrase": brick_utils.get_passphrase_from_secret(key),
+            "managed_type": key.managed_type(),
+            "user_id": access.user_id,
+            "project_id": access.project_id,
+        }
+
+    # Several keys for one user: one process, one token, as one nova-compute attaching them.
+    if "key_ids" in req:
+        return {"reads": [one(k) for k in req["key_ids"]]}
+    return one(req["key_id"])
 
 
 def fixed(req):

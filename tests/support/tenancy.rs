@@ -159,6 +159,8 @@ pub struct Member {
     password: String,
     /// The project's name (tokens are scoped by name, in the Default domain).
     pub project: String,
+    /// Its token, once asked for: nothing the tests do revokes a member's token.
+    token: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Member {
@@ -175,7 +177,7 @@ impl Member {
 
     /// A token scoped to the member's project.
     pub fn token(&self, cloud: &Cloud) -> String {
-        cloud.token(&self.name, &self.password, &self.project)
+        self.token.get_or_init(|| cloud.token(&self.name, &self.password, &self.project)).clone()
     }
 }
 
@@ -206,7 +208,7 @@ impl Project {
         let (status, answer) = admin_call("POST", "/users", Some(body));
         assert_eq!(status, 201, "create user {name}: {answer}");
         let id = answer["user"]["id"].as_str().expect("user id").to_string();
-        let member = Member { id, name, password, project: self.name.clone() };
+        let member = Member { id, name, password, project: self.name.clone(), token: std::sync::OnceLock::new() };
         self.members.push(member.clone());
         self.grant_by_hand(&member.id, "member");
         member
@@ -256,17 +258,21 @@ impl Drop for Project {
         if let Some(m) = self.members.first() {
             purge_keymigrate_secrets(m);
         }
-        for m in &self.members {
-            delete(&format!("/users/{}", m.id));
+        // Everything is attempted before a failure is reported.
+        let mut failed: Vec<String> = self.members.iter().filter_map(|m| delete(&format!("/users/{}", m.id))).collect();
+        failed.extend(delete(&format!("/projects/{}", self.id)));
+        if !failed.is_empty() && !std::thread::panicking() {
+            panic!("cleaning up project {}: {}", self.name, failed.join("; "));
         }
-        delete(&format!("/projects/{}", self.id));
     }
 }
 
 /// Deletes the `keymigrate-*` secrets of `member`'s project, as Cinder's service user (its
 /// `admin` role lets it delete any project's secret); never panics.
 fn purge_keymigrate_secrets(member: &Member) {
-    let Some(token) = try_token(&member.name, &member.password, &member.project) else { return };
+    let Some(token) = member.token.get().cloned().or_else(|| try_token(&member.name, &member.password, &member.project)) else {
+        return;
+    };
     let barbican = env("KEYMIGRATE_TEST_BARBICAN_URL");
     // Each pass deletes what the first page lists; a bounded number of passes.
     for _ in 0..20 {
@@ -288,18 +294,23 @@ fn purge_keymigrate_secrets(member: &Member) {
     }
 }
 
+/// A global role's ID by name, asked once per process.
 fn role_id(name: &str) -> String {
+    static ROLES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    if let Some((_, id)) = ROLES.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(n, _)| n == name) {
+        return id.clone();
+    }
     let (status, answer) = admin_call("GET", &format!("/roles?name={name}"), None);
     assert_eq!(status, 200, "role {name}: {answer}");
-    answer["roles"][0]["id"].as_str().unwrap_or_else(|| panic!("no role named {name}: {answer}")).to_string()
+    let id = answer["roles"][0]["id"].as_str().unwrap_or_else(|| panic!("no role named {name}: {answer}")).to_string();
+    ROLES.lock().unwrap_or_else(|e| e.into_inner()).push((name.to_string(), id.clone()));
+    id
 }
 
-/// Deletes what a test created. Panics only when the test has not already failed.
-fn delete(path: &str) {
+/// Deletes what a test created (already gone is fine); what went wrong otherwise.
+fn delete(path: &str) -> Option<String> {
     let (status, answer) = admin_call("DELETE", path, None);
-    if status != 204 && status != 404 && !std::thread::panicking() {
-        panic!("delete {path}: {status} {answer}");
-    }
+    (status != 204 && status != 404).then(|| format!("DELETE {path}: {status} {answer}"))
 }
 
 /// Sets a row's `project_id` (the seeding helpers write `proj-1`, which Keystone has not).
