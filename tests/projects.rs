@@ -156,7 +156,7 @@ impl Run {
 /// and no grant left in the journal; no secret in the state directory.
 #[track_caller]
 fn assert_project_done(run: &Run, cloud: &Cloud, project: &Project, reader: &Member, rows: &[(&str, &str)]) {
-    let token = reader.token(cloud);
+    let token = reader.token();
     let key = run.fixed_key();
     let listed = tenancy::keymigrate_secrets(cloud, &token);
     for (table, id) in rows {
@@ -339,7 +339,7 @@ fn cinders_own_key_deletion_removes_a_project_owned_key() {
         (true, false, Vec::new()),
         "{deleted:?}"
     );
-    assert_eq!(cloud.payload(&owner.token(&cloud), &secret).status, 404, "the secret is gone");
+    assert_eq!(cloud.payload(&owner.token(), &secret).status, 404, "the secret is gone");
     assert_eq!(castellan::read_as(&teammate.castellan(), &secret).status(), "404 (ManagedObjectNotFoundError)", "the teammate finds no key either");
 }
 
@@ -450,7 +450,7 @@ fn a_role_held_before_is_never_journalled_nor_revoked() {
     assert_eq!(r.direct_roles_of(&cinder), vec!["reader".to_string()], "R: the grant is revoked, the role held before kept");
     assert_eq!(tenancy::grant_files(&run.state), Vec::<PathBuf>::new());
     for (project, reader, rows) in [(&p, &p_reader, vec![("volumes", p1.as_str()), ("volumes", p2.as_str())]), (&r, &r_reader, vec![("volumes", r1.as_str())])] {
-        let token = reader.token(&cloud);
+        let token = reader.token();
         for (table, id) in rows {
             let payload = cloud.payload(&token, &run.key_of(table, id));
             assert!(payload.status == 200 && payload.body == run.fixed_key(), "{table} {id} in {}: read by a member", project.id);

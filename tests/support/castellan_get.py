@@ -31,6 +31,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 
@@ -60,6 +61,8 @@ def token_for(req, user, password, project):
     from keystoneauth1 import session
     from keystoneauth1.identity import v3
 
+    from keystoneauth1 import exceptions
+
     auth = v3.Password(
         auth_url=req["keystone"],
         username=user,
@@ -68,7 +71,15 @@ def token_for(req, user, password, project):
         project_name=project,
         project_domain_id="default",
     )
-    return auth.get_access(session.Session(auth=auth))
+    # The test Keystone keeps its data in SQLite: an authentication that meets another test's
+    # write answers 500 ("database is locked"), and is asked again as a client would.
+    for attempt in range(5):
+        try:
+            return auth.get_access(session.Session(auth=auth))
+        except exceptions.InternalServerError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def cinder_conf(req, path):

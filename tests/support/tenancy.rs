@@ -65,15 +65,21 @@ pub fn keystone_call(method: &str, path: &str, token: &str, body: Option<Value>)
 }
 
 /// A token for a user of the Default domain scoped to `project` (by name), or None; never panics.
+/// Authenticating writes to Keystone's database too (the user's last activity), so it meets the
+/// same SQLite locks as the other writes and is retried the same way.
 fn try_token(user: &str, password: &str, project: &str) -> Option<String> {
     let body = json!({"auth": {
         "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"id": "default"}, "password": password}}},
         "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
     let url = format!("{}/auth/tokens", env("KEYMIGRATE_TEST_KEYSTONE_URL"));
-    match raw("POST", &url, None, Some(&body)) {
-        (201, token, _) => token,
-        _ => None,
+    for attempt in 1..=6 {
+        match raw("POST", &url, None, Some(&body)) {
+            (201, token, _) => return token,
+            (status, _, _) if status == 0 || status >= 500 => std::thread::sleep(Duration::from_millis(200 * attempt)),
+            _ => return None,
+        }
     }
+    None
 }
 
 /// Tokens the tests' own checks use, shared by every test of the process: the test Keystone has
@@ -176,8 +182,10 @@ impl Member {
     }
 
     /// A token scoped to the member's project.
-    pub fn token(&self, cloud: &Cloud) -> String {
-        self.token.get_or_init(|| cloud.token(&self.name, &self.password, &self.project)).clone()
+    pub fn token(&self) -> String {
+        self.token
+            .get_or_init(|| try_token(&self.name, &self.password, &self.project).unwrap_or_else(|| panic!("no token for {self:?}")))
+            .clone()
     }
 }
 
