@@ -161,8 +161,8 @@ fn assert_project_done(run: &Run, cloud: &Cloud, project: &Project, reader: &Mem
     let listed = tenancy::keymigrate_secrets(cloud, &token);
     for (table, id) in rows {
         let secret = run.key_of(table, id);
-        assert!(listed.contains(&secret), "{table} {id}: secret {secret} is not among project {}'s keymigrate-* secrets", project.id);
         assert_ne!(secret, ZERO, "{table} {id} was not migrated");
+        assert!(listed.contains(&secret), "{table} {id}: secret {secret} is not among project {}'s keymigrate-* secrets", project.id);
         let payload = cloud.payload(&token, &secret);
         assert_eq!(payload.status, 200, "{table} {id}: {reader:?} cannot read secret {secret}");
         // Compared without printing: a failing test shows no key material.
@@ -579,11 +579,10 @@ fn an_admin_cloud_from_clouds_yaml_acts_in_the_projects_and_its_password_shows_n
     let (status, users) = tenancy::admin_call("GET", "/users?name=admin", None);
     assert_eq!(status, 200, "{users}");
     let admin_id = users["users"][0]["id"].as_str().expect("admin's id").to_string();
+    assert!(out.stderr.contains(&format!("as user {admin_id} ")), "the cloud's user acts:\n{}", out.stderr);
     assert_eq!(p.roles_of(&admin_id), Vec::<String>::new(), "the admin keeps a role");
+    // The run's stdout and stderr were checked for the password (it is among the workdir's
+    // secrets); the state directory's files are, by assert_project_done.
     assert_project_done(&run, &cloud, &p, &reader, &[("volumes", &v1), ("backups", &b1)]);
-    // The output was checked for the password by every run; the state directory just above.
-    for file in walk(&run.state) {
-        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
-        assert!(!text.contains(&password), "{} holds the admin password", file.display());
-    }
+    assert!(!walk(&run.state).is_empty(), "the state directory was written");
 }
