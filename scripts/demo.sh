@@ -20,27 +20,27 @@ FIXED_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 
 # Three encrypted volumes on this host (one with a snapshot, one with glance metadata copied from
 # an image), one on another host, and a backup: what a ConfKeyManager-era cloud looks like.
-python3 - "$DEMO/cinder.sqlite" "$KEYMIGRATE_TEST_ALICE_ID" "$KEYMIGRATE_TEST_BOB_ID" <<'PY'
+python3 - "$DEMO/cinder.sqlite" "$KEYMIGRATE_TEST_ALICE_ID" "$KEYMIGRATE_TEST_BOB_ID" "$KEYMIGRATE_TEST_DEMO_PROJECT_ID" <<'PY'
 import sqlite3, sys, uuid
-db, alice, bob = sys.argv[1:4]
+db, alice, bob, demo = sys.argv[1:5]
 Z = "00000000-0000-0000-0000-000000000000"
 c = sqlite3.connect(db)
 c.execute("INSERT INTO volume_types (id, name, deleted, is_public) VALUES ('demo-vt', 'luks', 0, 1)")
 def volume(host, user):
     vid = str(uuid.uuid4())
     c.execute("INSERT INTO volumes (id, deleted, host, user_id, project_id, encryption_key_id, volume_type_id, status,"
-              " created_at, updated_at, use_quota) VALUES (?, 0, ?, ?, 'demo', ?, 'demo-vt', 'available',"
-              " datetime('now'), datetime('now'), 1)", (vid, host, user, Z))
+              " created_at, updated_at, use_quota) VALUES (?, 0, ?, ?, ?, ?, 'demo-vt', 'available',"
+              " datetime('now'), datetime('now'), 1)", (vid, host, user, demo, Z))
     return vid
 v1 = volume("demo-host@lvm#pool", alice)
 v2 = volume("demo-host@lvm#pool", bob)
 v3 = volume("demo-host@lvm#pool", alice)
 volume("other-host@lvm#pool", bob)
 c.execute("INSERT INTO snapshots (id, deleted, volume_id, user_id, project_id, encryption_key_id, volume_type_id, status,"
-          " use_quota) VALUES (?, 0, ?, ?, 'demo', ?, 'demo-vt', 'available', 1)", (str(uuid.uuid4()), v1, alice, Z))
+          " use_quota) VALUES (?, 0, ?, ?, ?, ?, 'demo-vt', 'available', 1)", (str(uuid.uuid4()), v1, alice, demo, Z))
 c.execute("INSERT INTO volume_glance_metadata (deleted, volume_id, key, value) VALUES (0, ?, 'cinder_encryption_key_id', ?)", (v3, Z))
 c.execute("INSERT INTO backups (id, deleted, volume_id, host, user_id, project_id, encryption_key_id, status)"
-          " VALUES (?, 0, ?, 'demo-host', ?, 'demo', ?, 'available')", (str(uuid.uuid4()), v2, bob, Z))
+          " VALUES (?, 0, ?, 'demo-host', ?, ?, ?, 'available')", (str(uuid.uuid4()), v2, bob, demo, Z))
 c.commit()
 PY
 

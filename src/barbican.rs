@@ -128,6 +128,12 @@ impl Barbican {
         Ok(Barbican { http, keystone, base })
     }
 
+    /// The same Barbican (endpoint, TLS, retries) called with another identity's tokens: a
+    /// token scoped to a row's project creates the secret in that project.
+    pub fn as_identity(&self, keystone: Arc<Keystone>) -> Barbican {
+        Barbican { http: self.http.clone(), keystone, base: self.base.clone() }
+    }
+
     /// POST /v1/secrets: a symmetric AES secret holding exactly `key`, base64 on the wire.
     pub fn store(&self, name: &str, key: &FixedKey) -> Result<Stored, StoreFailed> {
         let failed = |error: ApiError, maybe_created: bool| StoreFailed { error, maybe_created };

@@ -167,7 +167,8 @@ pub struct ServiceOpts {
     pub retries: u32,
 }
 
-/// Whose project a migrated key's secret belongs to: `scan` reports for it, `migrate` acts on it.
+/// Whose project a migrated key's secret belongs to: `scan` and `status` report for it (which
+/// rows are blocked depends on it), `migrate` acts on it, `verify` checks by it.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Secret ownership")]
 pub struct OwnerOpts {
@@ -232,6 +233,8 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub scope: ScopeOpts,
     #[command(flatten)]
+    pub owner: OwnerOpts,
+    #[command(flatten)]
     pub output: ListingOpts,
     #[command(flatten)]
     pub global: GlobalOpts,
@@ -293,6 +296,8 @@ pub struct MigrateArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub scope: ScopeOpts,
+    #[command(flatten)]
+    pub owner: OwnerOpts,
     #[command(flatten)]
     pub admin: AdminOpts,
     #[command(flatten)]
@@ -398,7 +403,9 @@ impl Command {
     pub fn owner(&self) -> Option<&OwnerOpts> {
         match self {
             Command::Scan(a) => Some(&a.owner),
+            Command::Status(a) => Some(&a.owner),
             Command::Migrate(a) => Some(&a.owner),
+            Command::Verify(a) => Some(&a.owner),
             _ => None,
         }
     }

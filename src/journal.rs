@@ -6,6 +6,10 @@
 //! once the row points at the secret or the secret is gone. So the journal never grows with the
 //! database, and a run killed at any instant leaves enough for the next run to finish or clean
 //! up. It holds IDs and names only, never key material.
+//!
+//! Role grants live beside the units, in `<scope key>/grants/<project>.json`: written (and
+//! synced) before the grant is made, removed once it is revoked. A grant the identity held
+//! before keymigrate is never written here, so never revoked.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -14,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::cinder::Table;
+use crate::grants::Grant;
 use crate::scope::Scope;
 use crate::state;
 
@@ -25,10 +30,19 @@ pub struct Entry {
     pub name: String,
     /// The secret's ID, once Barbican has answered.
     pub secret: Option<String>,
+    /// The project the secret is created in (`--secret-owner project`); `None`: Cinder's
+    /// service project, with the `[keystone_authtoken]` identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// For a row moved off a secret an earlier run made in Cinder's service project
+    /// (`migrate --rehome`): that secret's ID, the key the row holds until the swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 pub struct Journal {
     dir: PathBuf,
+    grants: PathBuf,
     /// Held for the life of the run: the scope's lock.
     _lock: File,
 }
@@ -67,11 +81,13 @@ impl Journal {
         }
         let dir = state_dir.join(&key).join("pending");
         state::create_private_dir(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        let grants = state_dir.join(&key).join("grants");
+        state::create_private_dir(&grants).map_err(|e| fail(format!("cannot create {}: {e}", grants.display())))?;
         let about = state_dir.join(&key).join("scope.txt");
         if !about.exists() {
             let _ = write_synced(&about, format!("{}\n", scope.describe()).as_bytes());
         }
-        Ok(Journal { dir, _lock: lock })
+        Ok(Journal { dir, grants, _lock: lock })
     }
 
     /// Entries left by an earlier run that did not finish them.
@@ -120,6 +136,51 @@ impl Journal {
         }
     }
 
+    /// Records a role grant before it is made, durably: a run killed after the `PUT` leaves
+    /// the next run what to revoke.
+    pub fn write_grant(&self, grant: &Grant) -> Result<()> {
+        let bytes = serde_json::to_vec(grant).map_err(|e| Error::Internal(e.to_string()))?;
+        let path = self.grant_path(&grant.project);
+        let tmp = path.with_extension("tmp");
+        write_synced(&tmp, &bytes).map_err(|e| self.error(e))?;
+        fs::rename(&tmp, &path).map_err(|e| self.error(e))?;
+        sync_dir(&self.grants).map_err(|e| self.error(e))
+    }
+
+    /// Grants made (or about to be made) and not yet revoked.
+    pub fn grants(&self) -> Result<Vec<Grant>> {
+        let mut grants = Vec::new();
+        for item in fs::read_dir(&self.grants).map_err(|e| self.error(e))? {
+            let path = item.map_err(|e| self.error(e))?.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(|e| self.error(e))?;
+            match serde_json::from_slice::<Grant>(&bytes) {
+                Ok(grant) => grants.push(grant),
+                // Written to a temporary file and renamed: a torn entry is not one.
+                Err(e) => return Err(self.error(std::io::Error::other(format!("{}: {e}", path.display())))),
+            }
+        }
+        grants.sort_by(|a, b| a.project.cmp(&b.project));
+        Ok(grants)
+    }
+
+    /// Forgets a grant once it is revoked (or was never made). Synced: a forgotten grant
+    /// that a crash brings back would only be revoked once more, but one that stays forgotten
+    /// must really be gone.
+    pub fn forget_grant(&self, grant: &Grant) -> Result<()> {
+        match fs::remove_file(self.grant_path(&grant.project)) {
+            Ok(()) => sync_dir(&self.grants).map_err(|e| self.error(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn grant_path(&self, project: &str) -> PathBuf {
+        self.grants.join(format!("{}.json", hex::encode(project)))
+    }
+
     fn path(&self, table: Table, id: &str) -> PathBuf {
         // Row IDs are hex-encoded: any byte is safe in a file name that way.
         self.dir.join(format!("{}-{}.json", table.name(), hex::encode(id)))
@@ -153,7 +214,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("state");
         let j = Journal::open(&state, &scope()).expect("open");
-        let e = Entry { table: Table::Volumes, id: "v/../1".into(), name: "keymigrate-volume-v".into(), secret: None };
+        let e = Entry { table: Table::Volumes, id: "v/../1".into(), name: "keymigrate-volume-v".into(), secret: None, project: None, from: None };
         j.write(&e).expect("write");
         let e2 = Entry { secret: Some("s".into()), ..e.clone() };
         j.write(&e2).expect("rewrite");
@@ -165,6 +226,21 @@ mod tests {
         }
         j.finish(Table::Volumes, "v/../1").expect("finish");
         assert!(j.pending().expect("pending").is_empty());
+    }
+
+    #[test]
+    fn grants_are_recorded_durably_and_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::open(dir.path(), &scope()).expect("open");
+        let g = Grant { project: "p/../1".into(), user: "u".into(), role: "r".into() };
+        j.write_grant(&g).expect("write");
+        assert_eq!(j.grants().expect("grants"), vec![g.clone()]);
+        drop(j);
+        let j = Journal::open(dir.path(), &scope()).expect("reopen");
+        assert_eq!(j.grants().expect("grants"), vec![g.clone()], "a grant survives the run");
+        j.forget_grant(&g).expect("forget");
+        j.forget_grant(&g).expect("forgetting twice is fine");
+        assert!(j.grants().expect("grants").is_empty());
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod logging;
 pub mod output;
 pub mod plan;
 pub mod progress;
+pub mod projects;
 pub mod scope;
 pub mod secret;
 pub mod settings;

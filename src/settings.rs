@@ -75,7 +75,7 @@ impl Admin {
             return Ok(Admin { keystone: authtoken.clone(), source: "[keystone_authtoken]".into(), grant_role });
         };
         let cwd = std::env::current_dir().unwrap_or_default();
-        let home = env.iter().filter(|(k, _)| k == "HOME").last().map(|(_, v)| PathBuf::from(v));
+        let home = env.iter().rfind(|(k, _)| k == "HOME").map(|(_, v)| PathBuf::from(v));
         let cloud = clouds::load(&name, env.iter().cloned(), &cwd, home.as_deref())?;
         let keystone = cloud.keystone_settings(timeout)?;
         Ok(Admin { keystone, source: cloud.describe(), grant_role })
@@ -124,7 +124,7 @@ fn secret_owner(given: Option<SecretOwner>, env: &[(String, String)]) -> Result<
     if let Some(owner) = given {
         return Ok(owner);
     }
-    match env.iter().filter(|(k, _)| k == "KEYMIGRATE_SECRET_OWNER").last() {
+    match env.iter().rfind(|(k, _)| k == "KEYMIGRATE_SECRET_OWNER") {
         None => Ok(SecretOwner::default()),
         Some((_, v)) => <SecretOwner as clap::ValueEnum>::from_str(v.trim(), true)
             .map_err(|_| Error::config_value("KEYMIGRATE_SECRET_OWNER", format!("is '{v}'; expected project or service"))),

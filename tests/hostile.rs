@@ -363,8 +363,9 @@ fn hostile_row_values_are_migrated_byte_for_byte_or_reported() {
             }
         }
 
-        // scan: exactly these units, the blank owners blocked.
-        let out = w.run(&["--config-file", arg(&conf), "scan", "--host", host, "-f", "json"]);
+        // scan: exactly these units, the blank owners blocked (under service, the rules migrate
+        // follows here; under project a blank user_id blocks nothing).
+        let out = w.run(&["--config-file", arg(&conf), "scan", "--host", host, "-f", "json", "--secret-owner", "service"]);
         out.assert_code(1);
         let doc = out.json();
         let units: BTreeSet<(String, String, String)> = doc["rows"]
@@ -386,7 +387,7 @@ fn hostile_row_values_are_migrated_byte_for_byte_or_reported() {
         want.insert(("snapshots".into(), format!("s-blank-{r}"), "blocked".into()));
         want.insert(("backups".into(), format!("k-blank-{r}"), "blocked".into()));
         assert_eq!(units, want, "{backend:?}");
-        let out = w.run(&["--config-file", arg(&conf), "status", "--host", host, "-f", "json"]);
+        let out = w.run(&["--config-file", arg(&conf), "status", "--host", host, "-f", "json", "--secret-owner", "service"]);
         out.assert_code(1);
         assert_eq!(out.json()["scope"]["tables"]["volumes"]["blocked"], blocked.len(), "{backend:?}");
 

@@ -78,7 +78,8 @@ fn scan_selects_exactly_the_rows_of_a_host_on_every_backend() {
         let conf = conf.to_str().expect("path");
         let before = db.fingerprint();
 
-        let out = w.run(&["--config-file", conf, "scan", "--host", "hostA", "-f", "json"]);
+        // Under service (Cinder's own model) a row needs a user_id: v-noowner and s-noowner wait.
+        let out = w.run(&["--config-file", conf, "scan", "--host", "hostA", "-f", "json", "--secret-owner", "service"]);
         out.assert_code(1);
         let expected = set(&[
             ("volumes", "v-a1", "new_secret"),
@@ -248,7 +249,7 @@ fn table_and_value_formats() {
 /// every backend.
 #[test]
 fn the_census_walk_and_migrates_page_by_page_plan_agree() {
-    use keymigrate::cinder::Table;
+    use keymigrate::cinder::{SecretOwner, Table};
     use keymigrate::plan::{self, Item};
     use keymigrate::scope::{Field, Matcher, Scope};
     let u = |n: u32| format!("{n:08x}-0000-4000-8000-{n:012x}");
@@ -295,6 +296,16 @@ fn the_census_walk_and_migrates_page_by_page_plan_agree() {
             .glance(402, Some("vol-fw"), None, "cinder_encryption_key_id", ZERO, false)
             .glance(403, None, Some("s-blank"), "cinder_encryption_key_id", ZERO, false);
         db.backup("b-blank", "vol odd", Some("hostA"), Some("\t"), z, false);
+        // Under project: a snapshot (with its glance rows) in another project than its volume,
+        // one whose project differs only as MySQL's collation would ignore, and a volume
+        // without a project.
+        db.exec(&format!(
+            "UPDATE snapshots SET project_id = 'proj-2' WHERE id = '{}'; UPDATE snapshots SET project_id = 'PROJ-1 ' WHERE id = '{}'; \
+             UPDATE volumes SET project_id = NULL WHERE id = '{}'",
+            u(102),
+            u(101),
+            u(6)
+        ));
         let url = keymigrate::db::url::translate(&db.url, std::path::Path::new("/")).expect("url");
         let mut conn = keymigrate::db::Db::connect(&url, keymigrate::db::Access::ReadOnly).expect("connect");
         let host = |v: &str| Matcher { field: Field::Host, value: v.into() };
@@ -314,45 +325,46 @@ fn the_census_walk_and_migrates_page_by_page_plan_agree() {
             Item::Unit(u) => format!("{:?}", u),
             Item::Skipped(s) => format!("{:?}", s),
         };
-        for scope in &scopes {
+        for (scope, owner) in scopes.iter().flat_map(|s| [(s, SecretOwner::Service), (s, SecretOwner::Project)]) {
             let mut walked = Vec::new();
-            plan::walk(&mut conn, scope, plan::Lookup::Index, |item| {
+            plan::walk(&mut conn, scope, owner, plan::Lookup::Index, |item| {
                 walked.push(show(&item));
                 Ok(())
             })
             .expect("walk");
             // Looking each page's volumes up by ID plans the same items, in the same order,
             // from the start or once an index outgrows its limit halfway through the volumes.
-            let counts = plan::tally(&mut conn, scope, plan::Lookup::Index).expect("tally");
+            let counts = plan::tally(&mut conn, scope, owner, plan::Lookup::Index).expect("tally");
             for lookup in [plan::Lookup::ByPage, plan::Lookup::IndexUpTo(4), plan::Lookup::BOUNDED] {
                 let mut by_page = Vec::new();
-                plan::walk(&mut conn, scope, lookup, |item| {
+                plan::walk(&mut conn, scope, owner, lookup, |item| {
                     by_page.push(show(&item));
                     Ok(())
                 })
                 .expect("walk by page");
-                assert_eq!(walked, by_page, "{backend:?}, scope {}: the walks with {lookup:?} and an index differ", scope.describe());
-                assert_eq!(counts, plan::tally(&mut conn, scope, lookup).expect("tally by page"), "{backend:?} {lookup:?}");
+                assert_eq!(walked, by_page, "{backend:?} {owner}, scope {}: the walks with {lookup:?} and an index differ", scope.describe());
+                assert_eq!(counts, plan::tally(&mut conn, scope, owner, lookup).expect("tally by page"), "{backend:?} {owner} {lookup:?}");
             }
             let mut paged = Vec::new();
             for table in Table::ALL {
                 let mut cursor = keymigrate::db::Cursor::Start;
                 while cursor != keymigrate::db::Cursor::End {
-                    paged.extend(plan::page(&mut conn, scope, table, &mut cursor).expect("page").iter().map(show));
+                    paged.extend(plan::page(&mut conn, scope, owner, table, &mut cursor).expect("page").iter().map(show));
                 }
             }
             assert!(walked.len() > 3, "{backend:?} {:?}: {walked:?}", scope.describe());
             for not_zero in ["id: \"400\"", "id: \"401\"", "id: \"vol-fw\""] {
                 assert!(!walked.iter().any(|w| w.contains(not_zero)), "{backend:?}: {not_zero} is not on the all-zeros ID");
             }
+            // Under project a blank user_id blocks nothing: the project decides who reads.
             for blank in ["id: \"s-blank\"", "id: \"s-null\"", "id: \"b-blank\"", "id: \"völ €'x\""] {
-                if let Some(w) = walked.iter().find(|w| w.contains(blank)) {
+                if let Some(w) = walked.iter().find(|w| w.contains(blank)).filter(|_| owner == SecretOwner::Service) {
                     assert!(w.contains("Blocked"), "{backend:?}: a row without an owner must be blocked: {w}");
                 }
             }
             walked.sort();
             paged.sort();
-            assert_eq!(walked, paged, "{backend:?}, scope {}", scope.describe());
+            assert_eq!(walked, paged, "{backend:?} {owner}, scope {}", scope.describe());
         }
     }
 }
@@ -375,7 +387,8 @@ fn rows_waiting_for_a_skipped_or_blocked_row_are_not_planned_as_shared() {
         let conf = w.conf(&db, Some(&random_key()), "");
         let conf = arg(&conf);
         let scan = |scope: &[&str]| {
-            let mut args = vec!["--config-file", conf, "scan", "-f", "json"];
+            // Under service, where a blank user_id blocks a row.
+            let mut args = vec!["--config-file", conf, "scan", "-f", "json", "--secret-owner", "service"];
             args.extend(scope);
             w.run(&args)
         };
@@ -400,7 +413,170 @@ fn rows_waiting_for_a_skipped_or_blocked_row_are_not_planned_as_shared() {
             ]),
             "{backend:?}"
         );
-        let status = w.run(&["--config-file", conf, "status", "--host", "hostA"]);
+        let status = w.run(&["--config-file", conf, "status", "--host", "hostA", "--secret-owner", "service"]);
         status.assert_code(2);
+    }
+}
+
+/// `--secret-owner` decides the plan: under project a NULL user_id blocks nothing, a NULL
+/// project blocks, and a snapshot in another project than its volume (with its glance row) gets
+/// a secret of its own; `scan` says what each mode means and `status` decides by the mode.
+#[test]
+fn scan_and_status_plan_for_the_secret_owner_given() {
+    let db = CinderDb::new(Backend::Sqlite);
+    let z = Some(ZERO);
+    db.volume("va", Some("hostA@lvm#p"), Some("alice"), z)
+        .volume("vb", Some("hostA@lvm#p"), Some("bob"), z)
+        .volume("vc", Some("hostA@lvm#p"), Some("carol"), z)
+        .volume("vp", Some("hostA@lvm#p"), Some("dave"), z)
+        .volume("vn", Some("hostN@lvm#p"), None, z);
+    db.snapshot("sa", "va", Some("alice"), z, false).snapshot("sa2", "va", Some("alice"), z, false);
+    db.glance(1, None, Some("sa"), "cinder_encryption_key_id", ZERO, false)
+        .glance(2, Some("va"), None, "cinder_encryption_key_id", ZERO, false);
+    db.backup("bb", "vb", Some("hostA"), Some("bob"), z, false);
+    // proj-1: alice and bob; proj-2: carol and a volume without a user; proj-3: a snapshot of
+    // alice's volume, transferred; vp has no project at all.
+    db.exec(
+        "UPDATE volumes SET project_id = 'proj-2' WHERE id IN ('vc', 'vn'); UPDATE volumes SET project_id = NULL WHERE id = 'vp'; \
+         UPDATE snapshots SET project_id = 'proj-3' WHERE id = 'sa'",
+    );
+    let mut w = Workdir::new();
+    let conf = w.conf(&db, Some(&random_key()), "");
+    let conf = arg(&conf);
+    let scan = |owner: &str| {
+        let out = w.run(&["--config-file", conf, "scan", "--all-hosts", "-f", "json", "--secret-owner", owner]);
+        out.assert_code(1);
+        out
+    };
+
+    let out = scan("service");
+    assert_eq!(
+        rows(&out),
+        set(&[
+            ("volumes", "va", "new_secret"),
+            ("volumes", "vb", "new_secret"),
+            ("volumes", "vc", "new_secret"),
+            ("volumes", "vp", "new_secret"),
+            ("volumes", "vn", "blocked"),
+            ("snapshots", "sa", "share_volume va"),
+            ("snapshots", "sa2", "share_volume va"),
+            ("volume_glance_metadata", "1", "share_volume va"),
+            ("volume_glance_metadata", "2", "share_volume va"),
+            ("backups", "bb", "new_secret"),
+        ])
+    );
+    let doc = out.json();
+    assert_eq!(doc["secret_owner"], "service");
+    assert_eq!(doc["new_secrets"], 5);
+    assert_eq!(doc["counts"]["volumes"]["blocked"], 1);
+    // va, vb, sa2 and bb are in proj-1, where alice and bob both own rows.
+    assert_eq!(doc["shared_projects_units"], 4);
+    assert_eq!(doc["holder_projects"], serde_json::Value::Null);
+    assert_eq!(doc["separate_under_project"], serde_json::Value::Null);
+
+    let out = scan("project");
+    assert_eq!(
+        rows(&out),
+        set(&[
+            ("volumes", "va", "new_secret"),
+            ("volumes", "vb", "new_secret"),
+            ("volumes", "vc", "new_secret"),
+            ("volumes", "vp", "blocked"),
+            ("volumes", "vn", "new_secret"),
+            ("snapshots", "sa", "new_secret"),
+            ("snapshots", "sa2", "share_volume va"),
+            ("volume_glance_metadata", "1", "share_snapshot sa"),
+            ("volume_glance_metadata", "2", "share_volume va"),
+            ("backups", "bb", "new_secret"),
+        ])
+    );
+    let doc = out.json();
+    assert_eq!(doc["secret_owner"], "project");
+    assert_eq!(doc["new_secrets"], 6);
+    assert_eq!(doc["units"], 10);
+    assert_eq!(doc["holder_projects"], 3, "proj-1, proj-2 and proj-3");
+    assert_eq!(doc["separate_under_project"], 2, "sa and its glance row");
+    // Under project the volume's glance row is counted in proj-1 too.
+    assert_eq!(doc["shared_projects_units"], 5);
+    let glance: Vec<&serde_json::Value> =
+        doc["rows"].as_array().expect("rows").iter().filter(|r| r["table"] == "volume_glance_metadata").collect();
+    assert_eq!(glance.iter().map(|r| r["project"].as_str()).collect::<Vec<_>>(), [Some("proj-3"), Some("proj-1")]);
+
+    // The table form says which mode it planned for, and what it means.
+    let out = w.run(&["--config-file", conf, "scan", "--all-hosts", "--secret-owner", "project"]);
+    assert!(out.stdout.contains("Secret owner: project"), "{}", out.stdout);
+    assert!(out.stdout.contains("secrets in 3 project(s)"), "{}", out.stdout);
+    let out = w.run(&["--config-file", conf, "scan", "--all-hosts", "--secret-owner", "service"]);
+    assert!(out.stdout.contains("Secret owner: service"), "{}", out.stdout);
+    assert!(out.stdout.contains("With --secret-owner service: 4 unit(s)"), "{}", out.stdout);
+
+    // A host whose only volume has no user: stuck under service, work to do under project.
+    let status = |owner: &str| w.run(&["--config-file", conf, "status", "--host", "hostN", "--secret-owner", owner]);
+    status("service").assert_code(2);
+    status("project").assert_code(1);
+    assert_eq!(db.keys("volumes").iter().filter(|(_, k)| k.as_deref() == Some(ZERO)).count(), 5, "scan and status never write");
+}
+
+/// Under `--secret-owner project` what the plan says shares a volume's secret is exactly what
+/// the volume's swap (`Share::Project`) rewrites, on every backend: its snapshots and their
+/// glance rows in the volume's very project, byte for byte (MySQL's collation would call
+/// `PROJ-1 ` and `proj-1` equal), never those of another project, which are their own units.
+#[test]
+fn a_volumes_project_swap_rewrites_exactly_the_rows_planned_to_share_it() {
+    use keymigrate::cinder::{SecretOwner, Table};
+    use keymigrate::db::swap::Share;
+    use keymigrate::plan::{self, Action, Item};
+    for backend in BACKENDS {
+        let db = CinderDb::new(backend);
+        let z = Some(ZERO);
+        db.volume("v1", Some("hostA@lvm#p"), Some("alice"), z);
+        db.snapshot("s-same", "v1", Some("bob"), z, false)
+            .snapshot("s-other", "v1", Some("alice"), z, false)
+            .snapshot("s-fold", "v1", Some("alice"), z, false)
+            .snapshot("s-del", "v1", Some("alice"), z, true)
+            .snapshot("s-other-del", "v1", Some("alice"), z, true);
+        db.exec(
+            "UPDATE snapshots SET project_id = 'proj-2' WHERE id IN ('s-other', 's-other-del'); \
+             UPDATE snapshots SET project_id = 'PROJ-1 ' WHERE id = 's-fold'",
+        );
+        for (i, snapshot) in ["s-same", "s-other", "s-fold", "s-del", "s-other-del"].into_iter().enumerate() {
+            db.glance(2 + i as i32, None, Some(snapshot), "cinder_encryption_key_id", ZERO, false);
+        }
+        db.glance(1, Some("v1"), None, "cinder_encryption_key_id", ZERO, false);
+        let url = keymigrate::db::url::translate(&db.url, std::path::Path::new("/")).expect("url");
+        let mut conn = keymigrate::db::Db::connect(&url, keymigrate::db::Access::ReadWrite).expect("connect");
+        let mut sharing = BTreeSet::new();
+        plan::walk(&mut conn, &keymigrate::scope::Scope::all_hosts(), SecretOwner::Project, plan::Lookup::Index, |item| {
+            if let Item::Unit(u) = item {
+                if u.action == Action::ShareVolume("v1".into()) || u.id.as_str() == "v1" {
+                    sharing.insert((u.table.name().to_string(), u.id.to_string()));
+                }
+            }
+            Ok(())
+        })
+        .expect("walk");
+        let expected: BTreeSet<(String, String)> =
+            [("volumes", "v1"), ("snapshots", "s-same"), ("volume_glance_metadata", "1"), ("volume_glance_metadata", "2"), ("volume_glance_metadata", "5")]
+                .iter()
+                .map(|(t, i)| (t.to_string(), i.to_string()))
+                .collect();
+        assert_eq!(sharing, expected, "{backend:?}: the plan");
+
+        let secret = "5ec2e7a1-0000-4000-8000-000000000001";
+        let swapped = conn.swap(Table::Volumes, "v1", secret, Share::Project("proj-1")).expect("swap").expect("not lost");
+        assert_eq!((swapped.volumes, swapped.snapshots, swapped.volume_glance_metadata), (1, 1, 3), "{backend:?}");
+        let mut rewritten = BTreeSet::new();
+        for table in ["volumes", "snapshots", "volume_glance_metadata"] {
+            for (id, key) in db.keys(table) {
+                if key.as_deref() == Some(secret) {
+                    rewritten.insert((table.to_string(), id));
+                }
+            }
+        }
+        assert_eq!(rewritten, expected, "{backend:?}: the swap");
+        let state = conn.row_state(Table::VolumeGlanceMetadata, "3").expect("row state").expect("row");
+        assert_eq!(state.project.as_deref(), Some("proj-2"), "{backend:?}: a snapshot's glance row is in the snapshot's project");
+        let state = conn.row_state(Table::VolumeGlanceMetadata, "1").expect("row state").expect("row");
+        assert_eq!(state.project.as_deref(), Some("proj-1"), "{backend:?}: a volume's glance row is in the volume's project");
     }
 }

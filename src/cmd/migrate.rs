@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::barbican::Barbican;
+use crate::cinder::SecretOwner;
 use crate::cli::MigrateArgs;
 use crate::conditions::Conditions;
 use crate::db::{Access, Db};
@@ -15,6 +16,7 @@ use crate::keystone::Keystone;
 use crate::engine::{self, Engine, Options, Report};
 use crate::output::Format;
 use crate::plan;
+use crate::projects::Projects;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Result<Outcome> {
@@ -27,21 +29,37 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
         max_errors: args.max_errors,
         workers: usize::from(args.workers),
         max_rate: args.max_rate,
+        rehome: args.rehome,
     };
+    if args.rehome && settings.owner != SecretOwner::Project {
+        return Err(Error::config_value("--rehome", "moves secrets into the rows' own projects, so it needs --secret-owner project"));
+    }
 
     match (conditions, &settings.services) {
         (Conditions::Ready { key, .. }, Some(services)) => {
             let mut db = Db::connect(&settings.database, Access::ReadWrite)?;
-            let journal = Journal::open(&services.state_dir, scope)?;
+            let journal = Arc::new(Journal::open(&services.state_dir, scope)?);
             let keystone = Arc::new(Keystone::new(services.keystone.clone(), services.retry)?);
-            let barbican = Barbican::connect(&services.barbican, keystone, services.retry)?;
+            let barbican = Arc::new(Barbican::connect(&services.barbican, keystone, services.retry)?);
+            let projects = match settings.owner {
+                SecretOwner::Project => Some(Projects::connect(&services.admin, services.retry, journal.clone(), barbican.clone())?),
+                SecretOwner::Service => None,
+            };
             if crate::progress::wanted() {
-                let (todo, _) = plan::tally(&mut db, scope, plan::Lookup::BOUNDED)?;
+                let (todo, _) = plan::tally(&mut db, scope, settings.owner, plan::Lookup::BOUNDED)?;
                 let total = u64::try_from(todo.new_secrets()).unwrap_or_default();
                 crate::progress::start(Some(args.max_count.map_or(total, |m| m.min(total))), "migrating");
             }
-            let mut engine =
-                Engine { db: &mut db, barbican: &barbican, key, journal: &journal, opts, report: Report::default() };
+            let mut engine = Engine {
+                db: &mut db,
+                barbican: barbican.clone(),
+                projects,
+                owner: settings.owner,
+                key,
+                journal: &journal,
+                opts,
+                report: Report::default(),
+            };
             let result = engine.run(scope);
             crate::progress::finish();
             let report = engine.report.clone();
@@ -53,7 +71,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
         }
         (Conditions::Ready { .. }, None) => {
             let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
-            let report = engine::dry_run(&mut db, scope, &opts)?;
+            let report = engine::dry_run(&mut db, scope, settings.owner, &opts)?;
             log::info!("Dry run: {} unit(s) would get a new secret", report.migrated);
             finish(settings, &mut db, report, None, 0, args, out)
         }
@@ -75,9 +93,12 @@ fn finish(
     args: &MigrateArgs,
     out: &mut dyn Write,
 ) -> Result<Outcome> {
-    let (left, census) = plan::tally(db, &settings.scope, plan::Lookup::BOUNDED)?;
+    let (left, census) = plan::tally(db, &settings.scope, settings.owner, plan::Lookup::BOUNDED)?;
     let database = census.live;
     super::status::log_status(settings, &left, &database);
+    for (project, reason) in &report.blocked_projects {
+        log::warn!("Project {project} is blocked: {reason}");
+    }
     if !args.dry_run {
         log::info!(
             "Migration summary: {} secret(s) stored and in use ({}), {} recovered from an interrupted run, {} lost to another run, {} failed; {} row(s) left in scope",
@@ -93,6 +114,7 @@ fn finish(
         Some(Format::Json) => {
             let doc = serde_json::json!({
                 "dry_run": args.dry_run,
+                "secret_owner": settings.owner,
                 "conditions": super::conditions_json(&settings.conditions),
                 "scope": super::scope_json(&settings.scope),
                 "report": &report,
@@ -123,6 +145,11 @@ fn finish(
     let outcome = super::outcome(&settings.conditions, &left);
     Ok(match outcome {
         Outcome::MoreToDo if report.failed > 0 && report.migrated == 0 && report.recovered == 0 => Outcome::NeedsOperator,
+        // Everything this run could reach is done; what is left waits for an operator to fix
+        // its project's grant.
+        Outcome::MoreToDo if report.blocked_units > 0 && report.migrated == 0 && report.recovered == 0 && !report.stopped_early => {
+            Outcome::NeedsOperator
+        }
         Outcome::Done if unfinished > 0 => Outcome::MoreToDo,
         other => other,
     })

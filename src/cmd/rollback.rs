@@ -15,7 +15,8 @@ use crate::output::{Format, Listing};
 use crate::plan;
 use crate::settings::Settings;
 
-use crate::inspect::{connect, Inspector, SecretState};
+use crate::inspect::{connect, Inspector, Place, SecretState};
+use std::sync::Arc;
 
 const HEADERS: [&str; 4] = ["Table", "ID", "Key ID", "Result"];
 
@@ -25,8 +26,17 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
     let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
     let mut db = Db::connect(&settings.database, access)?;
     // The same lock as migrate: the two never run on one scope at once.
-    let _journal = if args.dry_run { None } else { Some(Journal::open(&services.state_dir, &settings.scope)?) };
-    let mut inspector = Inspector::new(&barbican, key);
+    let journal = if args.dry_run { None } else { Some(Arc::new(Journal::open(&services.state_dir, &settings.scope)?)) };
+    let mut inspector = Inspector::new(barbican, key, Some(services), &settings.scope, journal);
+    let result = roll_back(settings, args, &mut db, &mut inspector, out);
+    // Revoke the role grants made to act in the rows' projects, whatever happened.
+    let closed = inspector.close();
+    let outcome = result?;
+    closed?;
+    Ok(outcome)
+}
+
+fn roll_back(settings: &Settings, args: &RollbackArgs, db: &mut Db, inspector: &mut Inspector<'_>, out: &mut dyn Write) -> Result<Outcome> {
     let format = args.output.format.unwrap_or(Format::Table);
     let (mut done, mut refused, mut deleted, mut changed, mut missing) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut rows_json = Vec::new();
@@ -34,14 +44,24 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
     for t in Table::ALL {
         let mut cursor = Cursor::Start;
         while cursor != Cursor::End {
-            let page = plan::keyed_page(&mut db, &settings.scope, t, &mut cursor)?;
+            let page = plan::keyed_page(db, &settings.scope, t, &mut cursor)?;
             for row in page {
-                let result = match inspector.state(&row.key)? {
+                let result = match inspector.state(&row.key, row.project.as_deref())? {
                     SecretState::NotOurs => continue,
                     SecretState::Missing => {
                         missing += 1;
                         log::warn!("{} {} points at secret {}, which does not exist: left alone", row.table.noun(), row.id, row.key);
                         "left alone: secret missing"
+                    }
+                    SecretState::Ours { place: Place::Unreadable, .. } => {
+                        refused += 1;
+                        log::error!(
+                            "Not rolling back {} {}: secret {} cannot be read to check it holds the fixed key",
+                            row.table.noun(),
+                            row.id,
+                            row.key
+                        );
+                        "refused: secret unreadable"
                     }
                     SecretState::Ours { holds_key: false, .. } => {
                         refused += 1;
@@ -57,11 +77,13 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
                         done += 1;
                         "would roll back"
                     }
-                    SecretState::Ours { holds_key: true, .. } => {
+                    SecretState::Ours { holds_key: true, place } => {
                         if db.unswap(row.table, &row.id, &row.key)? {
                             done += 1;
                             log::info!("Rolled back {} {} from Barbican key ID {} to the all-zeros key ID", row.table.noun(), row.id, row.key);
-                            if !db.is_referenced(&row.key)? && barbican.delete(&row.key).map_err(|e| Error::Service(e.to_string()))? {
+                            let barbican = inspector.barbican_for(&place)?;
+                            let delete = |b: &crate::barbican::Barbican| b.delete(&row.key).map_err(|e| Error::Service(e.to_string()));
+                            if !db.is_referenced(&row.key)? && barbican.as_deref().map(delete).transpose()?.unwrap_or(false) {
                                 deleted += 1;
                                 log::info!("Deleted secret {}", row.key);
                             }

@@ -1,14 +1,15 @@
 //! `keymigrate scan`: the dry-run report. Every row on the all-zeros key in the scope, what
-//! `migrate` will do with it, and counts per table. Opens the database read-only.
+//! `migrate` will do with it under `--secret-owner`, and counts per table, with what that mode
+//! means for the cloud's users (see [`Owners`]). Opens the database read-only.
 
 use std::io::Write;
 
 use crate::cli::ScanArgs;
 use crate::db::{Access, Db};
 use crate::error::{Error, Outcome, Result};
-use crate::cinder::Table;
+use crate::cinder::{is_owner, SecretOwner, Table};
 use crate::output::{self, Format, Listing};
-use crate::plan::{self, Action, Item, Tally};
+use crate::plan::{self, Action, Item, Tally, Unit};
 use crate::settings::Settings;
 
 const HEADERS: [&str; 5] = ["Table", "ID", "Host", "Owner", "Action"];
@@ -24,25 +25,105 @@ pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<
     output::select_columns(&HEADERS, &args.output.column)?;
 
     let mut tally = Tally::default();
+    let mut owners = Owners::default();
     // A spinner only when the results go to a file or a pipe: on a terminal they would mix.
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         crate::progress::start(None, "scanning");
     }
-    let result = write_plan(&mut db, settings, args, format, &mut tally, out);
+    let result = write_plan(&mut db, settings, args, format, &mut tally, &mut owners, out);
     crate::progress::finish();
     result?;
     log::info!(
-        "Scan found {} unit(s) in scope ({} new secret(s) needed, {} blocked); {} row(s) with a NULL host not in scope",
+        "Scan found {} unit(s) in scope ({} new secret(s) needed, {} blocked, with --secret-owner {}); {} row(s) with a NULL host not in scope",
         tally.units(),
         tally.new_secrets(),
         tally.blocked(),
+        settings.owner,
         tally.skipped
     );
     Ok(super::outcome(conditions, &tally))
 }
 
-fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format, tally: &mut Tally, out: &mut dyn Write) -> Result<()> {
-    let (conditions, scope) = (&settings.conditions, &settings.scope);
+/// What the plan's mode means for the cloud's users, gathered from the units as they are
+/// planned: per project, its units, the new secrets it gets and whether its units belong to more
+/// than one user.
+#[derive(Default)]
+struct Owners {
+    /// FxHash: project IDs come from the operator's own database (see `plan::parents`).
+    projects: std::collections::HashMap<String, ProjectFacts, rustc_hash::FxBuildHasher>,
+    /// Units that get a secret apart from their volume's only under `project` ([`Unit::apart`]).
+    apart: i64,
+}
+
+#[derive(Default)]
+struct ProjectFacts {
+    units: i64,
+    new_secrets: i64,
+    /// The first user seen, and whether another one was seen since.
+    user: Option<String>,
+    many_users: bool,
+}
+
+impl Owners {
+    fn add(&mut self, unit: &Unit) {
+        self.apart += i64::from(unit.apart);
+        // Under `service` a glance row of a volume has no project of its own, and is not counted.
+        let Some(project) = unit.project.as_deref().filter(|p| is_owner(p)) else { return };
+        let facts = match self.projects.get_mut(project) {
+            Some(facts) => facts,
+            None => self.projects.entry(project.to_owned()).or_default(),
+        };
+        facts.units += 1;
+        facts.new_secrets += i64::from(unit.action == Action::NewSecret);
+        facts.saw(unit.owner.as_deref().filter(|u| is_owner(u)));
+    }
+
+    fn merge(&mut self, other: Owners) {
+        self.apart += other.apart;
+        for (project, theirs) in other.projects {
+            let ours = self.projects.entry(project).or_default();
+            ours.units += theirs.units;
+            ours.new_secrets += theirs.new_secrets;
+            ours.many_users |= theirs.many_users;
+            ours.saw(theirs.user.as_deref());
+        }
+    }
+
+    /// Distinct projects that get a new secret: under `project`, the role grants a run makes
+    /// (one per project, revoked when it is done).
+    fn holder_projects(&self) -> i64 {
+        self.projects.values().filter(|p| p.new_secrets > 0).count() as i64
+    }
+
+    /// Units in projects whose units belong to more than one `user_id`: under `service` only
+    /// each row's own user reads its key, so their teammates lose access to these. A lower
+    /// bound: teammates without a row on the all-zeros key in the scope are not seen.
+    fn shared_projects_units(&self) -> i64 {
+        self.projects.values().filter(|p| p.many_users).map(|p| p.units).sum()
+    }
+}
+
+impl ProjectFacts {
+    fn saw(&mut self, user: Option<&str>) {
+        match (&self.user, user) {
+            (_, None) => {}
+            (None, Some(u)) => self.user = Some(u.to_owned()),
+            (Some(first), Some(u)) => self.many_users |= first != u,
+        }
+    }
+}
+
+
+fn write_plan(
+    db: &mut Db,
+    settings: &Settings,
+    args: &ScanArgs,
+    format: Format,
+    tally: &mut Tally,
+    owners: &mut Owners,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (conditions, scope, owner) = (&settings.conditions, &settings.scope, settings.owner);
     if format == Format::Json {
         // Stream one JSON object, its members in sorted order as the other reports write theirs:
         // the head members, then the rows array one element at a time, then the counts.
@@ -51,18 +132,23 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
         out.write_all(b",\"rows\":[").map_err(Error::Output)?;
         // The readers render the rows, each page into one buffer, every row after a comma;
         // the very first comma is left out here.
-        let render = |item: Item, page: &mut Vec<u8>| {
+        let render = |item: Item, (page, facts): &mut (Vec<u8>, Owners)| {
             if page.capacity() == 0 {
                 // About 200 bytes a row: grown once or twice rather than a dozen times.
                 page.reserve(256 * crate::db::BATCH as usize);
+            }
+            if let Item::Unit(unit) = &item {
+                facts.add(unit);
             }
             page.push(b',');
             row_json(&item).write(page);
             Ok(())
         };
         let mut first = true;
-        let (counted, census) = plan::walk_with(db, scope, crate::db::Detail::Rows, plan::Lookup::Index, &render, |page: Vec<u8>, items| {
+        let detail = crate::db::Detail::Rows;
+        let (counted, census) = plan::walk_with(db, scope, owner, detail, plan::Lookup::Index, &render, |(page, facts): (Vec<u8>, Owners), items| {
             crate::progress::inc(items);
+            owners.merge(facts);
             let page = match first {
                 true if !page.is_empty() => {
                     first = false;
@@ -76,23 +162,74 @@ fn write_plan(db: &mut Db, settings: &Settings, args: &ScanArgs, format: Format,
         out.write_all(b"]").map_err(Error::Output)?;
         member(out, ",\"counts\":", &*tally)?;
         member(out, ",\"deleted\":", &census.deleted)?;
+        // The project-mode facts are null under service, where the glance rows of volumes carry
+        // no project and those counts would come out short.
+        let project = owner == SecretOwner::Project;
+        member(out, ",\"holder_projects\":", &project.then(|| owners.holder_projects()))?;
         member(out, ",\"new_secrets\":", &tally.new_secrets())?;
+        member(out, ",\"secret_owner\":", &owner)?;
+        member(out, ",\"separate_under_project\":", &project.then_some(owners.apart))?;
+        member(out, ",\"shared_projects_units\":", &owners.shared_projects_units())?;
         member(out, ",\"units\":", &tally.units())?;
         writeln!(out, "}}").map_err(Error::Output)?;
     } else {
         if format == Format::Table {
             writeln!(out, "Key manager: {}", conditions.message()).map_err(Error::Output)?;
             writeln!(out, "Scope: {} (from {})", scope.describe(), scope.source).map_err(Error::Output)?;
+            writeln!(out, "Secret owner: {owner} ({})", describe(owner)).map_err(Error::Output)?;
         }
         let mut table = Listing::new(out, format, &HEADERS, &args.output.column)?;
-        let census = plan::walk(db, scope, plan::Lookup::Index, |item| {
+        let census = plan::walk(db, scope, owner, plan::Lookup::Index, |item| {
             tally.add(&item);
+            if let Item::Unit(unit) = &item {
+                owners.add(unit);
+            }
             crate::progress::inc(1);
             table.row(row_cells(&item))
         })?;
         table.finish()?;
         if format == Format::Table {
             write_counts(out, tally, &census.deleted)?;
+            write_mode_facts(out, owner, owners)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a mode means, for the table form's head.
+fn describe(owner: SecretOwner) -> &'static str {
+    match owner {
+        SecretOwner::Project => "each secret in its row's own project, readable by every member of it",
+        SecretOwner::Service => "each secret in Cinder's service project, readable by its row's user_id only",
+    }
+}
+
+/// The table form's sentences on what the mode means for the cloud's users.
+fn write_mode_facts(out: &mut dyn Write, owner: SecretOwner, owners: &Owners) -> Result<()> {
+    let shared = owners.shared_projects_units();
+    match owner {
+        SecretOwner::Project => {
+            writeln!(
+                out,
+                "With --secret-owner project: secrets in {} project(s) (a role grant each, revoked when the project is done); {} snapshot or glance metadata row(s) get a secret apart from their volume's because they are in another project.",
+                owners.holder_projects(),
+                owners.apart
+            )
+            .map_err(Error::Output)?;
+            if shared > 0 {
+                writeln!(
+                    out,
+                    "With --secret-owner service, {shared} unit(s) in projects whose rows belong to more than one user_id would be readable by their own user only."
+                )
+                .map_err(Error::Output)?;
+            }
+        }
+        SecretOwner::Service => {
+            writeln!(
+                out,
+                "With --secret-owner service: {shared} unit(s) are in projects whose rows belong to more than one user_id;                  the other members of those projects lose access to their keys (--secret-owner project keeps it)."
+            )
+            .map_err(Error::Output)?;
         }
     }
     Ok(())

@@ -17,7 +17,7 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
     super::log_conditions(conditions);
     let scope = &settings.scope;
     let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
-    let (tally, census) = plan::tally(&mut db, scope, plan::Lookup::Index)?;
+    let (tally, census) = plan::tally(&mut db, scope, settings.owner, plan::Lookup::Index)?;
     let (database, deleted) = (census.live, census.deleted);
     let outcome = super::outcome(conditions, &tally);
     log_status(settings, &tally, &database);

@@ -1,5 +1,7 @@
 //! `keymigrate verify`: before fixed_key is removed, prove that every row keymigrate migrated
-//! points at a secret that holds exactly the fixed key and that the row's owner may read.
+//! points at a secret that holds exactly the fixed key and that the row's users may read: the
+//! owner on the ACL of a secret in Cinder's service project, every member of the project for a
+//! secret in the row's own project.
 //! Rows keymigrate migrated are known by their secret's name (`keymigrate-…`); rows on any other
 //! key are counted, not judged. Exit 0 when every checked row holds, 2 otherwise.
 
@@ -18,9 +20,18 @@ const HEADERS: [&str; 4] = ["Table", "ID", "Key ID", "Result"];
 
 pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Result<Outcome> {
     super::log_conditions(&settings.conditions);
-    let (key, _, barbican) = connect(settings, "verify")?;
+    let (key, services, barbican) = connect(settings, "verify")?;
     let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
-    let mut inspector = Inspector::new(&barbican, key);
+    let mut inspector = Inspector::new(barbican, key, Some(services), &settings.scope, None);
+    let result = check(settings, args, &mut db, &mut inspector, out);
+    // Revoke the role grants made to look into the rows' projects, whatever happened.
+    let closed = inspector.close();
+    let outcome = result?;
+    closed?;
+    Ok(outcome)
+}
+
+fn check(settings: &Settings, args: &VerifyArgs, db: &mut Db, inspector: &mut Inspector<'_>, out: &mut dyn Write) -> Result<Outcome> {
     let format = args.output.format.unwrap_or(Format::Table);
     let (mut ok, mut bad, mut others) = (0u64, 0u64, 0u64);
     let mut rows_json = Vec::new();
@@ -29,8 +40,8 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
         for t in Table::ALL {
             let mut cursor = Cursor::Start;
             while cursor != Cursor::End {
-                for row in plan::keyed_page(&mut db, &settings.scope, t, &mut cursor)? {
-                    let facts = inspector.state(&row.key)?;
+                for row in plan::keyed_page(db, &settings.scope, t, &mut cursor)? {
+                    let facts = inspector.state(&row.key, row.project.as_deref())?;
                     let Some(verdict) = judge(&row, &facts) else {
                         others += 1;
                         continue;
@@ -54,7 +65,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
         }
     }
     // Rows still on the all-zeros ID are not verify's to judge, but fixed_key cannot go yet.
-    let (left, _) = plan::tally(&mut db, &settings.scope, plan::Lookup::BOUNDED)?;
+    let (left, _) = plan::tally(db, &settings.scope, settings.owner, plan::Lookup::BOUNDED)?;
     if left.units() > 0 {
         log::warn!(
             "{} row(s) in scope still use the all-zeros key ID: run `keymigrate migrate` before removing fixed_key",
@@ -68,7 +79,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
         writeln!(out).map_err(Error::Output)?;
     }
     log::info!(
-        "Verified {} row(s) migrated by keymigrate in scope [{}]: {ok} hold the fixed key and are readable by their owner, {bad} do not; {others} row(s) on keys keymigrate did not make",
+        "Verified {} row(s) migrated by keymigrate in scope [{}]: {ok} hold the fixed key and are readable by their users, {bad} do not; {others} row(s) on keys keymigrate did not make",
         ok + bad,
         settings.scope.describe()
     );

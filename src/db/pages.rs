@@ -103,7 +103,7 @@ fn load_page<'q, R>(q: impl diesel::query_dsl::methods::LoadQuery<'q, AnyConnect
 
 macro_rules! volume_ref_columns {
     () => {
-        (volumes::host, volumes::cluster_name, volumes::user_id, volumes::encryption_key_id, volumes::deleted)
+        (volumes::host, volumes::cluster_name, volumes::user_id, volumes::project_id, volumes::encryption_key_id, volumes::deleted)
     };
 }
 
@@ -145,11 +145,11 @@ impl Db {
     }
 
     /// The volumes with these IDs, live or deleted, with the same facts as
-    /// [`Db::volume_facts_page`] (no project; `cluster_name` only when `clusters` is set): what
-    /// planning one page of child rows needs of their volumes, read through the primary key.
-    /// The IDs are compared as the database compares them, as a join would.
-    pub fn volume_facts_by_id(&mut self, ids: &[&str], clusters: bool) -> Result<Vec<VolumeFacts>> {
-        let (backend, columns) = (self.backend, self.detail(Detail::Counts));
+    /// [`Db::volume_facts_page`] (the project as `detail` says; `cluster_name` only when
+    /// `clusters` is set): what planning one page of child rows needs of their volumes, read
+    /// through the primary key. The IDs are compared as the database compares them, as a join would.
+    pub fn volume_facts_by_id(&mut self, ids: &[&str], clusters: bool, detail: Detail) -> Result<Vec<VolumeFacts>> {
+        let (backend, columns) = (self.backend, self.detail(detail));
         let mut found = Vec::with_capacity(ids.len());
         // Within every database's limit on bound parameters (SQLite's is the lowest, 32,766).
         for chunk in ids.chunks(BATCH as usize) {

@@ -62,6 +62,7 @@ pub struct VolumeRef {
     pub host: Option<Text>,
     pub cluster_name: Option<Text>,
     pub user_id: Option<Text>,
+    pub project_id: Option<Text>,
     pub encryption_key_id: Option<Text>,
     pub deleted: Option<bool>,
 }
@@ -174,11 +175,14 @@ pub enum Live {
 /// What a census reads of each row: all that a report prints (`Rows`), or only what decides the
 /// counts (`Counts`, for `status` and the tallies of `migrate` and `verify`): no project, and on
 /// SQLite, where the rowid is the cursor, no row's own ID (but a volume's, which child rows are
-/// matched on). What is left out reads as NULL, or an empty ID.
+/// matched on). What is left out reads as NULL, or an empty ID. `Holders` is `Counts` with each
+/// row's project: under `--secret-owner project` the project decides whether a row is blocked
+/// and whether a child shares its volume's secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detail {
     Rows,
     Counts,
+    Holders,
 }
 
 /// Row counts per Cinder table.

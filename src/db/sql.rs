@@ -46,7 +46,7 @@ impl Columns {
     /// A row's own ID: elsewhere than on SQLite it is the cursor, and always read.
     pub(super) fn id(&self, column: &'static str) -> ConstSql<diesel::sql_types::Text> {
         match (self.detail, self.sqlite) {
-            (Detail::Counts, true) => ConstSql::new("''"),
+            (Detail::Counts | Detail::Holders, true) => ConstSql::new("''"),
             _ => self.text_not_null(column),
         }
     }
@@ -54,7 +54,7 @@ impl Columns {
     pub(super) fn project(&self, column: &'static str) -> TextColumn {
         match self.detail {
             Detail::Counts => null_text(),
-            Detail::Rows => self.text(column),
+            Detail::Rows | Detail::Holders => self.text(column),
         }
     }
 

@@ -63,12 +63,28 @@ impl std::fmt::Display for Swapped {
     }
 }
 
-/// A row as it is now: its key ID, whether it is deleted, and its owner.
+/// A row as it is now: its key ID, whether it is deleted, its owner and its project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowState {
     pub key: Option<String>,
     pub deleted: bool,
     pub owner: Option<String>,
+    /// The project its secret belongs to under `--secret-owner project`: the row's own; a
+    /// glance-metadata row's is its snapshot's when it belongs to one (NULL when that snapshot
+    /// is gone), else its volume's.
+    pub project: Option<String>,
+}
+
+/// Which of a volume's snapshots (and their glance-metadata rows) take the volume's new secret
+/// in its transaction: those that can read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share<'a> {
+    /// `--secret-owner service`: live all-zeros snapshots whose `user_id` is one of these (each
+    /// is on the secret's ACL); the glance rows of all the volume's snapshots.
+    Readers(&'a [String]),
+    /// `--secret-owner project`: only snapshots whose `project_id` is this, byte for byte (the
+    /// secret's project), and only their glance rows besides the volume's own.
+    Project(&'a str),
 }
 
 impl RowState {
@@ -85,14 +101,15 @@ type Now = chrono::NaiveDateTime;
 
 impl Db {
     /// Rewrites a unit's rows from the all-zeros ID to `new_id` in one transaction.
-    /// For a volume: the volume, its live all-zeros snapshots owned by one of `owners`, and the
-    /// glance-metadata rows of the volume and of its snapshots. For a snapshot: it and its
-    /// glance-metadata rows. Backups and glance-metadata rows: the row alone.
-    pub fn swap(&mut self, table: Table, id: &str, new_id: &str, owners: &[String]) -> Result<Result<Swapped, Lost>> {
+    /// For a volume: the volume, its live all-zeros snapshots that `share` admits, and the
+    /// glance-metadata rows of the volume and of its snapshots (under [`Share::Project`], only
+    /// of those in the project). For a snapshot: it and its glance-metadata rows. Backups and
+    /// glance-metadata rows: the row alone.
+    pub fn swap(&mut self, table: Table, id: &str, new_id: &str, share: Share<'_>) -> Result<Result<Swapped, Lost>> {
         let now = chrono::Utc::now().naive_utc();
         let backend = self.backend;
         let result = self.conn.transaction::<Swapped, diesel::result::Error, _>(|conn| match table {
-            Table::Volumes => swap_volume(conn, backend, id, new_id, owners, now),
+            Table::Volumes => swap_volume(conn, backend, id, new_id, share, now),
             Table::Snapshots => swap_snapshot(conn, backend, id, new_id, now),
             Table::Backups => {
                 let n = diesel::update(
@@ -119,6 +136,64 @@ impl Db {
             Err(diesel::result::Error::RollbackTransaction) | Err(diesel::result::Error::NotFound) => Ok(Err(Lost)),
             Err(e) => Err(self.error(&format!("rewriting {} {id}", table.noun()), e)),
         }
+    }
+
+    /// `--rehome`: moves one live row from the secret `old` to `new_id`, only if it still holds
+    /// `old` byte for byte. The row alone: rows sharing the old secret are units of their own.
+    pub fn reswap(&mut self, table: Table, id: &str, old: &str, new_id: &str) -> Result<Result<Swapped, Lost>> {
+        let now = chrono::Utc::now().naive_utc();
+        let backend = self.backend;
+        let conn = &mut self.conn;
+        let n = match table {
+            Table::Volumes => diesel::update(
+                volumes::table
+                    .filter(volumes::id.eq(id))
+                    .filter(volumes::deleted.eq(false))
+                    .filter(holds(backend, "volumes.encryption_key_id", old)),
+            )
+            .set((volumes::encryption_key_id.eq(new_id), volumes::updated_at.eq(now)))
+            .execute(conn),
+            Table::Snapshots => diesel::update(
+                snapshots::table
+                    .filter(snapshots::id.eq(id))
+                    .filter(snapshots::deleted.eq(false))
+                    .filter(holds(backend, "snapshots.encryption_key_id", old)),
+            )
+            .set((snapshots::encryption_key_id.eq(new_id), snapshots::updated_at.eq(now)))
+            .execute(conn),
+            Table::Backups => diesel::update(
+                backups::table
+                    .filter(backups::id.eq(id))
+                    .filter(backups::deleted.eq(false))
+                    .filter(holds(backend, "backups.encryption_key_id", old)),
+            )
+            .set((backups::encryption_key_id.eq(new_id), backups::updated_at.eq(now)))
+            .execute(conn),
+            Table::VolumeGlanceMetadata => {
+                let Ok(gid) = id.parse::<i32>() else { return Ok(Err(Lost)) };
+                diesel::update(
+                    vgm::table
+                        .filter(vgm::id.eq(gid))
+                        .filter(vgm::deleted.eq(false))
+                        .filter(ConstSql::<Bool>::new(exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
+                        .filter(holds(backend, "volume_glance_metadata.value", old)),
+                )
+                .set((vgm::value.eq(new_id), vgm::updated_at.eq(now)))
+                .execute(conn)
+            }
+        };
+        let n = n.map_err(|e| self.error(&format!("moving {} {id} to a new secret", table.noun()), e))?;
+        if n != 1 {
+            return Ok(Err(Lost));
+        }
+        let mut rows = Swapped::default();
+        match table {
+            Table::Volumes => rows.volumes = 1,
+            Table::Snapshots => rows.snapshots = 1,
+            Table::Backups => rows.backups = 1,
+            Table::VolumeGlanceMetadata => rows.volume_glance_metadata = 1,
+        }
+        Ok(Ok(rows))
     }
 
     /// Rollback: puts the all-zeros ID back on one row, only if it still points at `secret`.
@@ -166,38 +241,48 @@ impl Db {
 
     /// The row's current state, or `None` when it does not exist.
     pub fn row_state(&mut self, table: Table, id: &str) -> Result<Option<RowState>> {
-        type R = (Option<String>, Option<bool>, Option<String>);
+        type R = (Option<String>, Option<bool>, Option<String>, Option<String>);
         let conn = &mut self.conn;
         let r: QueryResult<Option<R>> = match table {
             Table::Volumes => volumes::table
-                .select((volumes::encryption_key_id, volumes::deleted, volumes::user_id))
+                .select((volumes::encryption_key_id, volumes::deleted, volumes::user_id, volumes::project_id))
                 .filter(volumes::id.eq(id))
                 .first::<R>(conn)
                 .optional(),
             Table::Snapshots => snapshots::table
-                .select((snapshots::encryption_key_id, snapshots::deleted, snapshots::user_id))
+                .select((snapshots::encryption_key_id, snapshots::deleted, snapshots::user_id, snapshots::project_id))
                 .filter(snapshots::id.eq(id))
                 .first::<R>(conn)
                 .optional(),
             Table::Backups => backups::table
-                .select((backups::encryption_key_id, backups::deleted, backups::user_id))
+                .select((backups::encryption_key_id, backups::deleted, backups::user_id, backups::project_id))
                 .filter(backups::id.eq(id))
                 .first::<R>(conn)
                 .optional(),
             Table::VolumeGlanceMetadata => {
                 let Ok(gid) = id.parse::<i32>() else { return Ok(None) };
+                type G = (Option<String>, Option<bool>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
                 let row = vgm::table
                     .left_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
                     .left_join(volumes::table.on(volumes::id.nullable().eq(vgm::volume_id)))
-                    .select((vgm::value, vgm::deleted, snapshots::user_id.nullable(), volumes::user_id.nullable()))
+                    .select((
+                        vgm::value,
+                        vgm::deleted,
+                        vgm::snapshot_id,
+                        snapshots::user_id.nullable(),
+                        volumes::user_id.nullable(),
+                        snapshots::project_id.nullable(),
+                        volumes::project_id.nullable(),
+                    ))
                     .filter(vgm::id.eq(gid))
-                    .first::<(Option<String>, Option<bool>, Option<String>, Option<String>)>(conn)
+                    .first::<G>(conn)
                     .optional();
-                row.map(|r| r.map(|(v, d, su, vu)| (v, d, su.or(vu))))
+                // The project as the plan reads it: a snapshot's row is its snapshot's.
+                row.map(|r| r.map(|(v, d, sid, su, vu, sp, vp)| (v, d, su.or(vu), if sid.is_some() { sp } else { vp })))
             }
         };
         let r = r.map_err(|e| self.error(&format!("reading {} {id}", table.noun()), e))?;
-        Ok(r.map(|(key, deleted, owner)| RowState { key, deleted: deleted != Some(false), owner }))
+        Ok(r.map(|(key, deleted, owner, project)| RowState { key, deleted: deleted != Some(false), owner, project }))
     }
 
     /// Owners of a volume's live all-zeros snapshots: they share the volume's secret.
@@ -274,7 +359,7 @@ fn swap_volume(
     backend: Backend,
     id: &str,
     new_id: &str,
-    owners: &[String],
+    share: Share<'_>,
     now: Now,
 ) -> QueryResult<Swapped> {
     let v = diesel::update(
@@ -288,22 +373,38 @@ fn swap_volume(
     .execute(conn)?;
     one(v)?;
     crate::fault::point("in-transaction");
-    let s = diesel::update(
-        snapshots::table
-            .filter(snapshots::volume_id.eq(id))
-            .filter(snapshots::deleted.eq(false))
-            .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
-            .filter(zero_exact(backend, "snapshots.encryption_key_id"))
-            .filter(snapshots::user_id.eq_any(owners)),
-    )
-    .set((snapshots::encryption_key_id.eq(new_id), snapshots::updated_at.eq(now)))
-    .execute(conn)?;
+    let zero_snapshots = snapshots::table
+        .filter(snapshots::volume_id.eq(id))
+        .filter(snapshots::deleted.eq(false))
+        .filter(snapshots::encryption_key_id.eq(ZERO_KEY_ID))
+        .filter(zero_exact(backend, "snapshots.encryption_key_id"));
+    let set = (snapshots::encryption_key_id.eq(new_id), snapshots::updated_at.eq(now));
+    let s = match share {
+        Share::Readers(owners) => diesel::update(zero_snapshots.filter(snapshots::user_id.eq_any(owners))).set(set).execute(conn)?,
+        Share::Project(project) => {
+            diesel::update(zero_snapshots.filter(holds(backend, "snapshots.project_id", project))).set(set).execute(conn)?
+        }
+    };
     // The volume's glance rows, then those of its snapshots (deleted ones too, as Cinder keeps
     // their metadata), each through its own index. One statement with `volume_id = … OR
     // snapshot_id IN (SELECT …)` makes MariaDB scan, and lock, every row of the table for each
     // volume.
-    let mut g = rewrite_glance!(conn, backend, vgm::volume_id.eq(id), new_id, now)?;
-    let of_volume: Vec<String> = snapshots::table.select(snapshots::id).filter(snapshots::volume_id.eq(id)).load(conn)?;
+    let (mut g, of_volume): (usize, Vec<String>) = match share {
+        Share::Readers(_) => (
+            rewrite_glance!(conn, backend, vgm::volume_id.eq(id), new_id, now)?,
+            snapshots::table.select(snapshots::id).filter(snapshots::volume_id.eq(id)).load(conn)?,
+        ),
+        // A row of a snapshot in another project is that snapshot's, even when it also names
+        // the volume.
+        Share::Project(project) => (
+            rewrite_glance!(conn, backend, vgm::volume_id.eq(id).and(vgm::snapshot_id.is_null()), new_id, now)?,
+            snapshots::table
+                .select(snapshots::id)
+                .filter(snapshots::volume_id.eq(id))
+                .filter(holds(backend, "snapshots.project_id", project))
+                .load(conn)?,
+        ),
+    };
     for ids in of_volume.chunks(500) {
         g += rewrite_glance!(conn, backend, vgm::snapshot_id.eq_any(ids), new_id, now)?;
     }

@@ -7,35 +7,36 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use super::parents::{self, Parent, Parents};
 use super::tally::{Census, Tally};
 use super::rules::{backup_unit, glance_unit, snapshot_unit, volume_item, Item};
-use crate::cinder::Table;
+use crate::cinder::{SecretOwner, Table};
 use crate::db::{BackupRow, Cursor, Db, Detail, GlanceOnly, SnapshotOnly, VolumeFacts};
 use crate::error::Result;
 use crate::scope::Scope;
 
 /// Walks every table, calling `each` for every in-scope unit and every reported-but-untouched
-/// row, in order, and counts the whole database's rows on the all-zeros key on the way. See
-/// [`walk_with`]; here the items themselves cross from the readers to this thread.
-pub fn walk(db: &mut Db, scope: &Scope, lookup: Lookup, mut each: impl FnMut(Item) -> Result<()>) -> Result<Census> {
+/// row, in order, planned for `owner` (`--secret-owner`), and counts the whole database's rows
+/// on the all-zeros key on the way. See [`walk_with`]; here the items themselves cross from the
+/// readers to this thread.
+pub fn walk(db: &mut Db, scope: &Scope, owner: SecretOwner, lookup: Lookup, mut each: impl FnMut(Item) -> Result<()>) -> Result<Census> {
     let collect = |item: Item, page: &mut Vec<Item>| {
         page.push(item);
         Ok(())
     };
     let (_, census) =
-        walk_with(db, scope, Detail::Rows, lookup, &collect, |page: Vec<Item>, _| page.into_iter().try_for_each(&mut each))?;
+        walk_with(db, scope, owner, Detail::Rows, lookup, &collect, |page: Vec<Item>, _| page.into_iter().try_for_each(&mut each))?;
     Ok(census)
 }
 
 /// A [`walk`] that only counts: the units in scope, and the whole database's rows.
-pub fn tally(db: &mut Db, scope: &Scope, lookup: Lookup) -> Result<(Tally, Census)> {
-    walk_with(db, scope, Detail::Counts, lookup, &|_: Item, _: &mut ()| Ok(()), |(), _| Ok(()))
+pub fn tally(db: &mut Db, scope: &Scope, owner: SecretOwner, lookup: Lookup) -> Result<(Tally, Census)> {
+    walk_with(db, scope, owner, Detail::Counts, lookup, &|_: Item, _: &mut ()| Ok(()), |(), _| Ok(()))
 }
 
 /// How a walk finds the volume of each child row (snapshot, glance metadata). All plan alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// Keep every in-scope volume's few facts from the volumes pass (about 28 bytes a volume):
+    /// Keep every in-scope volume's few facts from the volumes pass (about 32 bytes a volume):
     /// the fastest, as every table is read once in order, but memory grows with the volumes
-    /// in scope (about 30 MB a million). For the reports, `scan` and `status`.
+    /// in scope (about 34 MB a million). For the reports, `scan` and `status`.
     Index,
     /// As [`Lookup::Index`] while at most this many volumes are in scope; past that, the index
     /// is dropped and the walk goes on [`Lookup::ByPage`]. For `migrate` and `verify`, whose
@@ -49,7 +50,7 @@ pub enum Lookup {
 
 impl Lookup {
     /// What `migrate` and `verify` count with: an index of up to 250,000 volumes in scope (about
-    /// 7 MB), so that one host's share of even a large cloud is counted in one pass, and memory
+    /// 8 MB), so that one host's share of even a large cloud is counted in one pass, and memory
     /// stops growing there.
     pub const BOUNDED: Lookup = Lookup::IndexUpTo(250_000);
 
@@ -77,16 +78,22 @@ pub type Collect<'a, T> = &'a (dyn Fn(Item, &mut T) -> Result<()> + Sync);
 /// half of every table; their pages are taken in turn (so the order of a report does not depend
 /// on timing), at most two waiting per reader. Returns the units' tally and the census of the
 /// whole database. With [`Detail::Counts`], the items' IDs and projects may be left empty: for
-/// reports that only count them. `migrate` plans page by page with [`page`] instead, which reads
+/// reports that only count them (under [`SecretOwner::Project`] the projects are read all the
+/// same, as they decide the plan). `migrate` plans page by page with [`page`] instead, which reads
 /// each child's volume as it is then.
 pub fn walk_with<T: Default + Send>(
     db: &mut Db,
     scope: &Scope,
+    owner: SecretOwner,
     detail: Detail,
     lookup: Lookup,
     collect: Collect<T>,
     mut consume: impl FnMut(T, u64) -> Result<()>,
 ) -> Result<(Tally, Census)> {
+    let detail = match (owner, detail) {
+        (SecretOwner::Project, Detail::Counts) => Detail::Holders,
+        _ => detail,
+    };
     let backend = db.backend;
     let mut split = match backend {
         crate::db::Backend::Sqlite => Some((db.another()?, db.halves()?)),
@@ -107,7 +114,7 @@ pub fn walk_with<T: Default + Send>(
     let limit = lookup.limit(dbs.len());
     let parents = in_parallel(&mut dbs, &mut take, |db, half, tx| {
         let mut parents = Parents::new(backend, limit);
-        let plan = |rows: Vec<VolumeFacts>| plan_volumes(rows, scope, &mut parents, collect);
+        let plan = |rows: Vec<VolumeFacts>| plan_volumes(rows, scope, owner, &mut parents, collect);
         // Stopped early only when the merge stopped taking pages, and then `in_parallel` fails.
         let _ = send_table(db, half, 0, tx, |db, c| db.volume_facts_page(c, clusters, detail), plan)?;
         parents.seal();
@@ -123,17 +130,17 @@ pub fn walk_with<T: Default + Send>(
     in_parallel(&mut dbs, &mut take, |db, half, tx| {
         let snapshots = |db: &mut Db, c: &mut Cursor| {
             let rows = db.zero_snapshots_page(c, detail)?;
-            let own = by_page.then(|| page_parents(db, scope, clusters, rows.iter().filter_map(SnapshotOnly::live_volume_id)));
+            let own = by_page.then(|| page_parents(db, scope, owner, clusters, detail, rows.iter().filter_map(SnapshotOnly::live_volume_id)));
             Ok((rows, own.transpose()?))
         };
         let glance = |db: &mut Db, c: &mut Cursor| {
             let rows = db.zero_glance_page(c, detail)?;
-            let own = by_page.then(|| page_parents(db, scope, clusters, rows.iter().filter_map(GlanceOnly::live_volume_id)));
+            let own = by_page.then(|| page_parents(db, scope, owner, clusters, detail, rows.iter().filter_map(GlanceOnly::live_volume_id)));
             Ok((rows, own.transpose()?))
         };
-        let _ = send_table(db, half, 1, tx, snapshots, |(rows, own)| plan_snapshots(rows, scope, own.as_ref().map_or(parents, std::slice::from_ref), collect))?
-            && send_table(db, half, 2, tx, glance, |(rows, own)| plan_glance(rows, scope, own.as_ref().map_or(parents, std::slice::from_ref), collect))?
-            && send_table(db, half, 3, tx, |db, c| db.zero_backups_page(c, detail), |rows| plan_backups(rows, scope, collect))?;
+        let _ = send_table(db, half, 1, tx, snapshots, |(rows, own)| plan_snapshots(rows, scope, owner, own.as_ref().map_or(parents, std::slice::from_ref), collect))?
+            && send_table(db, half, 2, tx, glance, |(rows, own)| plan_glance(rows, scope, owner, own.as_ref().map_or(parents, std::slice::from_ref), collect))?
+            && send_table(db, half, 3, tx, |db, c| db.zero_backups_page(c, detail), |rows| plan_backups(rows, scope, owner, collect))?;
         Ok(())
     })?;
     Ok((tally, census))
@@ -141,13 +148,20 @@ pub fn walk_with<T: Default + Send>(
 
 /// The in-scope volumes among those with these IDs, indexed as the volumes pass of a
 /// [`Lookup::Index`] walk would have kept them.
-fn page_parents<'a>(db: &mut Db, scope: &Scope, clusters: bool, ids: impl Iterator<Item = &'a str>) -> Result<Parents> {
+fn page_parents<'a>(
+    db: &mut Db,
+    scope: &Scope,
+    owner: SecretOwner,
+    clusters: bool,
+    detail: Detail,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<Parents> {
     let mut ids: Vec<&str> = ids.collect();
     ids.sort_unstable();
     ids.dedup();
     let mut parents = Parents::new(db.backend, usize::MAX);
-    for v in db.volume_facts_by_id(&ids, clusters)? {
-        keep_in_scope(&mut parents, scope, &v);
+    for v in db.volume_facts_by_id(&ids, clusters, detail)? {
+        keep_in_scope(&mut parents, scope, owner, &v);
     }
     parents.seal();
     Ok(parents)
@@ -293,16 +307,22 @@ impl<T> Iterator for InTurn<T> {
     }
 }
 
-fn plan_volumes<T: Default>(rows: Vec<VolumeFacts>, scope: &Scope, parents: &mut Parents, collect: Collect<T>) -> Result<Planned<T>> {
+fn plan_volumes<T: Default>(
+    rows: Vec<VolumeFacts>,
+    scope: &Scope,
+    owner: SecretOwner,
+    parents: &mut Parents,
+    collect: Collect<T>,
+) -> Result<Planned<T>> {
     let mut page = Planned::default();
     for v in rows {
         let zero_and_live = v.is_zero_and_live();
         if v.zero == Some(true) {
             page.census.count(Table::Volumes, v.deleted);
         }
-        keep_in_scope(parents, scope, &v);
+        keep_in_scope(parents, scope, owner, &v);
         if zero_and_live {
-            if let Some(item) = volume_item(scope, v) {
+            if let Some(item) = volume_item(scope, owner, v) {
                 page.add(item, collect)?;
             }
         }
@@ -311,9 +331,15 @@ fn plan_volumes<T: Default>(rows: Vec<VolumeFacts>, scope: &Scope, parents: &mut
 }
 
 /// Indexes a volume when it is in scope: what child rows are planned from, however they find it.
-fn keep_in_scope(parents: &mut Parents, scope: &Scope, v: &VolumeFacts) {
+/// Its project only under `project`, the only rules that look at it: under `service` a scan
+/// keeps one string fewer per volume.
+fn keep_in_scope(parents: &mut Parents, scope: &Scope, owner: SecretOwner, v: &VolumeFacts) {
     if scope.volume_in_scope(v.host.as_deref(), v.cluster_name.as_deref()) {
-        parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), v.is_zero_and_live(), v.zero.is_some());
+        let project = match owner {
+            SecretOwner::Project => v.project_id.as_deref(),
+            SecretOwner::Service => None,
+        };
+        parents.insert(&v.id, v.host.as_deref(), v.user_id.as_deref(), project, v.is_zero_and_live(), v.zero.is_some());
     }
 }
 
@@ -326,7 +352,13 @@ fn child_in_scope<'a>(scope: &Scope, found: Option<Parent<'a>>) -> Option<Option
     }
 }
 
-fn plan_snapshots<T: Default>(rows: Vec<SnapshotOnly>, scope: &Scope, parents: &[Parents], collect: Collect<T>) -> Result<Planned<T>> {
+fn plan_snapshots<T: Default>(
+    rows: Vec<SnapshotOnly>,
+    scope: &Scope,
+    owner: SecretOwner,
+    parents: &[Parents],
+    collect: Collect<T>,
+) -> Result<Planned<T>> {
     let mut page = Planned::default();
     let found = parents::find_all(parents, rows.iter().map(SnapshotOnly::live_volume_id));
     for (s, found) in rows.into_iter().zip(found) {
@@ -335,13 +367,19 @@ fn plan_snapshots<T: Default>(rows: Vec<SnapshotOnly>, scope: &Scope, parents: &
             continue;
         }
         if let Some(parent) = child_in_scope(scope, found) {
-            page.add(Item::Unit(snapshot_unit(s, parent)), collect)?;
+            page.add(Item::Unit(snapshot_unit(owner, s, parent)), collect)?;
         }
     }
     Ok(page)
 }
 
-fn plan_glance<T: Default>(rows: Vec<GlanceOnly>, scope: &Scope, parents: &[Parents], collect: Collect<T>) -> Result<Planned<T>> {
+fn plan_glance<T: Default>(
+    rows: Vec<GlanceOnly>,
+    scope: &Scope,
+    owner: SecretOwner,
+    parents: &[Parents],
+    collect: Collect<T>,
+) -> Result<Planned<T>> {
     let mut page = Planned::default();
     let found = parents::find_all(parents, rows.iter().map(GlanceOnly::live_volume_id));
     for (g, found) in rows.into_iter().zip(found) {
@@ -350,18 +388,18 @@ fn plan_glance<T: Default>(rows: Vec<GlanceOnly>, scope: &Scope, parents: &[Pare
             continue;
         }
         if let Some(parent) = child_in_scope(scope, found) {
-            page.add(Item::Unit(glance_unit(g.id, g.volume_id, g.snapshot_id, g.snapshot, parent)), collect)?;
+            page.add(Item::Unit(glance_unit(owner, g.id, g.volume_id, g.snapshot_id, g.snapshot, parent)), collect)?;
         }
     }
     Ok(page)
 }
 
-fn plan_backups<T: Default>(rows: Vec<BackupRow>, scope: &Scope, collect: Collect<T>) -> Result<Planned<T>> {
+fn plan_backups<T: Default>(rows: Vec<BackupRow>, scope: &Scope, owner: SecretOwner, collect: Collect<T>) -> Result<Planned<T>> {
     let mut page = Planned::default();
     for b in rows {
         page.census.count(Table::Backups, b.deleted);
         if b.deleted == Some(false) {
-            if let Some(unit) = backup_unit(scope, b) {
+            if let Some(unit) = backup_unit(scope, owner, b) {
                 page.add(Item::Unit(unit), collect)?;
             }
         }

@@ -4,9 +4,9 @@
 //! reading every volume in order.
 //!
 //! Each reader of a part of `volumes` builds an index of its part; child rows are looked up in
-//! all of them ([`find_all`]). Only volumes in scope are kept, about 28 bytes each: the ID as 16
-//! bytes when it is a canonical UUID (a string otherwise), and the host and owner as indexes
-//! into a table of distinct strings (hosts and users are few next to volumes).
+//! all of them ([`find_all`]). Only volumes in scope are kept, about 32 bytes each: the ID as 16
+//! bytes when it is a canonical UUID (a string otherwise), and the host, owner and project as
+//! indexes into a table of distinct strings (hosts, users and projects are few next to volumes).
 
 use std::collections::HashMap;
 
@@ -17,6 +17,9 @@ use crate::db::Backend;
 pub struct Parent<'a> {
     pub host: Option<&'a str>,
     pub owner: Option<&'a str>,
+    /// The volume's `project_id`: kept only under `--secret-owner project`, where a child shares
+    /// the volume's secret only when it is in the same project (`None` otherwise).
+    pub project: Option<&'a str>,
     /// The volume is itself a unit: live and still on the all-zeros key.
     pub zero_and_live: bool,
     /// The volume has an encryption key ID at all (the all-zeros one or another).
@@ -27,6 +30,7 @@ pub struct Parent<'a> {
 struct Kept {
     host: u32,
     owner: u32,
+    project: u32,
     zero_and_live: bool,
     encrypted: bool,
 }
@@ -64,7 +68,7 @@ impl Parents {
         self.abandoned
     }
 
-    pub fn insert(&mut self, id: &str, host: Option<&str>, owner: Option<&str>, zero_and_live: bool, encrypted: bool) {
+    pub fn insert(&mut self, id: &str, host: Option<&str>, owner: Option<&str>, project: Option<&str>, zero_and_live: bool, encrypted: bool) {
         if self.abandoned {
             return;
         }
@@ -72,7 +76,13 @@ impl Parents {
             *self = Parents { fold_case: self.fold_case, limit: self.limit, abandoned: true, ..Parents::default() };
             return;
         }
-        let facts = Kept { host: self.strings.index(host), owner: self.strings.index(owner), zero_and_live, encrypted };
+        let facts = Kept {
+            host: self.strings.index(host),
+            owner: self.strings.index(owner),
+            project: self.strings.index(project),
+            zero_and_live,
+            encrypted,
+        };
         let id = self.normalize(id);
         match uuid_bytes(&id) {
             Some(bytes) => self.uuids.push((bytes, facts)),
@@ -170,6 +180,7 @@ impl Parents {
             *f = facts.map(|facts| Parent {
                 host: self.strings.get(facts.host),
                 owner: self.strings.get(facts.owner),
+                project: self.strings.get(facts.project),
                 zero_and_live: facts.zero_and_live,
                 encrypted: facts.encrypted,
             });
@@ -322,13 +333,13 @@ mod tests {
     #[test]
     fn lookups_find_exactly_what_was_inserted() {
         let mut p = Parents::new(Backend::Sqlite, usize::MAX);
-        p.insert("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), Some("alice"), true, true);
-        p.insert("VOL-odd", None, None, false, false);
-        p.insert("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), None, false, false);
+        p.insert("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), Some("alice"), Some("p1"), true, true);
+        p.insert("VOL-odd", None, None, None, false, false);
+        p.insert("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("node1@lvm#a"), None, None, false, false);
         p.seal();
         let a = p.get("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10");
-        assert_eq!(a, Some(Parent { host: Some("node1@lvm#a"), owner: Some("alice"), zero_and_live: true, encrypted: true }));
-        assert_eq!(p.get("VOL-odd"), Some(Parent { host: None, owner: None, zero_and_live: false, encrypted: false }));
+        assert_eq!(a, Some(Parent { host: Some("node1@lvm#a"), owner: Some("alice"), project: Some("p1"), zero_and_live: true, encrypted: true }));
+        assert_eq!(p.get("VOL-odd"), Some(Parent { host: None, owner: None, project: None, zero_and_live: false, encrypted: false }));
         assert_eq!(p.get("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10").and_then(|v| v.owner), None);
         // SQLite and PostgreSQL compare IDs exactly.
         assert_eq!(p.get("vol-odd"), None);
@@ -343,9 +354,9 @@ mod tests {
             // Clustered, not random: every ID shares its first bytes.
             let ids: Vec<String> = (0..n).map(|i| format!("00000000-0000-4000-8000-{i:012x}")).collect();
             for (i, id) in ids.iter().enumerate() {
-                p.insert(id, Some("h"), None, i % 2 == 0, true);
+                p.insert(id, Some("h"), None, None, i % 2 == 0, true);
             }
-            p.insert("ffffffff-ffff-4fff-bfff-ffffffffffff", None, None, true, true);
+            p.insert("ffffffff-ffff-4fff-bfff-ffffffffffff", None, None, None, true, true);
             p.seal();
             for (i, id) in ids.iter().enumerate() {
                 assert_eq!(p.get(id).map(|v| v.zero_and_live), Some(i % 2 == 0), "{n} {id}");
@@ -359,12 +370,12 @@ mod tests {
     #[test]
     fn an_index_past_its_limit_is_dropped() {
         let mut p = Parents::new(Backend::Sqlite, 2);
-        p.insert("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("h"), Some("u"), true, true);
-        p.insert("vol-odd", Some("h"), Some("u"), true, true);
+        p.insert("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("h"), Some("u"), None, true, true);
+        p.insert("vol-odd", Some("h"), Some("u"), None, true, true);
         assert!(!p.abandoned());
-        p.insert("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("h"), Some("u"), true, true);
+        p.insert("1b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("h"), Some("u"), None, true, true);
         assert!(p.abandoned());
-        p.insert("2b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("h"), Some("u"), true, true);
+        p.insert("2b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10", Some("h"), Some("u"), None, true, true);
         p.seal();
         assert!(p.abandoned());
         assert_eq!(p.get("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10"), None);
@@ -374,8 +385,8 @@ mod tests {
     #[test]
     fn mysql_ids_match_as_its_collation_does() {
         let mut p = Parents::new(Backend::Mysql, usize::MAX);
-        p.insert("0B7E7C6C-3B1A-4A8E-9A53-3F5D1C9E2A10", Some("h"), Some("u"), true, true);
-        p.insert("Vol-Odd", Some("h"), Some("u"), true, true);
+        p.insert("0B7E7C6C-3B1A-4A8E-9A53-3F5D1C9E2A10", Some("h"), Some("u"), None, true, true);
+        p.insert("Vol-Odd", Some("h"), Some("u"), None, true, true);
         p.seal();
         assert!(p.get("0b7e7c6c-3b1a-4a8e-9a53-3f5d1c9e2a10").is_some());
         assert!(p.get("vol-odd  ").is_some());

@@ -1,5 +1,12 @@
 //! The migration engine: for each unit of the plan, store a secret holding the fixed key's exact
-//! bytes, grant the owner read, read it back and compare, then compare-and-swap the rows.
+//! bytes, read it back and compare, then compare-and-swap the rows.
+//!
+//! Where the secret lives (`--secret-owner`): `project` stores it with a token scoped to the
+//! row's own project ([`Projects`]), so every member reads it as they read a key Cinder made
+//! under Barbican; the run works through the projects a group at a time, so the role grants it
+//! needs are one per project, revoked when the group is done. `service` stores it in Cinder's
+//! service project and grants the row's owner read through the secret's ACL, as Cinder's own
+//! migrator does.
 //!
 //! What keeps keys safe:
 //! * No row is written until Barbican has returned the exact bytes of the key for that secret.
@@ -14,9 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
 use crate::barbican::{ApiError, Barbican};
+use crate::cinder::SecretOwner;
 use crate::conditions::FixedKey;
-use crate::db::swap::{RowState, Swapped};
+use crate::db::swap::{RowState, Share, Swapped};
 use crate::db::{Cursor, Db};
 use crate::error::{Error, Result};
 use crate::fault;
@@ -24,7 +35,10 @@ use crate::progress;
 use crate::journal::{Entry, Journal};
 use crate::cinder::{self, Table};
 use crate::plan::{self, Action, Item, Unit};
+use crate::projects::Projects;
 use crate::scope::Scope;
+
+mod rehome;
 
 /// The logger name of the engine's lines, `keymigrate.migrate` in the log: what operators' log
 /// searches already match, and the step of the procedure these lines belong to.
@@ -40,6 +54,8 @@ pub struct Options {
     pub workers: usize,
     /// At most this many secrets stored per second (`--max-rate`), to spare a busy Barbican.
     pub max_rate: Option<f64>,
+    /// Also move rows off secrets an earlier run made in Cinder's service project (`--rehome`).
+    pub rehome: bool,
 }
 
 /// What a run did.
@@ -58,15 +74,21 @@ pub struct Report {
     pub secrets_deleted: u64,
     /// Stopped by `--max-count` or the error budget before the plan was exhausted.
     pub stopped_early: bool,
+    /// Units left untouched because their project is blocked (`--secret-owner project`).
+    pub blocked_units: u64,
+    /// Each blocked project and why.
+    pub blocked_projects: BTreeMap<String, String>,
+    /// Projects worked in and role grants made and revoked (`--secret-owner project`).
+    pub keystone: crate::projects::Stats,
 }
 
 /// The side-effect-free twin used by `--dry-run`: the same walk, logging what would happen.
-pub fn dry_run(db: &mut Db, scope: &Scope, opts: &Options) -> Result<Report> {
+pub fn dry_run(db: &mut Db, scope: &Scope, owner: SecretOwner, opts: &Options) -> Result<Report> {
     let mut report = Report::default();
     for table in Table::ALL {
         let mut cursor = Cursor::Start;
         while cursor != Cursor::End {
-            for item in plan::page(db, scope, table, &mut cursor)? {
+            for item in plan::page(db, scope, owner, table, &mut cursor)? {
                 if let Item::Unit(unit) = item {
                     if unit.action != Action::NewSecret {
                         continue;
@@ -75,7 +97,7 @@ pub fn dry_run(db: &mut Db, scope: &Scope, opts: &Options) -> Result<Report> {
                         report.stopped_early = true;
                         return Ok(report);
                     }
-                    log::info!(target: LOG, "Would migrate {} {} encryption key to Barbican (owner {})", unit.table.noun(), unit.id, owner(&unit));
+                    log::info!(target: LOG, "Would migrate {} {} encryption key to Barbican ({})", unit.table.noun(), unit.id, holder_words(&unit, owner));
                     report.migrated += 1;
                 }
             }
@@ -84,13 +106,23 @@ pub fn dry_run(db: &mut Db, scope: &Scope, opts: &Options) -> Result<Report> {
     Ok(report)
 }
 
-fn owner(unit: &Unit) -> &str {
-    unit.owner.as_deref().unwrap_or("-")
+fn holder_words(unit: &Unit, owner: SecretOwner) -> String {
+    match owner {
+        SecretOwner::Service => format!("owner {}", unit.owner.as_deref().unwrap_or("-")),
+        SecretOwner::Project => format!("project {}", unit.project.as_deref().unwrap_or("-")),
+    }
 }
+
+/// Projects whose units one pass over the plan takes: their grants are held for that pass.
+const PROJECTS_PER_PASS: usize = 64;
 
 pub struct Engine<'a> {
     pub db: &'a mut Db,
-    pub barbican: &'a Barbican,
+    /// Barbican as the `[keystone_authtoken]` identity: Cinder's service project.
+    pub barbican: Arc<Barbican>,
+    /// Barbican in the rows' own projects; `Some` exactly when `owner` is project.
+    pub projects: Option<Projects>,
+    pub owner: SecretOwner,
     pub key: &'a FixedKey,
     pub journal: &'a Journal,
     pub opts: Options,
@@ -103,11 +135,25 @@ enum UnitError {
     Failed(String),
     /// Stops the run (database unusable, 403 from Barbican, journal unwritable).
     Fatal(Error),
+    /// A project's Barbican refused its token or its request (the role it relied on was
+    /// revoked by another run, the project's quota, …): counted against the error budget, and
+    /// the project is opened again before its next unit.
+    Project(String),
 }
 
 impl From<Error> for UnitError {
     fn from(e: Error) -> Self {
         UnitError::Fatal(e)
+    }
+}
+
+/// The error of a request made in a row's project: what would stop a service-project run only
+/// concerns that project here.
+fn project_api(e: ApiError) -> UnitError {
+    match e {
+        ApiError::Forbidden(m) => UnitError::Project(format!("Barbican refused (quota or policy): {m}")),
+        ApiError::Fatal(m) => UnitError::Project(m),
+        e => api(e),
     }
 }
 
@@ -122,33 +168,100 @@ fn api(e: ApiError) -> UnitError {
 }
 
 impl Engine<'_> {
-    /// Finishes what an interrupted run left, then migrates every unit in scope.
+    /// Finishes what an interrupted run left, then migrates every unit in scope. Every role
+    /// grant the run made is revoked before it returns, whatever happened.
     pub fn run(&mut self, scope: &Scope) -> Result<()> {
+        let result = self.run_inner(scope);
+        let closed = self.projects.as_mut().map_or(Ok(()), |p| p.close_all());
+        if let Some(p) = &self.projects {
+            self.report.keystone = p.stats.clone();
+        }
+        result.and(closed)
+    }
+
+    fn run_inner(&mut self, scope: &Scope) -> Result<()> {
+        if let Some(p) = &mut self.projects {
+            p.revoke_leftovers()?;
+        }
         self.recover()?;
         log::info!(target: LOG, "Starting migration of ConfKeyManager keys.");
-        let mut dispatched = 0u64;
+        match self.owner {
+            SecretOwner::Service => self.pass(scope, None, true),
+            SecretOwner::Project => {
+                let projects = self.projects_with_work(scope)?;
+                if !projects.is_empty() {
+                    log::info!(target: LOG, "{} project(s) have keys to migrate", projects.len());
+                }
+                for (n, group) in projects.chunks(PROJECTS_PER_PASS).enumerate() {
+                    let group: HashSet<&str> = group.iter().map(String::as_str).collect();
+                    self.pass(scope, Some(&group), n == 0)?;
+                    if let Some(p) = &mut self.projects {
+                        p.close_all()?;
+                    }
+                    if self.report.stopped_early {
+                        return Ok(());
+                    }
+                }
+                if self.opts.rehome {
+                    self.rehome(scope)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The projects that hold a unit to migrate, each once, in order.
+    fn projects_with_work(&mut self, scope: &Scope) -> Result<Vec<String>> {
+        let mut projects = std::collections::BTreeSet::new();
+        for table in Table::ALL {
+            let mut cursor = Cursor::Start;
+            while cursor != Cursor::End {
+                for item in plan::page(self.db, scope, self.owner, table, &mut cursor)? {
+                    if let Item::Unit(Unit { action: Action::NewSecret, project: Some(p), .. }) = item {
+                        projects.insert(String::from(p));
+                    }
+                }
+            }
+        }
+        Ok(projects.into_iter().collect())
+    }
+
+    /// One walk of the plan, migrating every unit to do (only those of `group`'s projects,
+    /// when given).
+    /// `log_blocked`: log the rows the rules block (every pass sees them; one says so).
+    fn pass(&mut self, scope: &Scope, group: Option<&HashSet<&str>>, log_blocked: bool) -> Result<()> {
+        let mut dispatched = self.report.migrated + self.report.failed + self.report.lost;
         for table in Table::ALL {
             let mut cursor = Cursor::Start;
             while cursor != Cursor::End {
                 let mut jobs = Vec::new();
-                for item in plan::page(self.db, scope, table, &mut cursor)? {
+                for item in plan::page(self.db, scope, self.owner, table, &mut cursor)? {
                     let Item::Unit(unit) = item else { continue };
                     match &unit.action {
                         Action::NewSecret => {}
                         Action::Blocked(reason) => {
-                            log::warn!(target: LOG, "Not migrating {} {}: {reason}", unit.table.noun(), unit.id);
+                            if log_blocked {
+                                log::warn!(target: LOG, "Not migrating {} {}: {reason}", unit.table.noun(), unit.id);
+                            }
                             continue;
                         }
                         // Rewritten with its volume or snapshot.
                         Action::ShareVolume(_) | Action::ShareSnapshot(_) => continue,
                     }
+                    let target = match self.target(&unit, group)? {
+                        Target::Job(target) => target,
+                        Target::NotThisPass => continue,
+                        Target::Blocked => {
+                            self.report.blocked_units += 1;
+                            continue;
+                        }
+                    };
                     if self.opts.max_count.is_some_and(|m| dispatched >= m) {
                         self.report.stopped_early = true;
                         break;
                     }
                     dispatched += 1;
-                    let readers = self.readers(unit.table, &unit.id, unit.owner.as_deref())?;
-                    jobs.push(Job { name: unit.secret_name(), table: unit.table, id: unit.id.into(), readers, sweep: false });
+                    jobs.push(Job { name: unit.secret_name(), table: unit.table, id: unit.id.into(), target, sweep: false, from: None });
                 }
                 self.run_jobs(jobs)?;
                 if self.report.stopped_early {
@@ -159,6 +272,37 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// Where a unit's secret goes this pass.
+    fn target(&mut self, unit: &Unit, group: Option<&HashSet<&str>>) -> Result<Target> {
+        match self.owner {
+            SecretOwner::Service => {
+                let readers = self.readers(unit.table, &unit.id, unit.owner.as_deref())?;
+                Ok(Target::Job(JobTarget { barbican: self.barbican.clone(), holder: Holder::Readers(readers) }))
+            }
+            SecretOwner::Project => {
+                let Some(project) = unit.project.as_deref() else { return Ok(Target::NotThisPass) };
+                if group.is_some_and(|g| !g.contains(project)) {
+                    return Ok(Target::NotThisPass);
+                }
+                self.in_project(project)
+            }
+        }
+    }
+
+    /// The target for a unit of `project`: its project's Barbican, or blocked.
+    fn in_project(&mut self, project: &str) -> Result<Target> {
+        let Some(projects) = &mut self.projects else {
+            return Err(Error::Internal("--secret-owner project without the identity that acts in projects".into()));
+        };
+        match projects.barbican(project)? {
+            Ok(barbican) => Ok(Target::Job(JobTarget { barbican, holder: Holder::Project(project.to_string()) })),
+            Err(reason) => {
+                self.report.blocked_projects.entry(project.to_string()).or_insert(reason);
+                Ok(Target::Blocked)
+            }
+        }
+    }
+
     /// Runs the Barbican half of each job on `workers` threads and the database half, in the
     /// order results arrive, on this one. Stops dispatching at the first fatal error or when the
     /// error budget is spent, and still finishes every job already in flight.
@@ -166,7 +310,7 @@ impl Engine<'_> {
         if jobs.is_empty() {
             return Ok(());
         }
-        let (barbican, key, journal) = (self.barbican, self.key, self.journal);
+        let (key, journal) = (self.key, self.journal);
         let workers = self.opts.workers.clamp(1, jobs.len());
         let pacer = self.opts.max_rate.filter(|r| *r > 0.0).map(Pacer::new);
         let queue = Mutex::new(VecDeque::from(jobs));
@@ -195,7 +339,7 @@ impl Engine<'_> {
                         p.wait();
                     }
                     log::info!(target: LOG, "Migrating {} {} encryption key to Barbican", job.table.noun(), job.id);
-                    let half = barbican_half(barbican, key, journal, &job);
+                    let half = barbican_half(key, journal, &job);
                     if tx.send((job, half)).is_err() {
                         break;
                     }
@@ -209,6 +353,17 @@ impl Engine<'_> {
                     Err(UnitError::Failed(m)) => {
                         self.report.failed += 1;
                         log::error!(target: LOG, "Error migrating encryption key of {} {}: {m}", job.table.noun(), job.id);
+                        if let Err(e) = self.check_budget() {
+                            stop.store(true, Ordering::SeqCst);
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                    Err(UnitError::Project(m)) => {
+                        self.report.failed += 1;
+                        log::error!(target: LOG, "Error migrating encryption key of {} {}: {m}", job.table.noun(), job.id);
+                        if let (Some(p), Holder::Project(project)) = (&mut self.projects, &job.target.holder) {
+                            p.reopen(project);
+                        }
                         if let Err(e) = self.check_budget() {
                             stop.store(true, Ordering::SeqCst);
                             first_error.get_or_insert(e);
@@ -268,7 +423,7 @@ impl Engine<'_> {
             BarbicanResult::Failed { secret: Some(secret), error, .. } => {
                 self.report.secrets_created += 1;
                 // The secret is ours and nothing points at it; leave nothing behind if we can.
-                if self.discard(&secret).is_ok() {
+                if self.discard(&job.target.barbican, &secret).is_ok() {
                     self.journal.finish(job.table, &job.id)?;
                 }
                 Err(error)
@@ -288,34 +443,61 @@ impl Engine<'_> {
     fn swap_in(&mut self, job: &Job, secret: &str, sweep: bool) -> Result<(), UnitError> {
         let (table, id) = (job.table, job.id.as_str());
         fault::point("verified");
-        match self.db.swap(table, id, secret, &job.readers)? {
+        let share = match &job.target.holder {
+            Holder::Readers(readers) => Share::Readers(readers),
+            Holder::Project(project) => Share::Project(project),
+        };
+        let swapped = match &job.from {
+            None => self.db.swap(table, id, secret, share)?,
+            Some(old) => self.db.reswap(table, id, old, secret)?,
+        };
+        match swapped {
             Ok(rows) => {
                 fault::point("committed");
-                log::info!(target: LOG, "Migrated {} {id} to Barbican key ID {secret} ({rows})", table.noun());
+                match &job.from {
+                    None => log::info!(target: LOG, "Migrated {} {id} to Barbican key ID {secret} ({rows})", table.noun()),
+                    Some(old) => log::info!(target: LOG, "Moved {} {id} from Barbican key ID {old} to {secret} in its own project", table.noun()),
+                }
                 self.report.migrated += 1;
                 self.report.rows.add(&rows);
+                if let Some(old) = &job.from {
+                    self.retire(old)?;
+                }
             }
             Err(_) => {
                 log::info!(target: LOG, "{} {id} no longer uses the all-zeros key ID (another run got there first); deleting secret {secret}", table.noun());
                 self.report.lost += 1;
-                self.discard(secret)?;
+                self.discard(&job.target.barbican, secret)?;
             }
         }
         if sweep {
-            self.sweep(table, id, &job.name)?;
+            self.sweep(&job.target.barbican, table, id, &job.name)?;
         }
         self.journal.finish(table, id)?;
         fault::point("finished");
         Ok(())
     }
 
+    /// Deletes the service-project secret a rehomed row left, once no row points at it.
+    fn retire(&mut self, old: &str) -> Result<(), UnitError> {
+        if self.db.is_referenced(old)? {
+            return Ok(());
+        }
+        log::info!(target: LOG, "Deleting secret {old}: no row uses it any more");
+        let barbican = self.barbican.clone();
+        if barbican.delete(old).map_err(api)? {
+            self.report.secrets_deleted += 1;
+        }
+        Ok(())
+    }
+
     /// Deletes a secret this run made, unless a row points at it.
-    fn discard(&mut self, secret: &str) -> Result<(), UnitError> {
+    fn discard(&mut self, barbican: &Barbican, secret: &str) -> Result<(), UnitError> {
         if self.db.is_referenced(secret)? {
             log::error!(target: LOG, "not deleting secret {secret}: a row uses it");
             return Ok(());
         }
-        match self.barbican.delete(secret) {
+        match barbican.delete(secret) {
             Ok(true) => {
                 self.report.secrets_deleted += 1;
                 Ok(())
@@ -325,24 +507,25 @@ impl Engine<'_> {
         }
     }
 
-    /// Deletes secrets named for this unit that no row uses. Only called once the unit's row
-    /// has left the all-zeros ID, so no run can still be about to point a row at them.
-    fn sweep(&mut self, table: Table, id: &str, name: &str) -> Result<(), UnitError> {
+    /// Deletes secrets named for this unit that no row uses, in the project `barbican` acts
+    /// in. Only called once the unit's row has left the all-zeros ID, so no run can still be
+    /// about to point a row at them.
+    fn sweep(&mut self, barbican: &Barbican, table: Table, id: &str, name: &str) -> Result<(), UnitError> {
         let state = self.db.row_state(table, id)?;
         if state.as_ref().is_some_and(RowState::is_zero_and_live) {
             return Ok(());
         }
         let mut misnamed = 0;
-        for found in self.barbican.find_by_name(name).map_err(api)? {
+        for found in barbican.find_by_name(name).map_err(api)? {
             // The listing's secret_ref is trusted no more than the store's answer.
-            if self.barbican.name_of(&found).map_err(api)?.as_deref() != Some(name) {
+            if barbican.name_of(&found).map_err(api)?.as_deref() != Some(name) {
                 log::warn!(target: LOG, "not deleting secret {found}: listed under the name of {} {id}, but it is not named so", table.noun());
                 misnamed += 1;
                 continue;
             }
             if !self.db.is_referenced(&found)? {
                 log::info!(target: LOG, "Deleting secret {found} left by an interrupted run for {} {id}", table.noun());
-                if self.barbican.delete(&found).map_err(api)? {
+                if barbican.delete(&found).map_err(api)? {
                     self.report.secrets_deleted += 1;
                 }
             }
@@ -363,10 +546,14 @@ impl Engine<'_> {
         }
         for entry in pending {
             match self.recover_one(&entry) {
-                Ok(()) => self.report.recovered += 1,
-                Err(UnitError::Failed(m)) => {
+                Ok(true) => self.report.recovered += 1,
+                Ok(false) => {}
+                Err(UnitError::Failed(m) | UnitError::Project(m)) => {
                     self.report.failed += 1;
                     log::error!(target: LOG, "Error finishing {} {} left by an interrupted run: {m}", entry.table.noun(), entry.id);
+                    if let (Some(p), Some(project)) = (&mut self.projects, &entry.project) {
+                        p.reopen(project);
+                    }
                     self.check_budget()?;
                 }
                 Err(UnitError::Fatal(e)) => return Err(e),
@@ -375,54 +562,101 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn recover_one(&mut self, entry: &Entry) -> Result<(), UnitError> {
+    /// Where the entry's secret was (or is about to be) created: the project it names, or
+    /// Cinder's service project. `None`: the project is blocked; the entry waits.
+    fn entry_target(&mut self, entry: &Entry, owner: Option<&str>) -> Result<Option<JobTarget>> {
+        match &entry.project {
+            None => {
+                let readers = self.readers(entry.table, &entry.id, owner)?;
+                Ok(Some(JobTarget { barbican: self.barbican.clone(), holder: Holder::Readers(readers) }))
+            }
+            Some(project) => match self.in_project(project)? {
+                Target::Job(target) => Ok(Some(target)),
+                _ => Ok(None),
+            },
+        }
+    }
+
+    /// `Ok(false)`: left in the journal for a later run (its project is blocked).
+    fn recover_one(&mut self, entry: &Entry) -> Result<bool, UnitError> {
         let state = self.db.row_state(entry.table, &entry.id)?;
-        let live_zero = state.as_ref().is_some_and(RowState::is_zero_and_live);
+        // Still on the key the unit moves it from: the all-zeros ID, or the old secret.
+        let live_zero = match &entry.from {
+            None => state.as_ref().is_some_and(RowState::is_zero_and_live),
+            Some(old) => state.as_ref().is_some_and(|s| !s.deleted && s.key.as_deref() == Some(old.as_str())),
+        };
+        let owner = state.as_ref().and_then(|s| s.owner.clone());
+        let Some(target) = self.entry_target(entry, owner.as_deref())? else {
+            log::warn!(target: LOG, "Leaving {} {} in the journal: its project {} is blocked", entry.table.noun(), entry.id, entry.project.as_deref().unwrap_or("-"));
+            return Ok(false);
+        };
+        let job = Job { table: entry.table, id: entry.id.clone(), name: entry.name.clone(), target, sweep: true, from: entry.from.clone() };
         match (&entry.secret, live_zero) {
             (Some(secret), true) => {
                 // Killed between storing the secret and the commit: carry on from the ACL.
-                let owner = state.and_then(|s| s.owner);
-                let readers = self.readers(entry.table, &entry.id, owner.as_deref())?;
                 log::info!(target: LOG, "Resuming {} {} with secret {secret}", entry.table.noun(), entry.id);
-                let job = Job { table: entry.table, id: entry.id.clone(), name: entry.name.clone(), readers, sweep: true };
-                if let Err(e) = grant_and_verify(self.barbican, self.key, secret, &job.readers) {
-                    if self.discard(secret).is_ok() {
+                if let Err(e) = grant_and_verify(self.key, secret, &job.target) {
+                    if self.discard(&job.target.barbican, secret).is_ok() {
                         self.journal.finish(entry.table, &entry.id)?;
                     }
                     return Err(e);
                 }
-                self.swap_in(&job, secret, true)
+                self.swap_in(&job, secret, true)?;
             }
             (Some(secret), false) => {
                 if state.as_ref().and_then(|s| s.key.as_deref()) == Some(secret.as_str()) {
                     log::info!(target: LOG, "{} {} was already migrated to {secret} before the interruption", entry.table.noun(), entry.id);
+                    if let Some(old) = &entry.from {
+                        self.retire(old)?;
+                    }
                 } else {
-                    self.discard(secret)?;
+                    self.discard(&job.target.barbican, secret)?;
                 }
-                self.sweep(entry.table, &entry.id, &entry.name)?;
+                self.sweep(&job.target.barbican, entry.table, &entry.id, &entry.name)?;
                 self.journal.finish(entry.table, &entry.id)?;
-                Ok(())
             }
             (None, true) => {
                 // Killed while storing: whatever Barbican made is found by name once the unit is
-                // done. Do the unit now, whatever the scope is today.
-                let owner = state.and_then(|s| s.owner).filter(|o| cinder::is_owner(o));
-                if owner.is_none() {
+                // done. Do the unit now, whatever the scope is today, if it can still be done:
+                // a service-project secret needs an owner to read it.
+                if entry.project.is_none() && !owner.as_deref().is_some_and(cinder::is_owner) {
                     self.journal.finish(entry.table, &entry.id)?;
-                    return Ok(());
+                    return Ok(true);
                 }
-                let readers = self.readers(entry.table, &entry.id, owner.as_deref())?;
-                let job = Job { table: entry.table, id: entry.id.clone(), name: entry.name.clone(), readers, sweep: true };
-                let half = barbican_half(self.barbican, self.key, self.journal, &job);
-                self.db_half(&job, half)
+                let half = barbican_half(self.key, self.journal, &job);
+                self.db_half(&job, half)?;
             }
             (None, false) => {
-                self.sweep(entry.table, &entry.id, &entry.name)?;
+                self.sweep(&job.target.barbican, entry.table, &entry.id, &entry.name)?;
                 self.journal.finish(entry.table, &entry.id)?;
-                Ok(())
             }
         }
+        Ok(true)
     }
+}
+
+/// Where a unit's secret goes.
+enum Target {
+    Job(JobTarget),
+    /// Another pass takes it (its project is in another group).
+    NotThisPass,
+    /// Its project is blocked.
+    Blocked,
+}
+
+/// The Barbican a job's secret is created in, and who shares it.
+struct JobTarget {
+    barbican: Arc<Barbican>,
+    holder: Holder,
+}
+
+enum Holder {
+    /// Cinder's service project: these users are granted read on the ACL, and the volume's
+    /// swap takes the snapshots they own.
+    Readers(Vec<String>),
+    /// The row's own project: Barbican's policy lets its members read; the volume's swap takes
+    /// the snapshots of exactly this project.
+    Project(String),
 }
 
 /// One unit as the workers see it.
@@ -431,10 +665,11 @@ struct Job {
     id: String,
     /// The deterministic secret name.
     name: String,
-    /// Who must be able to read the secret.
-    readers: Vec<String>,
+    target: JobTarget,
     /// Also delete secrets an interrupted run may have made for this unit.
     sweep: bool,
+    /// The secret the row holds now, when it is not the all-zeros ID (`--rehome`).
+    from: Option<String>,
 }
 
 /// The result of a job's Barbican half.
@@ -447,16 +682,21 @@ enum BarbicanResult {
 
 /// Journal, store, record, grant, verify: everything of a unit that talks to Barbican and none
 /// of what touches the database. Runs on a worker thread.
-fn barbican_half(barbican: &Barbican, key: &FixedKey, journal: &Journal, job: &Job) -> BarbicanResult {
+fn barbican_half(key: &FixedKey, journal: &Journal, job: &Job) -> BarbicanResult {
     let failed = |secret, maybe_created, error| BarbicanResult::Failed { secret, maybe_created, error };
-    let mut entry = Entry { table: job.table, id: job.id.clone(), name: job.name.clone(), secret: None };
+    let project = match &job.target.holder {
+        Holder::Project(p) => Some(p.clone()),
+        Holder::Readers(_) => None,
+    };
+    let errors = if project.is_some() { project_api } else { api };
+    let mut entry = Entry { table: job.table, id: job.id.clone(), name: job.name.clone(), secret: None, project, from: job.from.clone() };
     if let Err(e) = journal.write(&entry) {
         return failed(None, false, UnitError::Fatal(e));
     }
     fault::point("journal");
-    let stored = match barbican.store(&job.name, key) {
+    let stored = match job.target.barbican.store(&job.name, key) {
         Ok(s) => s,
-        Err(f) => return failed(None, f.maybe_created, api(f.error)),
+        Err(f) => return failed(None, f.maybe_created, errors(f.error)),
     };
     fault::point("stored");
     entry.secret = Some(stored.id.clone());
@@ -465,17 +705,26 @@ fn barbican_half(barbican: &Barbican, key: &FixedKey, journal: &Journal, job: &J
         return failed(Some(stored.id), true, UnitError::Fatal(e));
     }
     fault::point("recorded");
-    match grant_and_verify(barbican, key, &stored.id, &job.readers) {
+    match grant_and_verify(key, &stored.id, &job.target) {
         Ok(()) => BarbicanResult::Verified { secret: stored.id, maybe_orphaned: stored.maybe_orphaned },
         Err(e) => failed(Some(stored.id), true, e),
     }
 }
 
-/// Grants read and proves the secret holds exactly the key.
-fn grant_and_verify(barbican: &Barbican, key: &FixedKey, secret: &str, readers: &[String]) -> Result<(), UnitError> {
-    barbican.grant_read(secret, readers).map_err(api)?;
-    fault::point("acl");
-    let payload = barbican.payload(secret).map_err(api)?;
+/// Grants read (a service-project secret only: a project's secret is read by its members
+/// through Barbican's policy, as a key Cinder created) and proves the secret holds exactly the
+/// key.
+fn grant_and_verify(key: &FixedKey, secret: &str, target: &JobTarget) -> Result<(), UnitError> {
+    let barbican = &target.barbican;
+    let errors = match &target.holder {
+        Holder::Readers(readers) => {
+            barbican.grant_read(secret, readers).map_err(api)?;
+            fault::point("acl");
+            api
+        }
+        Holder::Project(_) => project_api,
+    };
+    let payload = barbican.payload(secret).map_err(errors)?;
     if payload.as_slice() != key.bytes() {
         return Err(UnitError::Failed(format!(
             "secret {secret} read back {} byte(s) that are not the fixed key ({} bytes); not using it",

@@ -1,0 +1,224 @@
+//! Acting in the rows' own projects (`--secret-owner project`): for each project a run works
+//! in, a Barbican client whose token is scoped to that project, so the secrets it stores belong
+//! to the project and Barbican's own policy lets every member read them, as for a key Cinder
+//! created under Barbican.
+//!
+//! Opening a project: when the identity holds no role there that lets it create and read
+//! secrets, journal a grant of `--grant-role`, make it, then get a token scoped to the project.
+//! Closing it revokes exactly the grant this run made and forgets it. A run killed in between
+//! leaves the grant in the journal, and the next run revokes it before anything else
+//! ([`Projects::revoke_leftovers`]). A project Keystone no longer has, or where the grant or
+//! the scope is refused, is blocked: its units stay untouched and the run goes on with the
+//! others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::barbican::Barbican;
+use crate::error::{Error, Result};
+use crate::fault;
+use crate::grants::{Grant, GrantError, Grants, Revoked};
+use crate::journal::Journal;
+use crate::keystone::Keystone;
+use crate::settings::Admin;
+
+/// Roles that let their holder create and read secrets in a project under Barbican's default
+/// policy (its new defaults accept `member` and `admin`, its legacy rules `admin` and
+/// `creator`), by name: any of them held there makes a grant unnecessary.
+const ACCEPTED_ROLES: [&str; 3] = ["admin", "member", "creator"];
+
+/// A project's state in this run.
+enum Opened {
+    Ready(Arc<Barbican>),
+    /// The one-line reason its units are left untouched.
+    Blocked(String),
+}
+
+pub struct Projects {
+    grants: Grants,
+    journal: Arc<Journal>,
+    /// Endpoint, TLS and retries for every project's client.
+    barbican: Arc<Barbican>,
+    /// Where the identity comes from, for messages.
+    source: String,
+    user: String,
+    /// The role granted where none of `accepted` is held, by ID.
+    role: String,
+    accepted: Vec<String>,
+    open: HashMap<String, Opened>,
+    /// Grants this run made (journalled first) and has not revoked yet, by project.
+    made: HashMap<String, Grant>,
+    pub stats: Stats,
+}
+
+/// What the run did in Keystone.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    /// Projects a token was scoped to.
+    pub projects: u64,
+    pub grants_made: u64,
+    pub grants_revoked: u64,
+}
+
+impl Projects {
+    /// Authenticates the identity and looks up the roles, before anything is written: an
+    /// identity Keystone refuses, or a `--grant-role` it does not know, stops the run here.
+    pub fn connect(admin: &Admin, retry: crate::http::RetryPolicy, journal: Arc<Journal>, barbican: Arc<Barbican>) -> Result<Projects> {
+        let keystone = Arc::new(Keystone::new(admin.keystone.clone(), retry)?);
+        let grants = Grants::new(keystone);
+        let me = grants.whoami().map_err(|e| context(e, &admin.source))?;
+        let role = grants.role_id(&admin.grant_role).map_err(|e| match e {
+            Error::Service(m) => Error::config_value("--grant-role", m),
+            e => e,
+        })?;
+        let mut accepted = vec![role.clone()];
+        for name in ACCEPTED_ROLES {
+            if name != admin.grant_role {
+                // A role this Keystone does not have is simply not held by anyone.
+                if let Ok(id) = grants.role_id(name) {
+                    accepted.push(id);
+                }
+            }
+        }
+        log::info!("Acting in the rows' own projects as user {} ({}), granting role {} where needed", me.user_id, admin.source, admin.grant_role);
+        Ok(Projects {
+            grants,
+            journal,
+            barbican,
+            source: admin.source.clone(),
+            user: me.user_id,
+            role,
+            accepted,
+            open: HashMap::new(),
+            made: HashMap::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Revokes the grants an interrupted run made and did not revoke.
+    pub fn revoke_leftovers(&mut self) -> Result<()> {
+        for grant in self.journal.grants()? {
+            log::info!("Revoking the role grant in project {} left by an interrupted run", grant.project);
+            self.revoke(&grant)?;
+        }
+        Ok(())
+    }
+
+    /// The Barbican client for `project`, opening the project on first use. `Err(reason)`: the
+    /// project is blocked (the reason is one line); fatal errors stop the run.
+    pub fn barbican(&mut self, project: &str) -> Result<std::result::Result<Arc<Barbican>, String>> {
+        if !self.open.contains_key(project) {
+            let opened = self.open_project(project)?;
+            self.open.insert(project.to_string(), opened);
+        }
+        Ok(match self.open.get(project) {
+            Some(Opened::Ready(b)) => Ok(b.clone()),
+            Some(Opened::Blocked(reason)) => Err(reason.clone()),
+            None => Err(format!("project {project} was not opened")),
+        })
+    }
+
+    /// Whether `project` is open and usable (blocked or never opened: false).
+    pub fn is_blocked(&self, project: &str) -> Option<&str> {
+        match self.open.get(project) {
+            Some(Opened::Blocked(reason)) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Forgets the project's client, so the next use opens it again: after its token was
+    /// refused mid-run (another run revoked the role it relied on, say).
+    pub fn reopen(&mut self, project: &str) {
+        if matches!(self.open.get(project), Some(Opened::Ready(_))) {
+            self.open.remove(project);
+        }
+    }
+
+    fn open_project(&mut self, project: &str) -> Result<Opened> {
+        match self.try_open(project) {
+            Ok(b) => {
+                self.stats.projects += 1;
+                Ok(Opened::Ready(b))
+            }
+            Err(e) => match e.blocked_project() {
+                Some(_) => {
+                    let reason = e.to_string();
+                    log::warn!("Not migrating the rows of project {project}: {reason}");
+                    // Nothing will be done there: leave no role behind either.
+                    if let Some(grant) = self.made.get(project).cloned() {
+                        self.revoke(&grant)?;
+                    }
+                    Ok(Opened::Blocked(reason))
+                }
+                None => Err(context_grant(e, &self.source)),
+            },
+        }
+    }
+
+    fn try_open(&mut self, project: &str) -> std::result::Result<Arc<Barbican>, GrantError> {
+        if !self.made.contains_key(project) {
+            if let Some(grant) = self.grants.needed(&self.user, project, &self.accepted, &self.role)? {
+                self.journal.write_grant(&grant)?;
+                fault::point("grant-journalled");
+                if let Err(e) = self.grants.grant(&grant) {
+                    if matches!(e, GrantError::Forbidden { .. } | GrantError::ProjectGone { .. }) {
+                        // Keystone refused it: there is nothing to revoke.
+                        self.journal.forget_grant(&grant)?;
+                    }
+                    return Err(e);
+                }
+                self.stats.grants_made += 1;
+                fault::point("granted");
+                self.made.insert(project.to_string(), grant);
+            }
+        }
+        let keystone = self.grants.scoped(project)?;
+        fault::point("scoped");
+        Ok(Arc::new(self.barbican.as_identity(keystone)))
+    }
+
+    /// Closes every open project: revokes the grants this run made.
+    pub fn close_all(&mut self) -> Result<()> {
+        self.open.clear();
+        let made: Vec<Grant> = self.made.values().cloned().collect();
+        let mut first_error = None;
+        for grant in made {
+            if let Err(e) = self.revoke(&grant) {
+                log::error!("Could not revoke the role grant in project {}: {e}; the next run revokes it", grant.project);
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn revoke(&mut self, grant: &Grant) -> Result<()> {
+        match self.grants.revoke(grant) {
+            Ok(Revoked::Revoked) => self.stats.grants_revoked += 1,
+            Ok(Revoked::AlreadyGone) => {}
+            Err(e) => return Err(context_grant(e, &self.source)),
+        }
+        fault::point("revoked");
+        self.journal.forget_grant(grant)?;
+        self.made.remove(&grant.project);
+        self.open.remove(&grant.project);
+        Ok(())
+    }
+}
+
+/// Names the identity in a Keystone error, so the operator knows which credentials to fix.
+fn context(e: Error, source: &str) -> Error {
+    match e {
+        Error::Credentials(m) => Error::Credentials(format!("{m} (the identity from {source}, which acts in the rows' projects)")),
+        e => e,
+    }
+}
+
+fn context_grant(e: GrantError, source: &str) -> Error {
+    match e {
+        GrantError::Other(e) => context(e, source),
+        e @ GrantError::NeedsPassword { .. } => Error::Credentials(format!(
+            "{e}; give one with --os-cloud, or keep Cinder's model with --secret-owner service ({source} is an application credential)"
+        )),
+        e => Error::from(e),
+    }
+}
