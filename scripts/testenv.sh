@@ -353,7 +353,9 @@ keystone_configure() {
 [DEFAULT]
 debug = false
 [database]
-connection = sqlite:///$KS_DIR/keystone.sqlite
+# a writer waits up to 30 s for another (two workers share the file; tests grant and revoke
+# roles, create users and projects at once); the default 5 s answers 'database is locked'
+connection = sqlite:///$KS_DIR/keystone.sqlite?timeout=30
 [identity]
 # bcrypt's minimum cost: a test cloud's password checks (every token) stay fast
 password_hash_rounds = 4
@@ -406,6 +408,10 @@ start_keystone() {
     fi
     port_open $KS_PORT && die "port $KS_PORT is taken by a process this script did not start"
     keystone_bootstrap
+    # write-ahead logging: readers (every token check) never wait for a writer; the mode is
+    # stored in the file, so setting it at each start is idempotent
+    python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL")' \
+        "$KS_DIR/keystone.sqlite" || die "cannot switch Keystone's SQLite database to WAL mode"
     rm -f "$KS_PID"
     local pid
     pid=$(HOME=$KS_HOME launch "$KS_DIR/keystone.log" "$VENVS/keystone/bin/gunicorn" \

@@ -1,7 +1,8 @@
 //! Crash and pause points for the reliability tests: `KEYMIGRATE_FAULT=<point>[@n]=<action>`
 //! makes the n-th pass (default the first) through a point either SIGKILL the process (`kill`)
 //! or wait until a file exists (`wait:<path>`). Points are the steps of a unit: `journal`,
-//! `stored`, `recorded`, `acl`, `verified`, `in-transaction`, `committed`, `finished`.
+//! `stored`, `recorded`, `acl`, `verified`, `in-transaction`, `committed`, `finished`, and those
+//! of a project's role grant: `grant-journalled`, `granted`, `scoped`, `revoked`.
 //!
 //! Only a build with the `fault-injection` feature has them, and only the tests enable it (the
 //! package's dev-dependency on itself in Cargo.toml): in any other build, a release binary

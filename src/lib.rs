@@ -13,11 +13,13 @@
 //!   `db/pages` reads keyset pages into `db/rows`, `db/swap` is the only writer).
 //! * `plan`: what happens to each row (`plan/rules`), applied to a whole database in one pass by
 //!   `plan/census`, counted by `plan/tally`.
-//! * `http`, `keystone`, `barbican`: the services; `journal`: the state directory. `clouds` (an
-//!   identity from clouds.yaml) and `grants` (Keystone role grants for acting in a row's own
-//!   project) are the admin identity's pieces, not yet used by a command.
-//! * `engine`: one unit at a time, store, read back, compare-and-swap; `inspect`: what `verify`
-//!   and `rollback` learn about a migrated row's secret.
+//! * `http`, `keystone`, `barbican`: the services; `journal`: the state directory (units in
+//!   flight and role grants). `clouds` (an identity from clouds.yaml), `grants` (Keystone role
+//!   grants) and `projects` (a Barbican client per row project, with the grant it needed) let
+//!   `--secret-owner project` store each secret in its row's own project.
+//! * `engine`: one unit at a time, store, read back, compare-and-swap (`engine/rehome`: rows
+//!   moved off service-project secrets); `inspect`: what `verify` and `rollback` learn about a
+//!   migrated row's secret, wherever it lives.
 //! * `cli`, `settings`, `output`, `logging`, `cmd/<command>`: the command line and its results.
 //!
 //! A row travels `db::pages` → `plan::rules` → `engine` → `db::swap`; the fixed key travels

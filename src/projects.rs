@@ -68,7 +68,9 @@ impl Projects {
         let grants = Grants::new(keystone);
         let me = grants.whoami().map_err(|e| context(e, &admin.source))?;
         let role = grants.role_id(&admin.grant_role).map_err(|e| match e {
-            Error::Service(m) => Error::config_value("--grant-role", m),
+            // Only a role Keystone does not have is the flag's fault; a refusal to list roles
+            // is the identity's (exit 2).
+            Error::Service(m) if m.contains("role named") => Error::config_value("--grant-role", m),
             e => e,
         })?;
         let mut accepted = vec![role.clone()];
@@ -127,10 +129,16 @@ impl Projects {
     }
 
     /// Forgets the project's client, so the next use opens it again: after its token was
-    /// refused mid-run (another run revoked the role it relied on, say).
-    pub fn reopen(&mut self, project: &str) {
-        if matches!(self.open.get(project), Some(Opened::Ready(_))) {
-            self.open.remove(project);
+    /// refused mid-run (another run revoked the role it relied on, say). Returns whether
+    /// `client` was the project's current one: the jobs that were already given an older
+    /// client fail the same way and are no news.
+    pub fn reopen(&mut self, project: &str, client: &Arc<Barbican>) -> bool {
+        match self.open.get(project) {
+            Some(Opened::Ready(current)) if Arc::ptr_eq(current, client) => {
+                self.open.remove(project);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -156,21 +164,21 @@ impl Projects {
     }
 
     fn try_open(&mut self, project: &str) -> std::result::Result<Arc<Barbican>, GrantError> {
-        if !self.made.contains_key(project) {
-            if let Some(grant) = self.grants.needed(&self.user, project, &self.accepted, &self.role)? {
-                self.journal.write_grant(&grant)?;
-                fault::point("grant-journalled");
-                if let Err(e) = self.grants.grant(&grant) {
-                    if matches!(e, GrantError::Forbidden { .. } | GrantError::ProjectGone { .. }) {
-                        // Keystone refused it: there is nothing to revoke.
-                        self.journal.forget_grant(&grant)?;
-                    }
-                    return Err(e);
+        // Asked again when a project is opened again: the role may have gone meanwhile (another
+        // run on another host revoked the grant it made, which this run relied on).
+        if let Some(grant) = self.grants.needed(&self.user, project, &self.accepted, &self.role)? {
+            self.journal.write_grant(&grant)?;
+            fault::point("grant-journalled");
+            if let Err(e) = self.grants.grant(&grant) {
+                if !self.made.contains_key(project) && matches!(e, GrantError::Forbidden { .. } | GrantError::ProjectGone { .. }) {
+                    // Keystone refused it: there is nothing to revoke.
+                    self.journal.forget_grant(&grant)?;
                 }
-                self.stats.grants_made += 1;
-                fault::point("granted");
-                self.made.insert(project.to_string(), grant);
+                return Err(e);
             }
+            self.stats.grants_made += 1;
+            fault::point("granted");
+            self.made.insert(project.to_string(), grant);
         }
         let keystone = self.grants.scoped(project)?;
         fault::point("scoped");

@@ -76,6 +76,9 @@ pub struct Report {
     pub stopped_early: bool,
     /// Units left untouched because their project is blocked (`--secret-owner project`).
     pub blocked_units: u64,
+    /// Units whose project's token was refused while they were in flight, after another unit
+    /// of the project had already reported it: left on the all-zeros ID for the next run.
+    pub deferred: u64,
     /// Each blocked project and why.
     pub blocked_projects: BTreeMap<String, String>,
     /// Projects worked in and role grants made and revoked (`--secret-owner project`).
@@ -359,14 +362,22 @@ impl Engine<'_> {
                         }
                     }
                     Err(UnitError::Project(m)) => {
-                        self.report.failed += 1;
-                        log::error!(target: LOG, "Error migrating encryption key of {} {}: {m}", job.table.noun(), job.id);
-                        if let (Some(p), Holder::Project(project)) = (&mut self.projects, &job.target.holder) {
-                            p.reopen(project);
-                        }
-                        if let Err(e) = self.check_budget() {
-                            stop.store(true, Ordering::SeqCst);
-                            first_error.get_or_insert(e);
+                        let news = match (&mut self.projects, &job.target.holder) {
+                            (Some(p), Holder::Project(project)) => p.reopen(project, &job.target.barbican),
+                            _ => true,
+                        };
+                        if news {
+                            self.report.failed += 1;
+                            log::error!(target: LOG, "Error migrating encryption key of {} {}: {m}", job.table.noun(), job.id);
+                            if let Err(e) = self.check_budget() {
+                                stop.store(true, Ordering::SeqCst);
+                                first_error.get_or_insert(e);
+                            }
+                        } else {
+                            // Dispatched with the project's old client: left for the next pass
+                            // or run, not counted twice against the error budget.
+                            self.report.deferred += 1;
+                            log::warn!(target: LOG, "Not migrating {} {} in this pass: {m}", job.table.noun(), job.id);
                         }
                     }
                     Err(UnitError::Fatal(e)) => {
@@ -485,8 +496,12 @@ impl Engine<'_> {
         }
         log::info!(target: LOG, "Deleting secret {old}: no row uses it any more");
         let barbican = self.barbican.clone();
-        if barbican.delete(old).map_err(api)? {
-            self.report.secrets_deleted += 1;
+        match barbican.delete(old) {
+            Ok(true) => self.report.secrets_deleted += 1,
+            Ok(false) => {}
+            // Readable, but not Cinder's to delete (on its ACL only): the rows are safe either way.
+            Err(ApiError::Forbidden(m)) => log::warn!(target: LOG, "Not deleting secret {old}, which no row uses any more: {m}"),
+            Err(e) => return Err(api(e)),
         }
         Ok(())
     }
@@ -552,7 +567,9 @@ impl Engine<'_> {
                     self.report.failed += 1;
                     log::error!(target: LOG, "Error finishing {} {} left by an interrupted run: {m}", entry.table.noun(), entry.id);
                     if let (Some(p), Some(project)) = (&mut self.projects, &entry.project) {
-                        p.reopen(project);
+                        if let Ok(Ok(client)) = p.barbican(project) {
+                            p.reopen(project, &client);
+                        }
                     }
                     self.check_budget()?;
                 }
