@@ -28,7 +28,8 @@ Exit codes (the same for every command):
 ///
 /// Every volume, snapshot, backup and glance-metadata row that still uses the all-zeros key ID
 /// `00000000-0000-0000-0000-000000000000` gets a Barbican secret holding exactly the fixed
-/// key's bytes, readable by the row's owner, and is then rewritten to the new key ID. keymigrate
+/// key's bytes, in the row's own project (or, with --secret-owner service, in Cinder's service
+/// project, readable by the row's owner), and is then rewritten to the new key ID. keymigrate
 /// reads cinder.conf the way Cinder does ([key_manager], [database], [keystone_authtoken],
 /// [barbican]).
 #[derive(Debug, Parser)]
@@ -294,6 +295,8 @@ pub struct MigrateArgs {
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES)]
 pub struct VerifyArgs {
+    #[command(flatten)]
+    pub state: StateOpts,
     #[command(flatten)]
     pub scope: ScopeOpts,
     #[command(flatten)]

@@ -55,6 +55,9 @@ pub struct Inspector<'a> {
     scope: &'a Scope,
     /// The scope's journal, for the role grants; opened on first need when not given.
     journal: Option<Arc<Journal>>,
+    /// Whether a secret the service identity may not even see is looked for in the row's
+    /// project (`--secret-owner project`).
+    look_in_projects: bool,
 }
 
 impl<'a> Inspector<'a> {
@@ -67,8 +70,9 @@ impl<'a> Inspector<'a> {
         admin: Option<&'a Services>,
         scope: &'a Scope,
         journal: Option<Arc<Journal>>,
+        look_in_projects: bool,
     ) -> Inspector<'a> {
-        Inspector { barbican, key, cache: HashMap::new(), projects: None, admin, scope, journal }
+        Inspector { barbican, key, cache: HashMap::new(), projects: None, admin, scope, journal, look_in_projects }
     }
 
     /// The state of `secret` for a row of `project`.
@@ -106,7 +110,8 @@ impl<'a> Inspector<'a> {
         let service = self.barbican.clone();
         let name = match service.name_of(secret) {
             Ok(Some(name)) => Some(name),
-            Ok(None) => None,
+            // Barbican finds a secret by ID whatever its project: 404 is no secret at all.
+            Ok(None) => return Ok(SecretState::Missing),
             Err(ApiError::Forbidden(_)) => None,
             Err(e) => return Err(Error::Service(e.to_string())),
         };
@@ -121,22 +126,26 @@ impl<'a> Inspector<'a> {
                 Err(ApiError::Forbidden(_)) => {}
                 Err(e) => return Err(Error::Service(e.to_string())),
             },
-            // Hidden from the service identity, or gone: only the row's project can tell.
-            None => {}
+            // Hidden from the service identity: only the row's project can tell whose it is.
+            // That means a role there, so only when the rows' projects are where keymigrate
+            // puts secrets (`--secret-owner project`).
+            None if self.look_in_projects => {}
+            None => return Ok(SecretState::NotOurs),
         }
         let Some(project) = project.filter(|p| crate::cinder::is_owner(p)) else {
-            return Ok(if name.is_some() { SecretState::Ours { holds_key: false, place: Place::Unreadable } } else { SecretState::Missing });
+            return Ok(if name.is_some() { SecretState::Ours { holds_key: false, place: Place::Unreadable } } else { SecretState::NotOurs });
         };
         let in_project = match self.in_project(project)? {
             Ok(b) => b,
             Err(reason) => {
                 log::warn!("cannot look at secret {secret} in project {project}: {reason}");
-                return Ok(if name.is_some() { SecretState::Ours { holds_key: false, place: Place::Unreadable } } else { SecretState::Missing });
+                return Ok(if name.is_some() { SecretState::Ours { holds_key: false, place: Place::Unreadable } } else { SecretState::NotOurs });
             }
         };
         let name = match in_project.name_of(secret) {
             Ok(Some(name)) => name,
             Ok(None) => return Ok(SecretState::Missing),
+            Err(ApiError::Forbidden(_)) if name.is_none() => return Ok(SecretState::NotOurs),
             Err(ApiError::Forbidden(_)) => return Ok(SecretState::Ours { holds_key: false, place: Place::Unreadable }),
             Err(e) => return Err(Error::Service(e.to_string())),
         };
@@ -205,10 +214,8 @@ pub fn judge(row: &Keyed, facts: &SecretState) -> Option<&'static str> {
             Some(o) if readers.contains(o) => Some("ok"),
             _ => Some("owner cannot read the secret"),
         },
-        SecretState::Ours { place: Place::Project { project, project_access }, .. } => {
-            if row.project.as_deref() != Some(project.as_str()) {
-                Some("secret is in another project than the row")
-            } else if !project_access {
+        SecretState::Ours { place: Place::Project { project_access, .. }, .. } => {
+            if !project_access {
                 Some("project members cannot read the secret (its ACL turns project access off)")
             } else {
                 Some("ok")

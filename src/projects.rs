@@ -68,7 +68,9 @@ impl Projects {
         let grants = Grants::new(keystone);
         let me = grants.whoami().map_err(|e| context(e, &admin.source))?;
         let role = grants.role_id(&admin.grant_role).map_err(|e| match e {
-            Error::Service(m) => Error::config_value("--grant-role", m),
+            // Only a role Keystone does not have is the flag's fault; a refusal to list roles
+            // is the identity's (exit 2).
+            Error::Service(m) if m.contains("role named") => Error::config_value("--grant-role", m),
             e => e,
         })?;
         let mut accepted = vec![role.clone()];

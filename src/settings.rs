@@ -108,7 +108,9 @@ impl Settings {
             Command::Migrate(args) if !args.dry_run && conditions.is_ready() => {
                 Some(Services::load(&conf, &args.service, &args.admin, args.state.state_dir.as_ref(), &env)?)
             }
-            Command::Verify(args) if conditions.is_ready() => Some(Services::load(&conf, &args.service, &args.admin, None, &env)?),
+            Command::Verify(args) if conditions.is_ready() => {
+                Some(Services::load(&conf, &args.service, &args.admin, args.state.state_dir.as_ref(), &env)?)
+            }
             Command::Rollback(args) if conditions.is_ready() => {
                 Some(Services::load(&conf, &args.service, &args.admin, args.state.state_dir.as_ref(), &env)?)
             }

@@ -19,6 +19,8 @@ fn spawn(f: &Fixture, extra: &[&str], vars: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymigrate"));
     cmd.args(["--config-file", f.conf(), "migrate"]).args(extra);
     cmd.env("HOME", f.w.path(".")).env_remove("RUST_LOG").stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Cinder's model, as every run of this fixture (tests/support/mod.rs `run_binary`).
+    cmd.env("KEYMIGRATE_SECRET_OWNER", "service");
     for (k, v) in vars {
         cmd.env(k, v);
     }

@@ -296,6 +296,7 @@ fn a_second_run_on_the_same_scope_exits_1_at_once() {
     let state = f.state.to_str().expect("path").to_string();
     let mut first = Command::new(env!("CARGO_BIN_EXE_keymigrate"))
         .args(["--config-file", f.conf(), "migrate", "--state-dir", &state, "--host", "hostF"])
+        .env("KEYMIGRATE_SECRET_OWNER", "service")
         .env("KEYMIGRATE_FAULT", &spec)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -331,6 +332,7 @@ fn racing_runs_without_the_lock_leave_one_secret_per_row() {
                 let state = f.w.path(&format!("state-{i}"));
                 Command::new(env!("CARGO_BIN_EXE_keymigrate"))
                     .args(["--config-file", f.conf(), "migrate", "--state-dir", state.to_str().expect("path"), "--host", "hostG"])
+                    .env("KEYMIGRATE_SECRET_OWNER", "service")
                     .stderr(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null())
                     .spawn()
@@ -356,6 +358,7 @@ fn losing_the_compare_and_swap_deletes_the_new_secret() {
     let state = f.state.to_str().expect("path").to_string();
     let child = Command::new(env!("CARGO_BIN_EXE_keymigrate"))
         .args(["--config-file", f.conf(), "migrate", "--state-dir", &state, "--host", "hostH", "-f", "json"])
+        .env("KEYMIGRATE_SECRET_OWNER", "service")
         .env("KEYMIGRATE_FAULT", &spec)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -543,6 +543,13 @@ fn a_volumes_project_swap_rewrites_exactly_the_rows_planned_to_share_it() {
             db.glance(2 + i as i32, None, Some(snapshot), "cinder_encryption_key_id", ZERO, false);
         }
         db.glance(1, Some("v1"), None, "cinder_encryption_key_id", ZERO, false);
+        // Hand-made rows naming v1 and a snapshot of another volume: the one in v1's project
+        // shares v1's secret and its swap must take it; the other belongs to its snapshot.
+        db.volume("v2", Some("hostA@lvm#p"), Some("alice"), Some("k-v2"));
+        db.snapshot("s-w", "v2", Some("alice"), Some("k-v2"), false).snapshot("s-w2", "v2", Some("alice"), Some("k-v2"), false);
+        db.exec("UPDATE snapshots SET project_id = 'proj-2' WHERE id = 's-w2'");
+        db.glance(10, Some("v1"), Some("s-w"), "cinder_encryption_key_id", ZERO, false);
+        db.glance(11, Some("v1"), Some("s-w2"), "cinder_encryption_key_id", ZERO, false);
         let url = keymigrate::db::url::translate(&db.url, std::path::Path::new("/")).expect("url");
         let mut conn = keymigrate::db::Db::connect(&url, keymigrate::db::Access::ReadWrite).expect("connect");
         let mut sharing = BTreeSet::new();
@@ -556,7 +563,7 @@ fn a_volumes_project_swap_rewrites_exactly_the_rows_planned_to_share_it() {
         })
         .expect("walk");
         let expected: BTreeSet<(String, String)> =
-            [("volumes", "v1"), ("snapshots", "s-same"), ("volume_glance_metadata", "1"), ("volume_glance_metadata", "2"), ("volume_glance_metadata", "5")]
+            [("volumes", "v1"), ("snapshots", "s-same"), ("volume_glance_metadata", "1"), ("volume_glance_metadata", "2"), ("volume_glance_metadata", "5"), ("volume_glance_metadata", "10")]
                 .iter()
                 .map(|(t, i)| (t.to_string(), i.to_string()))
                 .collect();
@@ -564,7 +571,7 @@ fn a_volumes_project_swap_rewrites_exactly_the_rows_planned_to_share_it() {
 
         let secret = "5ec2e7a1-0000-4000-8000-000000000001";
         let swapped = conn.swap(Table::Volumes, "v1", secret, Share::Project("proj-1")).expect("swap").expect("not lost");
-        assert_eq!((swapped.volumes, swapped.snapshots, swapped.volume_glance_metadata), (1, 1, 3), "{backend:?}");
+        assert_eq!((swapped.volumes, swapped.snapshots, swapped.volume_glance_metadata), (1, 1, 4), "{backend:?}");
         let mut rewritten = BTreeSet::new();
         for table in ["volumes", "snapshots", "volume_glance_metadata"] {
             for (id, key) in db.keys(table) {

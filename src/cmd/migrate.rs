@@ -151,6 +151,8 @@ fn finish(
             Outcome::NeedsOperator
         }
         Outcome::Done if unfinished > 0 => Outcome::MoreToDo,
+        // Stopped by --max-count with --rehome work left: the all-zeros count cannot see it.
+        Outcome::Done if report.stopped_early => Outcome::MoreToDo,
         other => other,
     })
 }

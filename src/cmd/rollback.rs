@@ -6,6 +6,7 @@
 
 use std::io::Write;
 
+use crate::cinder::SecretOwner;
 use crate::cli::RollbackArgs;
 use crate::db::{Access, Cursor, Db};
 use crate::error::{Error, Outcome, Result};
@@ -27,7 +28,7 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
     let mut db = Db::connect(&settings.database, access)?;
     // The same lock as migrate: the two never run on one scope at once.
     let journal = if args.dry_run { None } else { Some(Arc::new(Journal::open(&services.state_dir, &settings.scope)?)) };
-    let mut inspector = Inspector::new(barbican, key, Some(services), &settings.scope, journal);
+    let mut inspector = Inspector::new(barbican, key, Some(services), &settings.scope, journal, settings.owner == SecretOwner::Project);
     let result = roll_back(settings, args, &mut db, &mut inspector, out);
     // Revoke the role grants made to act in the rows' projects, whatever happened.
     let closed = inspector.close();

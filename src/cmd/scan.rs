@@ -227,7 +227,7 @@ fn write_mode_facts(out: &mut dyn Write, owner: SecretOwner, owners: &Owners) ->
         SecretOwner::Service => {
             writeln!(
                 out,
-                "With --secret-owner service: {shared} unit(s) are in projects whose rows belong to more than one user_id;                  the other members of those projects lose access to their keys (--secret-owner project keeps it)."
+                "With --secret-owner service: {shared} unit(s) are in projects whose rows belong to more than one user_id; the other members of those projects lose access to their keys (--secret-owner project keeps it)."
             )
             .map_err(Error::Output)?;
         }

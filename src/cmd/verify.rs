@@ -7,6 +7,7 @@
 
 use std::io::Write;
 
+use crate::cinder::SecretOwner;
 use crate::cli::VerifyArgs;
 use crate::db::{Access, Cursor, Db};
 use crate::error::{Error, Outcome, Result};
@@ -22,7 +23,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
     super::log_conditions(&settings.conditions);
     let (key, services, barbican) = connect(settings, "verify")?;
     let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
-    let mut inspector = Inspector::new(barbican, key, Some(services), &settings.scope, None);
+    let mut inspector = Inspector::new(barbican, key, Some(services), &settings.scope, None, settings.owner == SecretOwner::Project);
     let result = check(settings, args, &mut db, &mut inspector, out);
     // Revoke the role grants made to look into the rows' projects, whatever happened.
     let closed = inspector.close();

@@ -408,6 +408,21 @@ fn swap_volume(
     for ids in of_volume.chunks(500) {
         g += rewrite_glance!(conn, backend, vgm::snapshot_id.eq_any(ids), new_id, now)?;
     }
+    if let Share::Project(project) = share {
+        // A row naming the volume and a snapshot of another volume in the same project (Cinder
+        // does not write these; a hand-made row can): the plan shares it with this volume, so
+        // this swap must take it, or it would stay on the all-zeros ID for ever.
+        let named: Vec<i32> = vgm::table
+            .inner_join(snapshots::table.on(snapshots::id.nullable().eq(vgm::snapshot_id)))
+            .select(vgm::id)
+            .filter(vgm::volume_id.eq(id))
+            .filter(snapshots::volume_id.ne(id).or(snapshots::volume_id.is_null()))
+            .filter(holds(backend, "snapshots.project_id", project))
+            .load(conn)?;
+        for ids in named.chunks(500) {
+            g += rewrite_glance!(conn, backend, vgm::id.eq_any(ids), new_id, now)?;
+        }
+    }
     Ok(Swapped { volumes: v, snapshots: s, backups: 0, volume_glance_metadata: g })
 }
 

@@ -485,8 +485,12 @@ impl Engine<'_> {
         }
         log::info!(target: LOG, "Deleting secret {old}: no row uses it any more");
         let barbican = self.barbican.clone();
-        if barbican.delete(old).map_err(api)? {
-            self.report.secrets_deleted += 1;
+        match barbican.delete(old) {
+            Ok(true) => self.report.secrets_deleted += 1,
+            Ok(false) => {}
+            // Readable, but not Cinder's to delete (on its ACL only): the rows are safe either way.
+            Err(ApiError::Forbidden(m)) => log::warn!(target: LOG, "Not deleting secret {old}, which no row uses any more: {m}"),
+            Err(e) => return Err(api(e)),
         }
         Ok(())
     }

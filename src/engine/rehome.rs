@@ -6,9 +6,10 @@
 //! Each row is a unit of its own, journalled like any other: store the key in the row's
 //! project, read it back, compare-and-swap the row from the old secret's ID to the new one
 //! (so a row Cinder or an operator changed meanwhile is left alone), and delete the old secret
-//! once no row, live or deleted, points at it. Only secrets keymigrate made (named
-//! `keymigrate-…`), that Cinder's service identity reads, and that hold exactly the fixed key
-//! are moved away from.
+//! once no row, live or deleted, points at it. Only secrets that Cinder's service identity
+//! reads and that hold exactly the fixed key are moved away from: those keymigrate made under
+//! `--secret-owner service`, and those Cinder's own migrator made when cinder-volume restarted
+//! with Barbican configured and `fixed_key` still set (the same model).
 
 use std::collections::{HashMap, HashSet};
 
@@ -106,16 +107,11 @@ impl Engine<'_> {
         Ok(candidates)
     }
 
-    /// Whether `secret` is one keymigrate made in Cinder's service project and holds exactly
-    /// the fixed key.
+    /// Whether Cinder's service identity reads `secret` and it holds exactly the fixed key: a
+    /// copy of the ConfKeyManager's key in Cinder's model. A key a user created reads as 403.
     fn in_service_project(&self, secret: &str) -> Result<bool> {
         if !barbican::is_uuid(secret) {
             return Ok(false);
-        }
-        match self.barbican.name_of(secret) {
-            Ok(Some(name)) if name.starts_with("keymigrate-") => {}
-            Ok(_) | Err(ApiError::Forbidden(_)) => return Ok(false),
-            Err(e) => return Err(Error::Service(e.to_string())),
         }
         match self.barbican.payload(secret) {
             Ok(p) if p.as_slice() == self.key.bytes() => Ok(true),
