@@ -134,31 +134,43 @@ fn store(cloud: &Cloud, token: &str, name: &str, bytes: &[u8]) -> String {
     cloud.store(token, name, &base64::engine::general_purpose::STANDARD.encode(bytes), bytes.len() * 8)
 }
 
+/// Project-scoped tokens of a test's owner and teammate, and Cinder's: one password
+/// authentication each per test (the test Keystone is slow at them).
+struct Tokens {
+    owner: String,
+    teammate: String,
+    cinder: String,
+}
+
+impl Tokens {
+    fn new(cloud: &Cloud, owner: &Member, teammate: &Member) -> Tokens {
+        Tokens { owner: owner.token(cloud), teammate: teammate.token(cloud), cinder: cloud.cinder() }
+    }
+}
+
 /// What a finished `--rehome` leaves: each of `rows` on a secret other than its old one (every
 /// old one in `old`), which the owner and the teammate both read as exactly the fixed key (so
 /// it lives in their project: the teammate is on no ACL); every old secret gone; no
 /// `keymigrate-*` secret in the project that no row uses; no role of Cinder's user in the
 /// project, no grant in the journal, no key material in the state directory.
 #[track_caller]
-fn assert_rehomed(site: &Site, cloud: &Cloud, project: &Project, readers: [&Member; 2], rows: &[(&str, &str)], old: &BTreeSet<String>) {
+fn assert_rehomed(site: &Site, cloud: &Cloud, project: &Project, tokens: &Tokens, rows: &[(&str, &str)], old: &BTreeSet<String>) {
     let key = site.fixed_key();
-    let tokens: Vec<String> = readers.iter().map(|m| m.token(cloud)).collect();
     for (table, id) in rows {
         let secret = site.key_of(table, id);
         assert!(!old.contains(&secret) && secret != ZERO, "{table} {id} is still on {secret}");
-        for (reader, token) in readers.iter().zip(&tokens) {
+        for (reader, token) in [("owner", &tokens.owner), ("teammate", &tokens.teammate)] {
             let payload = cloud.payload(token, &secret);
             assert_eq!(payload.status, 200, "{table} {id}: {reader:?} cannot read secret {secret}");
             // Compared without printing: a failing test shows no key material.
             assert!(payload.body == key, "{table} {id}: secret {secret} does not hold the fixed key");
         }
     }
-    let cinder = cloud.cinder();
     for secret in old {
-        assert_eq!(cloud.payload(&cinder, secret).status, 404, "old secret {secret} was not deleted");
+        assert_eq!(cloud.payload(&tokens.cinder, secret).status, 404, "old secret {secret} was not deleted");
     }
     let used = site.all_keys();
-    for secret in tenancy::keymigrate_secrets(cloud, &tokens[0]) {
+    for secret in tenancy::keymigrate_secrets(cloud, &tokens.teammate) {
         assert!(used.contains(&secret), "secret {secret} in project {} is used by no row", project.id);
     }
     assert_eq!(project.roles_of(&tenancy::cinder_user_id()), Vec::<String>::new(), "Cinder's user keeps a role in {}", project.id);
@@ -192,27 +204,28 @@ fn rehome_moves_service_secrets_into_the_rows_project_and_leaves_other_keys_alon
     litter.of_rows(&site.db);
 
     // Cinder's model: the owner reads the volume's key, her teammate does not.
-    let (owner_token, teammate_token, cinder) = (owner.token(&cloud), teammate.token(&cloud), cloud.cinder());
+    let tokens = Tokens::new(&cloud, &owner, &teammate);
+    let (owner_token, teammate_token, cinder) = (tokens.owner.as_str(), tokens.teammate.as_str(), tokens.cinder.as_str());
     let service_secret = site.key_of("volumes", &v1);
-    assert_eq!(cloud.payload(&owner_token, &service_secret).status, 200, "the owner, on the ACL");
-    assert_eq!(cloud.payload(&teammate_token, &service_secret).status, 403, "the teammate, on no ACL");
+    assert_eq!(cloud.payload(owner_token, &service_secret).status, 200, "the owner, on the ACL");
+    assert_eq!(cloud.payload(teammate_token, &service_secret).status, 403, "the teammate, on no ACL");
 
     // A copy of the fixed key that Cinder's own migrator made (not named by keymigrate), in the
     // service project with the owner on its ACL: moved too.
-    let by_cinder = store(&cloud, &cinder, "cinder-migrated", &site.fixed_key());
+    let by_cinder = store(&cloud, cinder, "cinder-migrated", &site.fixed_key());
     litter.ids.push(by_cinder.clone());
-    set_acl(&cinder, &by_cinder, &[&owner.id], true);
+    set_acl(cinder, &by_cinder, &[&owner.id], true);
     let v2 = site.volume(&p, &owner, &by_cinder);
     old.insert(by_cinder.clone());
     // The owner's own native key in her project (it even holds the same bytes): Cinder's
     // identity cannot read it, so it is not Cinder's model and stays.
-    let native = store(&cloud, &owner_token, "native", &site.fixed_key());
+    let native = store(&cloud, owner_token, "native", &site.fixed_key());
     litter.ids.push(native.clone());
     let v3 = site.volume(&p, &owner, &native);
     // A service-project secret holding another key: not a copy of fixed_key, left with a warning.
-    let other = store(&cloud, &cinder, "cinder-other", &hex::decode(random_key()).expect("hex"));
+    let other = store(&cloud, cinder, "cinder-other", &hex::decode(random_key()).expect("hex"));
     litter.ids.push(other.clone());
-    set_acl(&cinder, &other, &[&owner.id], true);
+    set_acl(cinder, &other, &[&owner.id], true);
     let v4 = site.volume(&p, &owner, &other);
 
     let out = site.rehome(&[]);
@@ -231,13 +244,13 @@ fn rehome_moves_service_secrets_into_the_rows_project_and_leaves_other_keys_alon
     let new: BTreeSet<String> = rows.iter().map(|(t, id)| site.key_of(t, id)).collect();
     assert_eq!(new.len(), rows.len(), "each row, a unit of its own, has a secret of its own: {new:?}");
     for secret in &new {
-        assert!(cloud.metadata(&teammate_token, secret)["name"].as_str().is_some_and(|n| n.starts_with("keymigrate-")), "{secret}");
+        assert!(cloud.metadata(teammate_token, secret)["name"].as_str().is_some_and(|n| n.starts_with("keymigrate-")), "{secret}");
     }
-    assert_rehomed(&site, &cloud, &p, [&owner, &teammate], &rows, &old);
+    assert_rehomed(&site, &cloud, &p, &tokens, &rows, &old);
     assert_eq!(site.key_of("volumes", &v3), native, "the row on the owner's native key was touched");
     assert_eq!(site.key_of("volumes", &v4), other, "the row on a secret holding another key was touched");
-    assert_eq!(cloud.payload(&cinder, &other).status, 200, "the secret holding another key was deleted");
-    assert_eq!(cloud.payload(&owner_token, &native).status, 200, "the owner's native key was deleted");
+    assert_eq!(cloud.payload(cinder, &other).status, 200, "the secret holding another key was deleted");
+    assert_eq!(cloud.payload(owner_token, &native).status, 200, "the owner's native key was deleted");
 
     // As cinder-api and nova-compute read it: the teammate now gets the volume's key too.
     let volume_secret = site.key_of("volumes", &v1);
@@ -262,13 +275,8 @@ fn killed_during_rehome(point: &str, backend: Backend, cloud: &Cloud) {
     let site = Site::new(backend);
     let mut litter = Secrets::new();
     let ([v1, s1, b1], old) = seed_service_rows(&site, &p, &owner);
-    let v2 = site.volume(&p, &owner, ZERO);
-    // v2 on a service secret of its own.
-    let out = site.migrate_service();
-    out.assert_code(0);
-    let mut old = old;
-    old.insert(site.key_of("volumes", &v2));
     litter.of_rows(&site.db);
+    let tokens = Tokens::new(cloud, &owner, &teammate);
 
     let spec = format!("{point}=kill");
     let out = site.rehome(&[("KEYMIGRATE_FAULT", &spec)]);
@@ -276,13 +284,15 @@ fn killed_during_rehome(point: &str, backend: Backend, cloud: &Cloud) {
     assert_eq!(out.code, -1, "{point} ({backend:?}): the run should have been killed:\n{}", out.stderr);
     assert!(out.stderr.contains(&format!("fault injection: SIGKILL at {point}")), "{point}:\n{}", out.stderr);
     assert_eq!(tenancy::grant_files(&site.state).len(), 1, "{point}: the grant is journalled until revoked");
+    let rows = [("volumes", v1.as_str()), ("snapshots", s1.as_str()), ("backups", b1.as_str())];
+    let moved = rows.iter().filter(|(t, id)| !old.contains(&site.key_of(t, id))).count();
+    assert_eq!(moved, usize::from(point == "committed"), "{point}: rows moved before the kill");
 
     let out = site.rehome(&[]);
     litter.of_rows(&site.db);
     out.assert_code(0);
     assert!(out.json()["report"]["recovered"].as_u64() >= Some(1), "{point}: nothing recovered:\n{}", out.stdout);
-    let rows = [("volumes", v1.as_str()), ("snapshots", s1.as_str()), ("backups", b1.as_str()), ("volumes", v2.as_str())];
-    assert_rehomed(&site, cloud, &p, [&owner, &teammate], &rows, &old);
+    assert_rehomed(&site, cloud, &p, &tokens, &rows, &old);
     eprintln!("--rehome killed at {point} ({backend:?}): finished by the next run ({:.1} s)", started.elapsed().as_secs_f64());
 }
 
@@ -315,9 +325,10 @@ fn verify_and_rollback_handle_a_database_with_secrets_of_both_owners() {
     out.assert_code(0);
     assert_eq!(out.json()["report"]["migrated"], 2, "{}", out.stdout);
     let project_secrets: BTreeSet<String> = [site.key_of("volumes", &v2), site.key_of("backups", &b2)].into_iter().collect();
-    let teammate_token = teammate.token(&cloud);
+    let tokens = Tokens::new(&cloud, &owner, &teammate);
+    let teammate_token = tokens.teammate.as_str();
     for secret in &project_secrets {
-        assert_eq!(cloud.payload(&teammate_token, secret).status, 200, "{secret} is not in the project");
+        assert_eq!(cloud.payload(teammate_token, secret).status, 200, "{secret} is not in the project");
     }
     let rows = [("volumes", &v1), ("snapshots", &s1), ("backups", &b1), ("volumes", &v2), ("snapshots", &s2), ("backups", &b2)];
 
@@ -334,8 +345,8 @@ fn verify_and_rollback_handle_a_database_with_secrets_of_both_owners() {
 
     // The owner turns project access off on the backup's secret: her teammate is locked out.
     let backup_secret = site.key_of("backups", &b2);
-    set_acl(&owner.token(&cloud), &backup_secret, &[], false);
-    assert_eq!(cloud.payload(&teammate_token, &backup_secret).status, 403, "project access is off");
+    set_acl(&tokens.owner, &backup_secret, &[], false);
+    assert_eq!(cloud.payload(teammate_token, &backup_secret).status, 403, "project access is off");
     let out = verify(&[]);
     out.assert_code(2);
     let json = out.json();
@@ -356,11 +367,10 @@ fn verify_and_rollback_handle_a_database_with_secrets_of_both_owners() {
     for (table, id) in rows {
         assert_eq!(site.key_of(table, id), ZERO, "{table} {id} was not rolled back");
     }
-    let cinder = cloud.cinder();
     for secret in service_secrets.iter().chain(&project_secrets) {
-        assert_eq!(cloud.payload(&cinder, secret).status, 404, "secret {secret} was not deleted");
+        assert_eq!(cloud.payload(&tokens.cinder, secret).status, 404, "secret {secret} was not deleted");
     }
-    assert_eq!(tenancy::keymigrate_secrets(&cloud, &teammate_token), Vec::<String>::new(), "keymigrate secrets left in the project");
+    assert_eq!(tenancy::keymigrate_secrets(&cloud, teammate_token), Vec::<String>::new(), "keymigrate secrets left in the project");
     assert_eq!(p.roles_of(&tenancy::cinder_user_id()), Vec::<String>::new(), "rollback left a role");
     assert_eq!(tenancy::grant_files(&site.state), Vec::<PathBuf>::new(), "rollback left a grant");
     site.w.assert_state_clean(&site.state);
