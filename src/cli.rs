@@ -574,7 +574,8 @@ mod tests {
                 usage_error(&["keymigrate", cmd, flag]);
             }
         }
-        usage_error(&["keymigrate", "verify", "--state-dir=s"]);
+        // verify journals the role grants it makes to look into the rows' projects.
+        parse(&["keymigrate", "verify", "--timeout=5", "--state-dir=s"]);
         parse(&["keymigrate", "rollback", "--timeout=5", "--state-dir=s", "--dry-run"]);
         // Completions and man read no configuration.
         usage_error(&["keymigrate", "man", "--config-file", "c"]);
