@@ -396,3 +396,28 @@ fn rehome_with_secret_owner_service_is_refused_and_writes_nothing() {
     assert_eq!(site.key_of("volumes", &v), ZERO);
     assert!(!site.state.exists(), "the state directory was created: {:?}", walk(&site.state));
 }
+
+
+#[test]
+fn a_rehome_row_of_a_project_keystone_lacks_is_left_and_an_operator_is_asked_to_act() {
+    let cloud = Cloud::new();
+    let site = Site::new(Backend::Sqlite);
+    let mut litter = Secrets::new();
+    let gone = tenancy::missing_project_id();
+    let v = uuid();
+    site.db.volume(&v, Some(&format!("{}@lvm#pool", site.host)), Some("owner-of-a-deleted-project"), Some(ZERO));
+    tenancy::set_project(&site.db, "volumes", &v, &gone);
+    site.migrate_service().assert_code(0);
+    litter.of_rows(&site.db);
+    let old = site.key_of("volumes", &v);
+
+    // Nothing on the all-zeros ID is left, but the row asked to move cannot: not "done".
+    let out = site.rehome(&[]);
+    out.assert_code(2);
+    let report = &out.json()["report"];
+    assert_eq!((report["migrated"].as_u64(), report["blocked_units"].as_u64()), (Some(0), Some(1)), "{}", out.stdout);
+    assert!(report["blocked_projects"][&gone].as_str().is_some_and(|r| r.contains("no longer exists")), "{}", out.stdout);
+    assert_eq!(site.key_of("volumes", &v), old, "the row of the blocked project was moved");
+    assert_eq!(cloud.payload(&cloud.cinder(), &old).status, 200, "its secret was deleted");
+    assert_eq!(tenancy::grant_files(&site.state), Vec::<PathBuf>::new());
+}
