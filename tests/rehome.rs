@@ -227,6 +227,9 @@ fn rehome_moves_service_secrets_into_the_rows_project_and_leaves_other_keys_alon
     litter.ids.push(other.clone());
     set_acl(cinder, &other, &[&owner.id], true);
     let v4 = site.volume(&p, &owner, &other);
+    // A key ID that names no secret at all (deleted by hand, say): nothing to move it from.
+    let dangling = uuid();
+    let v5 = site.volume(&p, &owner, &dangling);
 
     let out = site.rehome(&[]);
     litter.of_rows(&site.db);
@@ -239,6 +242,11 @@ fn rehome_moves_service_secrets_into_the_rows_project_and_leaves_other_keys_alon
         "no warning about the secret holding another key:\n{}",
         out.stderr
     );
+    assert!(
+        out.stderr.lines().any(|l| l.contains("WARNING") && l.contains(&format!("not moving rows off secret {dangling}"))),
+        "no warning about the missing secret:\n{}",
+        out.stderr
+    );
 
     let rows = [("volumes", v1.as_str()), ("snapshots", s1.as_str()), ("backups", b1.as_str()), ("volumes", v2.as_str())];
     let new: BTreeSet<String> = rows.iter().map(|(t, id)| site.key_of(t, id)).collect();
@@ -249,6 +257,7 @@ fn rehome_moves_service_secrets_into_the_rows_project_and_leaves_other_keys_alon
     assert_rehomed(&site, &cloud, &p, &tokens, &rows, &old);
     assert_eq!(site.key_of("volumes", &v3), native, "the row on the owner's native key was touched");
     assert_eq!(site.key_of("volumes", &v4), other, "the row on a secret holding another key was touched");
+    assert_eq!(site.key_of("volumes", &v5), dangling, "the row on a missing secret was touched");
     assert_eq!(cloud.payload(cinder, &other).status, 200, "the secret holding another key was deleted");
     assert_eq!(cloud.payload(owner_token, &native).status, 200, "the owner's native key was deleted");
 
@@ -421,3 +430,4 @@ fn a_rehome_row_of_a_project_keystone_lacks_is_left_and_an_operator_is_asked_to_
     assert_eq!(cloud.payload(&cloud.cinder(), &old).status, 200, "its secret was deleted");
     assert_eq!(tenancy::grant_files(&site.state), Vec::<PathBuf>::new());
 }
+
