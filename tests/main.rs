@@ -14,6 +14,7 @@ mod hostile;
 pub mod migrate;
 mod owners;
 mod projects;
+mod rehome;
 mod release;
 mod scan;
 mod scan_oracle;

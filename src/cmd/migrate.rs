@@ -151,6 +151,12 @@ fn finish(
             Outcome::NeedsOperator
         }
         Outcome::Done if unfinished > 0 => Outcome::MoreToDo,
+        // `--rehome` rows of a blocked project are not on the all-zeros ID, so the count above
+        // does not see them: an operator must act once nothing else moves.
+        Outcome::Done if report.blocked_units > 0 && report.migrated == 0 && report.recovered == 0 && !report.stopped_early => {
+            Outcome::NeedsOperator
+        }
+        Outcome::Done if report.blocked_units > 0 => Outcome::MoreToDo,
         // Stopped by --max-count with --rehome work left: the all-zeros count cannot see it.
         Outcome::Done if report.stopped_early => Outcome::MoreToDo,
         other => other,

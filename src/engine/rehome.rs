@@ -121,6 +121,15 @@ impl Engine<'_> {
             }
             // A secret of another project (a row's own, made by a project-mode run).
             Err(ApiError::Forbidden(_)) => Ok(false),
+            // No such secret (deleted by hand, say): nothing to move from, and no reason to
+            // stop the other rows' moves.
+            Err(e @ ApiError::Rejected(_)) => match self.barbican.name_of(secret) {
+                Ok(None) => {
+                    log::warn!(target: LOG, "not moving rows off secret {secret}: Barbican has no such secret (run keymigrate verify)");
+                    Ok(false)
+                }
+                _ => Err(Error::Service(e.to_string())),
+            },
             Err(e) => Err(Error::Service(e.to_string())),
         }
     }
