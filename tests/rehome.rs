@@ -144,7 +144,7 @@ struct Tokens {
 
 impl Tokens {
     fn new(cloud: &Cloud, owner: &Member, teammate: &Member) -> Tokens {
-        Tokens { owner: owner.token(cloud), teammate: teammate.token(cloud), cinder: cloud.cinder() }
+        Tokens { owner: owner.token(), teammate: teammate.token(), cinder: cloud.cinder() }
     }
 }
 
@@ -431,3 +431,25 @@ fn a_rehome_row_of_a_project_keystone_lacks_is_left_and_an_operator_is_asked_to_
     assert_eq!(tenancy::grant_files(&site.state), Vec::<PathBuf>::new());
 }
 
+
+/// A row of Cinder's own service project: its service-mode secret is in the row's project
+/// already, so `--rehome` leaves it where it is, and a second run has nothing to do either.
+#[test]
+fn rehome_leaves_the_rows_of_cinders_own_project_alone() {
+    let site = Site::new(Backend::Sqlite);
+    let v = uuid();
+    site.db.volume(&v, Some(&format!("{}@lvm#pool", site.host)), Some(&env("KEYMIGRATE_TEST_CINDER_USER_ID")), Some(ZERO));
+    tenancy::set_project(&site.db, "volumes", &v, &env("KEYMIGRATE_TEST_CINDER_PROJECT_ID"));
+    let mut secrets = Secrets::new();
+    site.migrate_service().assert_code(0);
+    secrets.of_rows(&site.db);
+    let before = site.key_of("volumes", &v);
+    assert_ne!(before, ZERO, "the service-mode run migrated the volume");
+    for round in 1..=2 {
+        let out = site.rehome(&[]);
+        out.assert_code(0);
+        secrets.of_rows(&site.db);
+        assert_eq!(out.json()["report"]["migrated"], 0, "round {round}: {}", out.stdout);
+        assert_eq!(site.key_of("volumes", &v), before, "round {round}: the row of Cinder's own project was moved");
+    }
+}

@@ -40,6 +40,8 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
             let mut db = Db::connect(&settings.database, Access::ReadWrite)?;
             let journal = Arc::new(Journal::open(&services.state_dir, scope)?);
             let keystone = Arc::new(Keystone::new(services.keystone.clone(), services.retry)?);
+            // --rehome leaves the rows of Cinder's own project where they are.
+            let service_project = if args.rehome { crate::grants::Grants::new(keystone.clone()).whoami()?.project_id } else { None };
             let barbican = Arc::new(Barbican::connect(&services.barbican, keystone, services.retry)?);
             let projects = match settings.owner {
                 SecretOwner::Project => Some(Projects::connect(&services.admin, services.retry, journal.clone(), barbican.clone())?),
@@ -55,6 +57,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
                 barbican: barbican.clone(),
                 projects,
                 owner: settings.owner,
+                service_project,
                 key,
                 journal: &journal,
                 opts,

@@ -126,6 +126,9 @@ pub struct Engine<'a> {
     /// Barbican in the rows' own projects; `Some` exactly when `owner` is project.
     pub projects: Option<Projects>,
     pub owner: SecretOwner,
+    /// The `[keystone_authtoken]` identity's own project: `--rehome` leaves its rows alone (a
+    /// secret there is already in the row's project).
+    pub service_project: Option<String>,
     pub key: &'a FixedKey,
     pub journal: &'a Journal,
     pub opts: Options,

@@ -86,6 +86,11 @@ impl Engine<'_> {
             while cursor != Cursor::End {
                 for row in plan::keyed_page(self.db, scope, table, &mut cursor)? {
                     let Some(project) = row.project.filter(|p| cinder::is_owner(p)) else { continue };
+                    // A row of Cinder's own project: its secret is in the row's project already,
+                    // and a new one would qualify again on every run.
+                    if self.service_project.as_deref() == Some(project.as_str()) {
+                        continue;
+                    }
                     let ours = match checked.get(&row.key) {
                         Some(ours) => *ours,
                         None => {
