@@ -168,6 +168,23 @@ pub struct ServiceOpts {
     pub retries: u32,
 }
 
+/// Glance images that carry the all-zeros key ID (`cinder_encryption_key_id`): they belong to
+/// no host, so they are a scope of their own, alone or next to a database scope.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Glance images")]
+pub struct ImagesOpts {
+    /// Also the Glance images whose cinder_encryption_key_id is the all-zeros ID, of every
+    /// project, listed with the identity of --os-cloud (or [keystone_authtoken]), which must be
+    /// an admin. Without a database scope flag, only the images.
+    #[arg(long)]
+    pub images: bool,
+
+    /// Glance's URL (http:// or https://), instead of [DEFAULT] glance_api_servers or the
+    /// catalog's image service.
+    #[arg(long = "glance-endpoint", value_name = "URL", value_parser = http_url, requires = "images")]
+    pub glance_endpoint: Option<String>,
+}
+
 /// Whose project a migrated key's secret belongs to: `scan` and `status` report for it (which
 /// rows are blocked depends on it), `migrate` acts on it, `verify` checks by it.
 #[derive(Debug, Clone, Default, Args)]
@@ -192,7 +209,12 @@ pub struct AdminOpts {
     /// when not given). Without it: the [keystone_authtoken] identity.
     #[arg(long = "os-cloud", value_name = "NAME", value_parser = non_empty)]
     pub os_cloud: Option<String>,
+}
 
+/// The role keymigrate grants itself where it must act in a project: the commands that act there.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Secret ownership")]
+pub struct GrantOpts {
     /// The role granted to the identity in a project where it holds none that lets it create
     /// and read secrets (admin, member or creator, directly or implied), and revoked when that
     /// project is done.
@@ -217,6 +239,10 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub scope: ScopeOpts,
     #[command(flatten)]
+    pub images: ImagesOpts,
+    #[command(flatten)]
+    pub admin: AdminOpts,
+    #[command(flatten)]
     pub owner: OwnerOpts,
     #[command(flatten)]
     pub output: ListingOpts,
@@ -233,6 +259,10 @@ pub struct ScanArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub scope: ScopeOpts,
+    #[command(flatten)]
+    pub images: ImagesOpts,
+    #[command(flatten)]
+    pub admin: AdminOpts,
     #[command(flatten)]
     pub owner: OwnerOpts,
     #[command(flatten)]
@@ -281,6 +311,8 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub admin: AdminOpts,
     #[command(flatten)]
+    pub grant: GrantOpts,
+    #[command(flatten)]
     pub state: StateOpts,
     #[command(flatten)]
     pub scope: ScopeOpts,
@@ -304,6 +336,8 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub admin: AdminOpts,
     #[command(flatten)]
+    pub grant: GrantOpts,
+    #[command(flatten)]
     pub output: ListingOpts,
     #[command(flatten)]
     pub service: ServiceOpts,
@@ -320,6 +354,8 @@ pub struct RollbackArgs {
 
     #[command(flatten)]
     pub admin: AdminOpts,
+    #[command(flatten)]
+    pub grant: GrantOpts,
     #[command(flatten)]
     pub state: StateOpts,
     #[command(flatten)]
@@ -402,6 +438,15 @@ impl Cli {
 }
 
 impl Command {
+    /// `--images`, for the commands that take it.
+    pub fn images(&self) -> Option<&ImagesOpts> {
+        match self {
+            Command::Scan(a) => Some(&a.images),
+            Command::Status(a) => Some(&a.images),
+            _ => None,
+        }
+    }
+
     /// `--secret-owner`, for the commands that take it.
     pub fn owner(&self) -> Option<&OwnerOpts> {
         match self {

@@ -114,6 +114,8 @@ pub struct Client {
 pub enum Body<'a> {
     None,
     Json(&'a [u8]),
+    /// A JSON document of another media type (Glance's image JSON-patch, say).
+    Typed(&'static str, &'a [u8]),
 }
 
 impl Client {
@@ -166,9 +168,13 @@ impl Client {
                 let req = request.body(()).map_err(|e| TransportError { message: format!("bad request: {e}"), maybe_sent: false })?;
                 self.agent.run(req)
             }
-            Body::Json(bytes) => {
+            Body::Json(bytes) | Body::Typed(_, bytes) => {
+                let media = match body {
+                    Body::Typed(media, _) => media,
+                    _ => "application/json",
+                };
                 let req = request
-                    .header("Content-Type", "application/json")
+                    .header("Content-Type", media)
                     .body(bytes)
                     .map_err(|e| TransportError { message: format!("bad request: {e}"), maybe_sent: false })?;
                 self.agent.run(req)

@@ -38,6 +38,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod fault;
+pub mod glance;
 pub mod grants;
 pub mod http;
 pub mod inspect;

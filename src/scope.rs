@@ -70,6 +70,11 @@ impl Scope {
         Scope { all: true, volumes: Vec::new(), backups: Vec::new(), source: "--all-hosts".into() }
     }
 
+    /// No database row at all: `--images` without a database scope flag.
+    pub fn images_only() -> Scope {
+        Scope { all: false, volumes: Vec::new(), backups: Vec::new(), source: "--images alone".into() }
+    }
+
     /// From the flags when any scope flag was given, else derived from cinder.conf the way
     /// cinder-volume names itself.
     pub fn resolve(args: &ScopeArgs, conf: &Conf) -> Result<Scope> {
@@ -157,6 +162,9 @@ impl Scope {
     pub fn describe(&self) -> String {
         if self.all {
             return "all hosts".to_string();
+        }
+        if self.volumes.is_empty() && self.backups.is_empty() {
+            return "no database rows".to_string();
         }
         let mut parts: Vec<String> = self
             .volumes

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::barbican::BarbicanSettings;
 use crate::cinder::SecretOwner;
-use crate::cli::{self, AdminOpts, Cli, Command, ServiceOpts};
+use crate::cli::{self, AdminOpts, Cli, Command, GrantOpts, ImagesOpts, ServiceOpts};
 use crate::clouds;
 use crate::http::RetryPolicy;
 use crate::keystone::KeystoneSettings;
@@ -26,6 +26,42 @@ pub struct Settings {
     pub owner: SecretOwner,
     /// Keystone, Barbican and the state directory: only for a `migrate` that will write.
     pub services: Option<Services>,
+    /// Glance and the identity that lists every project's images: only with `--images`.
+    pub images: Option<Images>,
+}
+
+/// Where the images are and who may see them all (`--images`).
+pub struct Images {
+    pub admin: Admin,
+    /// `--glance-endpoint`, else `[DEFAULT] glance_api_servers`' first entry; `None`: the
+    /// catalog's `image` service.
+    pub endpoint: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+impl Images {
+    fn load(conf: &Conf, args: &ImagesOpts, admin: &AdminOpts, env: &[(String, String)]) -> Result<Option<Images>> {
+        if !args.images {
+            return Ok(None);
+        }
+        let timeout = Duration::from_secs(30);
+        let mut authtoken = KeystoneSettings::from_conf(conf);
+        if let Ok(k) = &mut authtoken {
+            k.timeout = k.timeout.min(timeout);
+        }
+        // Without --os-cloud the [keystone_authtoken] identity lists the images; with it,
+        // cinder.conf's identity need not even be complete.
+        let admin = Admin::load(authtoken, admin, "", timeout, env)?;
+        let endpoint = match &args.glance_endpoint {
+            Some(e) => Some(e.clone()),
+            // Cinder's rule for an entry without a scheme: plain HTTP.
+            None => conf.get(&conf::GLANCE_API_SERVERS)?.and_then(|v| {
+                let first = v.value.expose().split(',').map(str::trim).find(|s| !s.is_empty())?.to_string();
+                Some(if first.contains("://") { first } else { format!("http://{first}") })
+            }),
+        };
+        Ok(Some(Images { admin, endpoint, retry: RetryPolicy::default() }))
+    }
 }
 
 pub struct Services {
@@ -49,7 +85,13 @@ pub struct Admin {
 }
 
 impl Services {
-    fn load(conf: &Conf, args: &ServiceOpts, admin: &AdminOpts, state_dir: Option<&PathBuf>, env: &[(String, String)]) -> Result<Services> {
+    fn load(
+        conf: &Conf,
+        args: &ServiceOpts,
+        (admin, grant): (&AdminOpts, &GrantOpts),
+        state_dir: Option<&PathBuf>,
+        env: &[(String, String)],
+    ) -> Result<Services> {
         // clap has checked the range (1 s to a day).
         let timeout = Duration::from_secs(args.timeout);
         let mut keystone = KeystoneSettings::from_conf(conf)?;
@@ -63,16 +105,17 @@ impl Services {
             }
         };
         let retry = RetryPolicy { retries: args.retries, ..RetryPolicy::default() };
-        let admin = Admin::load(&keystone, admin, timeout, env)?;
+        let admin = Admin::load(Ok(keystone.clone()), admin, &grant.grant_role, timeout, env)?;
         Ok(Services { keystone, barbican, state_dir, retry, admin })
     }
 }
 
 impl Admin {
-    fn load(authtoken: &KeystoneSettings, args: &AdminOpts, timeout: Duration, env: &[(String, String)]) -> Result<Admin> {
-        let grant_role = args.grant_role.clone();
+    /// `authtoken`: the `[keystone_authtoken]` identity, needed only when no cloud is named.
+    fn load(authtoken: Result<KeystoneSettings>, args: &AdminOpts, grant_role: &str, timeout: Duration, env: &[(String, String)]) -> Result<Admin> {
+        let grant_role = grant_role.to_string();
         let Some(name) = clouds::cloud_name(args.os_cloud.as_deref(), env.iter().cloned()) else {
-            return Ok(Admin { keystone: authtoken.clone(), source: "[keystone_authtoken]".into(), grant_role });
+            return Ok(Admin { keystone: authtoken?, source: "[keystone_authtoken]".into(), grant_role });
         };
         let cwd = std::env::current_dir().unwrap_or_default();
         let home = env.iter().rfind(|(k, _)| k == "HOME").map(|(_, v)| PathBuf::from(v));
@@ -102,21 +145,31 @@ impl Settings {
             backup_hosts: s.backup_host.clone(),
             all_hosts: s.all_hosts,
         };
-        let scope = Scope::resolve(&scope_args, &conf)?;
+        let images_only = cli.command.images().is_some_and(|i| i.images)
+            && scope_args.hosts.is_empty()
+            && scope_args.clusters.is_empty()
+            && scope_args.backup_hosts.is_empty()
+            && !scope_args.all_hosts;
+        let scope = if images_only { Scope::images_only() } else { Scope::resolve(&scope_args, &conf)? };
         let owner = secret_owner(cli.command.owner().and_then(|o| o.secret_owner), &env)?;
         let services = match &cli.command {
             Command::Migrate(args) if !args.dry_run && conditions.is_ready() => {
-                Some(Services::load(&conf, &args.service, &args.admin, args.state.state_dir.as_ref(), &env)?)
+                Some(Services::load(&conf, &args.service, (&args.admin, &args.grant), args.state.state_dir.as_ref(), &env)?)
             }
             Command::Verify(args) if conditions.is_ready() => {
-                Some(Services::load(&conf, &args.service, &args.admin, args.state.state_dir.as_ref(), &env)?)
+                Some(Services::load(&conf, &args.service, (&args.admin, &args.grant), args.state.state_dir.as_ref(), &env)?)
             }
             Command::Rollback(args) if conditions.is_ready() => {
-                Some(Services::load(&conf, &args.service, &args.admin, args.state.state_dir.as_ref(), &env)?)
+                Some(Services::load(&conf, &args.service, (&args.admin, &args.grant), args.state.state_dir.as_ref(), &env)?)
             }
             _ => None,
         };
-        Ok(Settings { conf, conditions, database, scope, owner, services })
+        let images = match &cli.command {
+            Command::Scan(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
+            Command::Status(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
+            _ => None,
+        };
+        Ok(Settings { conf, conditions, database, scope, owner, services, images })
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand, each with a `run` that takes the settings and its own arguments.
 
+pub mod images;
 pub mod migrate;
 pub mod rollback;
 pub mod scan;

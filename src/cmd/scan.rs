@@ -12,6 +12,8 @@ use crate::output::{self, Format, Listing};
 use crate::plan::{self, Action, Item, Tally, Unit};
 use crate::settings::Settings;
 
+use super::images::ImageReport;
+
 const HEADERS: [&str; 5] = ["Table", "ID", "Host", "Owner", "Action"];
 
 pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<Outcome> {
@@ -24,13 +26,15 @@ pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<
     // Validate -c before printing anything.
     output::select_columns(&HEADERS, &args.output.column)?;
 
+    // The images first: a Glance that cannot be listed stops the scan before any output.
+    let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
     let mut tally = Tally::default();
     let mut owners = Owners::default();
     // A spinner only when the results go to a file or a pipe: on a terminal they would mix.
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         crate::progress::start(None, "scanning");
     }
-    let result = write_plan(&mut db, settings, args, format, &mut tally, &mut owners, out);
+    let result = write_plan(&mut db, settings, args, format, (&mut tally, &mut owners), images.as_ref(), out);
     crate::progress::finish();
     result?;
     log::info!(
@@ -41,7 +45,18 @@ pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<
         settings.owner,
         tally.skipped
     );
-    Ok(super::outcome(conditions, &tally))
+    Ok(match &images {
+        // Work left in either place keeps the run going; only blocked rows and reported
+        // images left need an operator.
+        Some(images) if !images.rows.is_empty() => {
+            if conditions.is_ready() && (tally.units() > tally.blocked() || images.to_migrate() > 0) {
+                Outcome::MoreToDo
+            } else {
+                Outcome::NeedsOperator
+            }
+        }
+        _ => super::outcome(conditions, &tally),
+    })
 }
 
 /// What the plan's mode means for the cloud's users, gathered from the units as they are
@@ -119,8 +134,8 @@ fn write_plan(
     settings: &Settings,
     args: &ScanArgs,
     format: Format,
-    tally: &mut Tally,
-    owners: &mut Owners,
+    (tally, owners): (&mut Tally, &mut Owners),
+    images: Option<&ImageReport>,
     out: &mut dyn Write,
 ) -> Result<()> {
     let (conditions, scope, owner) = (&settings.conditions, &settings.scope, settings.owner);
@@ -166,6 +181,7 @@ fn write_plan(
         // no project and those counts would come out short.
         let project = owner == SecretOwner::Project;
         member(out, ",\"holder_projects\":", &project.then(|| owners.holder_projects()))?;
+        member(out, ",\"images\":", &images.map(ImageReport::json))?;
         member(out, ",\"new_secrets\":", &tally.new_secrets())?;
         member(out, ",\"secret_owner\":", &owner)?;
         member(out, ",\"separate_under_project\":", &project.then_some(owners.apart))?;
@@ -191,6 +207,22 @@ fn write_plan(
         if format == Format::Table {
             write_counts(out, tally, &census.deleted)?;
             write_mode_facts(out, owner, owners)?;
+        }
+        if let Some(images) = images {
+            if format == Format::Table {
+                writeln!(
+                    out,
+                    "Glance images on the all-zeros key ID: {} to migrate (a secret in the owner's project each), {} reported:",
+                    images.to_migrate(),
+                    images.reported()
+                )
+                .map_err(Error::Output)?;
+            }
+            let mut table = Listing::new(out, format, &ImageReport::HEADERS, &[])?;
+            for row in &images.rows {
+                table.row(ImageReport::cells(row))?;
+            }
+            table.finish()?;
         }
     }
     Ok(())

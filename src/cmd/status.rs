@@ -12,6 +12,8 @@ use crate::output::{Format, Listing};
 use crate::plan::{self, Tally};
 use crate::settings::Settings;
 
+use super::images::ImageReport;
+
 pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Result<Outcome> {
     let conditions = &settings.conditions;
     super::log_conditions(conditions);
@@ -19,12 +21,24 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
     let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
     let (tally, census) = plan::tally(&mut db, scope, settings.owner, plan::Lookup::Index)?;
     let (database, deleted) = (census.live, census.deleted);
-    let outcome = super::outcome(conditions, &tally);
+    let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
+    let outcome = with_images(super::outcome(conditions, &tally), conditions.is_ready(), &tally, images.as_ref());
     log_status(settings, &tally, &database);
+    if let Some(images) = &images {
+        log_images(settings, &database, images);
+    }
 
     match args.output.format {
         None => {
-            let line = summary_line(settings, &tally, &database, outcome);
+            let mut line = summary_line(settings, &tally, &database, outcome);
+            if let Some(images) = &images {
+                line.push_str(&format!(
+                    "; {} Glance image(s) left ({} to migrate, {} reported)",
+                    images.rows.len(),
+                    images.to_migrate(),
+                    images.reported()
+                ));
+            }
             writeln!(out, "{line}").map_err(Error::Output)?;
         }
         Some(Format::Json) => {
@@ -37,6 +51,7 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
                           "tables": &tally},
                 "database": {"remaining": database.total(), "tables": database},
                 "deleted": deleted,
+                "images": images.as_ref().map(ImageReport::json),
             });
             serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
             writeln!(out).map_err(Error::Output)?;
@@ -53,10 +68,45 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
                 ])?;
             }
             t.row(vec!["total".into(), tally.units().to_string(), database.total().to_string(), deleted.total().to_string()])?;
+            if let Some(images) = &images {
+                let left = images.rows.len().to_string();
+                t.row(vec!["glance images".into(), left.clone(), left, String::new()])?;
+            }
             t.finish()?;
         }
     }
     Ok(outcome)
+}
+
+/// The outcome once the images count too: work left in either place keeps the run going; only
+/// blocked rows and reported images left need an operator.
+fn with_images(outcome: Outcome, ready: bool, tally: &Tally, images: Option<&ImageReport>) -> Outcome {
+    let Some(images) = images.filter(|i| !i.rows.is_empty()) else { return outcome };
+    if !ready {
+        return Outcome::NeedsOperator;
+    }
+    let database_work = tally.units() > tally.blocked();
+    if database_work || images.to_migrate() > 0 {
+        Outcome::MoreToDo
+    } else {
+        Outcome::NeedsOperator
+    }
+}
+
+/// What the images mean for `fixed_key`.
+fn log_images(settings: &Settings, database: &TableCounts, images: &ImageReport) {
+    if !images.rows.is_empty() {
+        log::warn!(
+            "There are still {} Glance image(s) whose cinder_encryption_key_id is the ConfKeyManager's all-zeros key ID ({} to migrate, {} reported).",
+            images.rows.len(),
+            images.to_migrate(),
+            images.reported()
+        );
+    } else if database.total() == 0 && settings.scope.all {
+        log::info!("No key IDs associated with the ConfKeyManager remain in the database or in Glance's images.");
+    } else {
+        log::info!("No Glance images are using the ConfKeyManager's encryption_key_id.");
+    }
 }
 
 fn summary_line(settings: &Settings, tally: &Tally, database: &TableCounts, outcome: Outcome) -> String {

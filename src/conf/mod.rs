@@ -51,6 +51,8 @@ pub const HOST: Opt = opt!("DEFAULT", "host");
 pub const CLUSTER: Opt = opt!("DEFAULT", "cluster");
 pub const ENABLED_BACKENDS: Opt = opt!("DEFAULT", "enabled_backends");
 pub const MY_IP: Opt = opt!("DEFAULT", "my_ip");
+/// Cinder's Glance servers (`host:port` or URLs, comma-separated); keymigrate takes the first.
+pub const GLANCE_API_SERVERS: Opt = opt!("DEFAULT", "glance_api_servers");
 pub const KEY_MANAGER_BACKEND: Opt =
     opt!("key_manager", "backend", deprecated = [("key_manager", "api_class")], default = "barbican");
 pub const FIXED_KEY: Opt = opt!("key_manager", "fixed_key", deprecated = [("keymgr", "fixed_key")]);

@@ -1,0 +1,306 @@
+//! Glance images that carry the ConfKeyManager's key ID: an encrypted volume uploaded to an
+//! image while Cinder used the ConfKeyManager left the image property `cinder_encryption_key_id`
+//! at the all-zeros ID. Creating a volume from such an image needs that key, so these images
+//! keep `fixed_key` alive as surely as any Cinder row.
+//!
+//! What keymigrate asks Glance (v2, with the identity that acts in the rows' projects, which
+//! must be an admin to see every project's images): the images with that property, listed twice
+//! because Glance lists hidden images (`os_hidden`) only when asked for them alone; one image;
+//! and the JSON-patch that replaces the property. Glance has no compare-and-swap: the caller
+//! reads the image again right before a patch and after it.
+//!
+//! [`rule`] decides what happens to an image: only a private image, with an owner, that does
+//! not look like a server snapshot, is migrated; the others would change who can use the image
+//! (its key would move from "anyone who has the fixed key" to the owner's project), so they are
+//! reported with a reason for the operator.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::cinder::ZERO_KEY_ID;
+use crate::error::{Error, Result};
+use crate::http::{self, Body, Client, Response};
+use crate::keystone::{AuthorizedError, Keystone, Request, Subject};
+
+/// The image property Cinder sets to the volume's key ID when it uploads an encrypted volume.
+pub const KEY_PROPERTY: &str = "cinder_encryption_key_id";
+/// Since Cinder 15: `on_image_deletion` makes Glance delete the key with the image.
+pub const POLICY_PROPERTY: &str = "cinder_encryption_key_deletion_policy";
+
+/// Glance lists at most this many images per request.
+const PAGE: usize = 1000;
+
+/// One image, as keymigrate needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Image {
+    pub id: String,
+    pub name: Option<String>,
+    /// The owner project's ID.
+    pub owner: Option<String>,
+    /// `private`, `shared`, `community` or `public`.
+    pub visibility: String,
+    pub hidden: bool,
+    pub status: String,
+    /// `cinder_encryption_key_id`.
+    pub key: Option<String>,
+    /// `cinder_encryption_key_deletion_policy`.
+    pub deletion_policy: Option<String>,
+    /// Carries block device mapping properties: a server snapshot that inherited the volume
+    /// image's properties (Nova before 21.0.0 copied them).
+    pub server_snapshot: bool,
+}
+
+impl Image {
+    fn from_json(v: &Map<String, Value>) -> Option<Image> {
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
+        Some(Image {
+            id: text("id")?,
+            name: text("name"),
+            owner: text("owner"),
+            visibility: text("visibility").unwrap_or_default(),
+            hidden: v.get("os_hidden").and_then(Value::as_bool).unwrap_or(false),
+            status: text("status").unwrap_or_default(),
+            key: text(KEY_PROPERTY),
+            deletion_policy: text(POLICY_PROPERTY),
+            server_snapshot: ["block_device_mapping", "bdm_v2"].iter().any(|k| v.contains_key(*k)),
+        })
+    }
+
+    /// Still on the all-zeros ID, byte for byte.
+    pub fn is_zero(&self) -> bool {
+        self.key.as_deref() == Some(ZERO_KEY_ID)
+    }
+}
+
+/// What `migrate --images` does with an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageAction {
+    /// A secret in the owner's project, and the property replaced.
+    NewSecret,
+    /// Reported, never changed; the reason says why.
+    Reported(&'static str),
+}
+
+impl std::fmt::Display for ImageAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageAction::NewSecret => f.write_str("new secret"),
+            ImageAction::Reported(reason) => write!(f, "reported: {reason}"),
+        }
+    }
+}
+
+pub const SHARED: &str = "visibility is shared: its members' projects use the key too, and a secret in the owner's project would lock them out";
+pub const PUBLIC: &str = "visibility is public: every project may use the key, and a secret in the owner's project would lock them out";
+pub const COMMUNITY: &str = "visibility is community: every project may use the key, and a secret in the owner's project would lock them out";
+pub const NO_OWNER: &str = "the image has no owner project for the secret to belong to";
+pub const SERVER_SNAPSHOT: &str = "it carries block device mapping properties: a server snapshot that inherited them, whose volumes have keys of their own";
+pub const UNKNOWN_VISIBILITY: &str = "its visibility is not one keymigrate knows";
+
+/// The rule for one image on the all-zeros ID.
+pub fn rule(image: &Image) -> ImageAction {
+    if image.server_snapshot {
+        return ImageAction::Reported(SERVER_SNAPSHOT);
+    }
+    match image.visibility.as_str() {
+        "private" => {}
+        "shared" => return ImageAction::Reported(SHARED),
+        "public" => return ImageAction::Reported(PUBLIC),
+        "community" => return ImageAction::Reported(COMMUNITY),
+        _ => return ImageAction::Reported(UNKNOWN_VISIBILITY),
+    }
+    if !image.owner.as_deref().is_some_and(crate::cinder::is_owner) {
+        return ImageAction::Reported(NO_OWNER);
+    }
+    ImageAction::NewSecret
+}
+
+/// Glance's image API, called with one identity's tokens.
+pub struct Glance {
+    http: Client,
+    keystone: Arc<Keystone>,
+    /// `…/v2`, without a trailing slash.
+    base: String,
+}
+
+#[derive(Deserialize)]
+struct Listing {
+    #[serde(default)]
+    images: Vec<Map<String, Value>>,
+    next: Option<String>,
+}
+
+impl Glance {
+    /// `endpoint`: Glance's URL (versionless or ending in `/v2`); `None` takes the catalog's
+    /// `image` service at `interface`.
+    pub fn connect(keystone: Arc<Keystone>, endpoint: Option<&str>, interface: &str, region: Option<&str>) -> Result<Glance> {
+        let settings = keystone.settings();
+        let http = Client::new(&settings.tls, settings.timeout, keystone.http().retry)
+            .map_err(|e| Error::config_value(settings.tls.ca_option.clone(), e))?;
+        let url = match endpoint {
+            Some(e) => e.to_string(),
+            None => keystone.endpoint("image", interface, region)?,
+        };
+        let base = crate::barbican::versioned(&url, "v2");
+        log::info!("Using Glance at {}", http::redact_url(&base));
+        Ok(Glance { http, keystone, base })
+    }
+
+    /// Every image, of every project, whose `cinder_encryption_key_id` is the all-zeros ID:
+    /// visible ones, then hidden ones (Glance lists them only when asked for them alone).
+    pub fn zero_images(&self) -> Result<Vec<Image>> {
+        let mut images = Vec::new();
+        for hidden in [false, true] {
+            let mut path =
+                format!("/images?{KEY_PROPERTY}={ZERO_KEY_ID}&visibility=all&os_hidden={hidden}&limit={PAGE}&sort_key=id&sort_dir=asc");
+            // Bounded: Glance's marker pagination always moves on; a loop would be a bug there.
+            for _ in 0..1_000_000 {
+                let r = self.call("GET", &path, Body::None)?;
+                if r.status != 200 {
+                    return Err(self.refused("GET", &path, &r));
+                }
+                let page: Listing = self.answer(&r, "GET", &path)?;
+                // The filter is Glance's; keymigrate compares the value itself.
+                images.extend(page.images.iter().filter_map(Image::from_json).filter(Image::is_zero));
+                match page.next {
+                    // `next` is a path from the API root (`/v2/images?marker=…`).
+                    Some(next) if !page.images.is_empty() => path = next.strip_prefix("/v2").unwrap_or(&next).to_string(),
+                    _ => break,
+                }
+            }
+        }
+        images.sort_by(|a, b| a.id.cmp(&b.id));
+        images.dedup_by(|a, b| a.id == b.id);
+        Ok(images)
+    }
+
+    /// One image as it is now; `None` when Glance has no such image.
+    pub fn image(&self, id: &str) -> Result<Option<Image>> {
+        let path = format!("/images/{}", segment(id));
+        let r = self.call("GET", &path, Body::None)?;
+        match r.status {
+            200 => {
+                let v: Map<String, Value> = self.answer(&r, "GET", &path)?;
+                Ok(Image::from_json(&v))
+            }
+            404 => Ok(None),
+            _ => Err(self.refused("GET", &path, &r)),
+        }
+    }
+
+    /// The number of members an image is shared with (for the report).
+    pub fn member_count(&self, id: &str) -> Result<usize> {
+        let path = format!("/images/{}/members", segment(id));
+        let r = self.call("GET", &path, Body::None)?;
+        if r.status != 200 {
+            return Err(self.refused("GET", &path, &r));
+        }
+        #[derive(Deserialize)]
+        struct Members {
+            #[serde(default)]
+            members: Vec<Value>,
+        }
+        Ok(self.answer::<Members>(&r, "GET", &path)?.members.len())
+    }
+
+    /// `PATCH /v2/images/{id}`: replaces `cinder_encryption_key_id` with `key_id`, and nothing
+    /// else. Returns the image as Glance answered it.
+    pub fn replace_key(&self, id: &str, key_id: &str) -> Result<std::result::Result<Image, PatchRefused>> {
+        let path = format!("/images/{}", segment(id));
+        let patch = serde_json::to_vec(&serde_json::json!([{"op": "replace", "path": format!("/{KEY_PROPERTY}"), "value": key_id}]))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let r = self.call("PATCH", &path, Body::Typed("application/openstack-images-v2.1-json-patch", &patch))?;
+        match r.status {
+            200 => {
+                let v: Map<String, Value> = self.answer(&r, "PATCH", &path)?;
+                Image::from_json(&v).map(Ok).ok_or_else(|| Error::Service(format!("PATCH {}: the answer has no image id", self.redacted(&path))))
+            }
+            // Property protections, a deleted or locked image, a conflict: this image only.
+            403 | 404 | 409 | 413 => Ok(Err(PatchRefused(format!("PATCH {}: {}", self.redacted(&path), r.error_text())))),
+            _ => Err(self.refused("PATCH", &path, &r)),
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Body<'_>) -> Result<Response> {
+        let url = format!("{}{path}", self.base);
+        let request = Request { method, url: &url, headers: &[], body };
+        self.keystone.send_authorized(&self.http, "Glance", request, Subject::None, &mut false).map_err(|e| match e {
+            AuthorizedError::Token(e) => e,
+            AuthorizedError::GaveUp(g) => Error::Service(format!("{method} {}: {}", self.redacted(path), g.message())),
+            AuthorizedError::Refused(r) => Error::Credentials(format!(
+                "{method} {}: {} after authenticating again; Glance does not accept keymigrate's Keystone tokens",
+                self.redacted(path),
+                r.error_text()
+            )),
+        })
+    }
+
+    fn answer<T: serde::de::DeserializeOwned>(&self, r: &Response, method: &str, path: &str) -> Result<T> {
+        r.json().map_err(|e| Error::Service(format!("{method} {}: {e}", self.redacted(path))))
+    }
+
+    fn refused(&self, method: &str, path: &str, r: &Response) -> Error {
+        Error::Service(format!("{method} {}: {}", self.redacted(path), r.error_text()))
+    }
+
+    fn redacted(&self, path: &str) -> String {
+        http::redact_url(&format!("{}{path}", self.base))
+    }
+}
+
+/// Glance refused to change this image (property protections, a conflict): the image is
+/// reported, the run goes on.
+#[derive(Debug, Clone)]
+pub struct PatchRefused(pub String);
+
+/// An image ID from Glance's own answer, as a path segment: it must not be able to change the path.
+fn segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(v: Value) -> Image {
+        Image::from_json(v.as_object().expect("object")).expect("image")
+    }
+
+    #[test]
+    fn only_a_private_owned_image_that_is_not_a_server_snapshot_is_migrated() {
+        let base = serde_json::json!({"id": "i1", "owner": "p1", "visibility": "private", "status": "active",
+            "cinder_encryption_key_id": ZERO_KEY_ID, "cinder_encryption_key_deletion_policy": "on_image_deletion"});
+        let private = image(base.clone());
+        assert!(private.is_zero());
+        assert_eq!(private.deletion_policy.as_deref(), Some("on_image_deletion"));
+        assert_eq!(rule(&private), ImageAction::NewSecret);
+        for (visibility, reason) in [("shared", SHARED), ("public", PUBLIC), ("community", COMMUNITY), ("odd", UNKNOWN_VISIBILITY)] {
+            let mut v = base.clone();
+            v["visibility"] = visibility.into();
+            assert_eq!(rule(&image(v)), ImageAction::Reported(reason), "{visibility}");
+        }
+        for owner in [Value::Null, "".into(), "  ".into()] {
+            let mut v = base.clone();
+            v["owner"] = owner;
+            assert_eq!(rule(&image(v)), ImageAction::Reported(NO_OWNER));
+        }
+        for bdm in ["block_device_mapping", "bdm_v2"] {
+            let mut v = base.clone();
+            v[bdm] = "[]".into();
+            assert_eq!(rule(&image(v)), ImageAction::Reported(SERVER_SNAPSHOT), "{bdm}");
+        }
+    }
+
+    #[test]
+    fn a_look_alike_value_is_not_the_all_zeros_id() {
+        for key in ["00000000-0000-0000-0000-00000000000", "00000000-0000-0000-0000-000000000000 ", "0"] {
+            let v = serde_json::json!({"id": "i1", "visibility": "private", "cinder_encryption_key_id": key});
+            assert!(!image(v).is_zero(), "{key:?}");
+        }
+        let v = serde_json::json!({"id": "i1", "visibility": "private"});
+        assert!(!image(v).is_zero());
+        assert!(Image::from_json(serde_json::json!({"name": "no id"}).as_object().expect("object")).is_none());
+    }
+}
