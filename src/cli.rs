@@ -307,6 +307,9 @@ pub struct MigrateArgs {
     pub rehome: bool,
 
     #[command(flatten)]
+    pub images: ImagesOpts,
+
+    #[command(flatten)]
     pub owner: OwnerOpts,
     #[command(flatten)]
     pub admin: AdminOpts,
@@ -443,6 +446,7 @@ impl Command {
         match self {
             Command::Scan(a) => Some(&a.images),
             Command::Status(a) => Some(&a.images),
+            Command::Migrate(a) => Some(&a.images),
             _ => None,
         }
     }

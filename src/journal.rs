@@ -7,6 +7,9 @@
 //! database, and a run killed at any instant leaves enough for the next run to finish or clean
 //! up. It holds IDs and names only, never key material.
 //!
+//! Glance images in flight (`migrate --images`) live in `<scope key>/images/<image>.json`, with
+//! the same rules as units.
+//!
 //! Role grants live beside the units, in `<scope key>/grants/<project>.json`: written (and
 //! synced) before the grant is made, removed once it is revoked. A grant the identity held
 //! before keymigrate is never written here, so never revoked.
@@ -40,9 +43,20 @@ pub struct Entry {
     pub from: Option<String>,
 }
 
+/// A Glance image in flight: its secret's name, and its ID once Barbican has answered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageEntry {
+    pub image: String,
+    /// The owner project the secret is created in.
+    pub project: String,
+    pub name: String,
+    pub secret: Option<String>,
+}
+
 pub struct Journal {
     dir: PathBuf,
     grants: PathBuf,
+    images: PathBuf,
     /// Held for the life of the run: the scope's lock.
     _lock: File,
 }
@@ -81,13 +95,15 @@ impl Journal {
         }
         let dir = state_dir.join(&key).join("pending");
         state::create_private_dir(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        let images = state_dir.join(&key).join("images");
+        state::create_private_dir(&images).map_err(|e| fail(format!("cannot create {}: {e}", images.display())))?;
         let grants = state_dir.join(&key).join("grants");
         state::create_private_dir(&grants).map_err(|e| fail(format!("cannot create {}: {e}", grants.display())))?;
         let about = state_dir.join(&key).join("scope.txt");
         if !about.exists() {
             let _ = write_synced(&about, format!("{}\n", scope.describe()).as_bytes());
         }
-        Ok(Journal { dir, grants, _lock: lock })
+        Ok(Journal { dir, grants, images, _lock: lock })
     }
 
     /// Entries left by an earlier run that did not finish them.
@@ -175,6 +191,47 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.error(e)),
         }
+    }
+
+    /// Writes (or replaces) an image's entry and makes it durable before returning.
+    pub fn write_image(&self, entry: &ImageEntry) -> Result<()> {
+        let bytes = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
+        let path = self.image_path(&entry.image);
+        let tmp = path.with_extension("tmp");
+        write_synced(&tmp, &bytes).map_err(|e| self.error(e))?;
+        fs::rename(&tmp, &path).map_err(|e| self.error(e))?;
+        sync_dir(&self.images).map_err(|e| self.error(e))
+    }
+
+    /// Image entries left by an earlier run.
+    pub fn pending_images(&self) -> Result<Vec<ImageEntry>> {
+        let mut entries = Vec::new();
+        for item in fs::read_dir(&self.images).map_err(|e| self.error(e))? {
+            let path = item.map_err(|e| self.error(e))?.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(|e| self.error(e))?;
+            match serde_json::from_slice::<ImageEntry>(&bytes) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => return Err(self.error(std::io::Error::other(format!("{}: {e}", path.display())))),
+            }
+        }
+        entries.sort_by(|a, b| a.image.cmp(&b.image));
+        Ok(entries)
+    }
+
+    /// Removes a finished image entry (not synced, as for units).
+    pub fn finish_image(&self, image: &str) -> Result<()> {
+        match fs::remove_file(self.image_path(image)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn image_path(&self, image: &str) -> PathBuf {
+        self.images.join(format!("{}.json", hex::encode(image)))
     }
 
     fn grant_path(&self, project: &str) -> PathBuf {

@@ -167,6 +167,7 @@ impl Settings {
         let images = match &cli.command {
             Command::Scan(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
             Command::Status(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
+            Command::Migrate(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
             _ => None,
         };
         Ok(Settings { conf, conditions, database, scope, owner, services, images })

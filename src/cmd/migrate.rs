@@ -6,6 +6,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::barbican::Barbican;
+use crate::glance::Glance;
+
+use super::images::ImageReport;
 use crate::cinder::SecretOwner;
 use crate::cli::MigrateArgs;
 use crate::conditions::Conditions;
@@ -43,9 +46,23 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
             // --rehome leaves the rows of Cinder's own project where they are.
             let service_project = if args.rehome { crate::grants::Grants::new(keystone.clone()).whoami()?.project_id } else { None };
             let barbican = Arc::new(Barbican::connect(&services.barbican, keystone, services.retry)?);
-            let projects = match settings.owner {
-                SecretOwner::Project => Some(Projects::connect(&services.admin, services.retry, journal.clone(), barbican.clone())?),
-                SecretOwner::Service => None,
+            // Images, when asked for: listed before anything is written, so a Glance that cannot
+            // be reached stops the run here.
+            let glance = match &settings.images {
+                Some(images) => {
+                    let admin = Arc::new(Keystone::new(images.admin.keystone.clone(), services.retry)?);
+                    let glance = Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
+                    let zero = glance.zero_images()?;
+                    Some((glance, zero))
+                }
+                None => None,
+            };
+            // An image's secret always goes to its owner's project, whatever --secret-owner says.
+            let projects = match (settings.owner, &glance) {
+                (SecretOwner::Project, _) | (_, Some(_)) => {
+                    Some(Projects::connect(&services.admin, services.retry, journal.clone(), barbican.clone())?)
+                }
+                _ => None,
             };
             if crate::progress::wanted() {
                 let (todo, _) = plan::tally(&mut db, scope, settings.owner, plan::Lookup::BOUNDED)?;
@@ -63,10 +80,15 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
                 opts,
                 report: Report::default(),
             };
-            let result = engine.run(scope);
+            let mut result = engine.run(scope);
+            if let (Ok(()), Some((glance, zero))) = (&result, &glance) {
+                if !engine.report.stopped_early {
+                    result = engine.run_images(glance, zero);
+                }
+            }
             crate::progress::finish();
             let report = engine.report.clone();
-            let unfinished = journal.pending().map_or(0, |p| p.len());
+            let unfinished = journal.pending().map_or(0, |p| p.len()) + journal.pending_images().map_or(0, |p| p.len());
             if unfinished > 0 {
                 log::warn!("{unfinished} unit(s) are still in the journal (a clean-up failed or a request's outcome is unknown); run migrate again to finish them");
             }
@@ -99,6 +121,8 @@ fn finish(
     let (left, census) = plan::tally(db, &settings.scope, settings.owner, plan::Lookup::BOUNDED)?;
     let database = census.live;
     super::status::log_status(settings, &left, &database);
+    // The images as they are now: what this run did not finish, and what it reports.
+    let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
     for (project, reason) in &report.blocked_projects {
         log::warn!("Project {project} is blocked: {reason}");
     }
@@ -121,7 +145,8 @@ fn finish(
                 "conditions": super::conditions_json(&settings.conditions),
                 "scope": super::scope_json(&settings.scope),
                 "report": &report,
-                "remaining": {"scope": left.units(), "blocked": left.blocked(), "database": database.total(), "journal": unfinished},
+                "remaining": {"scope": left.units(), "blocked": left.blocked(), "database": database.total(), "journal": unfinished,
+                              "images": images.as_ref().map(|i| serde_json::json!({"to_migrate": i.to_migrate(), "reported": i.reported()}))},
                 "error": error.as_ref().map(|e| e.to_string()),
             });
             serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
@@ -140,13 +165,39 @@ fn finish(
                 database.total()
             )
             .map_err(Error::Output)?;
+            if let Some(images) = &images {
+                writeln!(
+                    out,
+                    "{verb} {} Glance image(s); {} image(s) left to migrate, {} reported (see scan --images)",
+                    report.images.migrated,
+                    images.to_migrate(),
+                    images.reported()
+                )
+                .map_err(Error::Output)?;
+            }
         }
     }
     if let Some(e) = error {
         return Err(e);
     }
-    let outcome = super::outcome(&settings.conditions, &left);
-    Ok(match outcome {
+    let outcome = database_outcome(settings, &left, &report, unfinished);
+    let Some(images) = images.filter(|i| !i.rows.is_empty()) else { return Ok(outcome) };
+    // Images this run could not move (failed, or their project blocked) and nothing moved:
+    // an operator must look, as for rows.
+    let stuck = report.images.migrated == 0 && report.images.recovered == 0 && report.images.failed + report.images.blocked > 0;
+    Ok(if !settings.conditions.is_ready() {
+        Outcome::NeedsOperator
+    } else if outcome == Outcome::MoreToDo || (images.to_migrate() > 0 && !stuck) {
+        Outcome::MoreToDo
+    } else {
+        Outcome::NeedsOperator
+    })
+}
+
+/// The outcome for the database rows alone.
+fn database_outcome(settings: &Settings, left: &crate::plan::Tally, report: &Report, unfinished: usize) -> Outcome {
+    let outcome = super::outcome(&settings.conditions, left);
+    match outcome {
         Outcome::MoreToDo if report.failed > 0 && report.migrated == 0 && report.recovered == 0 => Outcome::NeedsOperator,
         // Everything this run could reach is done; what is left waits for an operator to fix
         // its project's grant.
@@ -163,5 +214,5 @@ fn finish(
         // Stopped by --max-count with --rehome work left: the all-zeros count cannot see it.
         Outcome::Done if report.stopped_early => Outcome::MoreToDo,
         other => other,
-    })
+    }
 }

@@ -38,7 +38,10 @@ use crate::plan::{self, Action, Item, Unit};
 use crate::projects::Projects;
 use crate::scope::Scope;
 
+mod images;
 mod rehome;
+
+pub use images::ImagesReport;
 
 /// The logger name of the engine's lines, `keymigrate.migrate` in the log: what operators' log
 /// searches already match, and the step of the procedure these lines belong to.
@@ -83,6 +86,8 @@ pub struct Report {
     pub blocked_projects: BTreeMap<String, String>,
     /// Projects worked in and role grants made and revoked (`--secret-owner project`).
     pub keystone: crate::projects::Stats,
+    /// Glance images (`--images`).
+    pub images: ImagesReport,
 }
 
 /// The side-effect-free twin used by `--dry-run`: the same walk, logging what would happen.

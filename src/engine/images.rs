@@ -1,0 +1,240 @@
+//! `migrate --images`: a Glance image whose `cinder_encryption_key_id` is the all-zeros ID gets
+//! a secret of its own in its owner's project, holding exactly the fixed key, and the property is
+//! replaced with the secret's ID. One secret per image, never shared with a volume: Glance deletes
+//! it with the image (`cinder_encryption_key_deletion_policy = on_image_deletion`, left as it is),
+//! with the deleting owner's token, which reaches secrets of the owner's project only.
+//!
+//! The steps of one image, each journalled before the next can matter: entry written → secret
+//! stored → its ID recorded → read back and compared → the image read again (skipped unless the
+//! property is still the all-zeros ID) → JSON-patch `replace` → the image read once more to
+//! confirm it now names the secret → entry removed. Glance has no compare-and-swap: between the
+//! last read and the patch, someone else's change of the property would be overwritten (a window
+//! of one request). A run killed anywhere leaves the entry, and the next run finishes the image
+//! or deletes the secret the image does not use.
+
+use crate::barbican::Barbican;
+use crate::error::{Error, Result};
+use crate::fault;
+use crate::glance::{Glance, Image, ImageAction};
+use crate::journal::ImageEntry;
+
+use super::{Engine, Target, LOG};
+
+/// What the image runs did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ImagesReport {
+    /// Images whose property now names a verified secret in the owner's project.
+    pub migrated: u64,
+    /// Images reported, never changed (shared, public, …; see `scan --images`).
+    pub reported: u64,
+    /// Images whose owner project is blocked (gone from Keystone, grant refused).
+    pub blocked: u64,
+    /// Images Glance would not patch, or that changed under the run; left for the next run.
+    pub failed: u64,
+    /// Images finished from an interrupted run.
+    pub recovered: u64,
+}
+
+impl Engine<'_> {
+    /// Finishes the images an interrupted run left, then migrates `images` (those the rule
+    /// migrates; the others are counted as reported).
+    pub fn run_images(&mut self, glance: &Glance, images: &[Image]) -> Result<()> {
+        let result = self.images_inner(glance, images);
+        let closed = self.projects.as_mut().map_or(Ok(()), |p| p.close_all());
+        if let Some(p) = &self.projects {
+            self.report.keystone = p.stats.clone();
+        }
+        result.and(closed)
+    }
+
+    fn images_inner(&mut self, glance: &Glance, images: &[Image]) -> Result<()> {
+        for entry in self.journal.pending_images()? {
+            if self.recover_image(glance, &entry)? {
+                self.report.images.recovered += 1;
+            }
+        }
+        for image in images {
+            match crate::glance::rule(image) {
+                ImageAction::Reported(reason) => {
+                    self.report.images.reported += 1;
+                    log::warn!(target: LOG, "Not migrating image {}: {reason}", image.id);
+                }
+                ImageAction::NewSecret => {
+                    if self.opts.max_count.is_some_and(|m| self.report.migrated + self.report.images.migrated >= m) {
+                        self.report.stopped_early = true;
+                        return Ok(());
+                    }
+                    self.migrate_image(glance, image)?;
+                    if self.report.images.failed > self.opts.max_errors {
+                        self.report.stopped_early = true;
+                        log::error!(target: LOG, "Aborting encryption key migration (too many errors).");
+                        return Err(Error::Aborted(format!(
+                            "aborted after {} failed image(s) (more than --max-errors {})",
+                            self.report.images.failed, self.opts.max_errors
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The owner project's Barbican, or `None` when the project is blocked.
+    fn image_barbican(&mut self, project: &str) -> Result<Option<std::sync::Arc<Barbican>>> {
+        match self.in_project(project)? {
+            Target::Job(t) => Ok(Some(t.barbican)),
+            _ => Ok(None),
+        }
+    }
+
+    fn migrate_image(&mut self, glance: &Glance, image: &Image) -> Result<()> {
+        let Some(project) = image.owner.clone() else { return Ok(()) };
+        let Some(barbican) = self.image_barbican(&project)? else {
+            self.report.images.blocked += 1;
+            return Ok(());
+        };
+        let tag: u32 = rand::random();
+        let mut entry = ImageEntry { image: image.id.clone(), project, name: format!("keymigrate-image-{}-{tag:08x}", image.id), secret: None };
+        log::info!(target: LOG, "Migrating image {} encryption key to Barbican", image.id);
+        self.journal.write_image(&entry)?;
+        fault::point("image-journal");
+        let stored = match barbican.store(&entry.name, self.key) {
+            Ok(s) => s,
+            Err(f) => {
+                if !f.maybe_created {
+                    self.journal.finish_image(&image.id)?;
+                }
+                return self.image_failed(image, &f.error.to_string());
+            }
+        };
+        self.report.secrets_created += 1;
+        entry.secret = Some(stored.id.clone());
+        self.journal.write_image(&entry)?;
+        fault::point("image-recorded");
+        self.finish_image(glance, &barbican, &entry, &stored.id, stored.maybe_orphaned)
+    }
+
+    /// From a recorded secret to a patched image: read back, re-read, patch, confirm.
+    fn finish_image(&mut self, glance: &Glance, barbican: &Barbican, entry: &ImageEntry, secret: &str, sweep: bool) -> Result<()> {
+        let id = &entry.image;
+        match barbican.payload(secret) {
+            Ok(p) if p.as_slice() == self.key.bytes() => {}
+            Ok(p) => {
+                let m = format!("secret {secret} read back {} byte(s) that are not the fixed key; not using it", p.len());
+                self.drop_image_secret(barbican, entry, secret)?;
+                return self.image_failed_named(id, &m);
+            }
+            Err(e) => return self.image_failed_named(id, &e.to_string()),
+        }
+        fault::point("image-verified");
+        // Glance has no compare-and-swap: read right before the patch.
+        match glance.image(id)? {
+            Some(now) if now.is_zero() => {}
+            Some(now) if now.key.as_deref() == Some(secret) => {
+                return self.image_done(glance, barbican, entry, secret, sweep);
+            }
+            _ => {
+                log::info!(target: LOG, "image {id} no longer uses the all-zeros key ID (or is gone); deleting secret {secret}");
+                self.drop_image_secret(barbican, entry, secret)?;
+                return Ok(());
+            }
+        }
+        match glance.replace_key(id, secret)? {
+            Ok(_) => {}
+            Err(refused) => {
+                // Unchanged: the secret is ours and unused.
+                self.drop_image_secret(barbican, entry, secret)?;
+                return self.image_failed_named(id, &refused.0);
+            }
+        }
+        fault::point("image-patched");
+        self.image_done(glance, barbican, entry, secret, sweep)
+    }
+
+    /// Confirms the image names the secret, sweeps what an interrupted attempt made, forgets
+    /// the entry.
+    fn image_done(&mut self, glance: &Glance, barbican: &Barbican, entry: &ImageEntry, secret: &str, sweep: bool) -> Result<()> {
+        let id = &entry.image;
+        match glance.image(id)? {
+            Some(now) if now.key.as_deref() == Some(secret) => {
+                log::info!(target: LOG, "Migrated image {id} to Barbican key ID {secret}");
+                self.report.images.migrated += 1;
+            }
+            // Changed right after the patch by someone else, or deleted: leave the secret if
+            // the image still names it; otherwise it is unused.
+            _ => {
+                log::warn!(target: LOG, "image {id} does not name secret {secret} after the patch; deleting the secret");
+                self.drop_image_secret(barbican, entry, secret)?;
+                return self.image_failed_named(id, "the image changed while it was migrated");
+            }
+        }
+        if sweep {
+            self.sweep_image(barbican, entry, Some(secret))?;
+        }
+        self.journal.finish_image(id)?;
+        Ok(())
+    }
+
+    /// Deletes the image's unused secret and forgets the entry.
+    fn drop_image_secret(&mut self, barbican: &Barbican, entry: &ImageEntry, secret: &str) -> Result<()> {
+        if self.db.is_referenced(secret)? {
+            log::error!(target: LOG, "not deleting secret {secret}: a row uses it");
+        } else if barbican.delete(secret).map_err(|e| Error::Service(e.to_string()))? {
+            self.report.secrets_deleted += 1;
+        }
+        self.sweep_image(barbican, entry, None)?;
+        self.journal.finish_image(&entry.image)
+    }
+
+    /// Deletes the secrets named for this attempt that the image does not use (`keep`).
+    fn sweep_image(&mut self, barbican: &Barbican, entry: &ImageEntry, keep: Option<&str>) -> Result<()> {
+        for found in barbican.find_by_name(&entry.name).map_err(|e| Error::Service(e.to_string()))? {
+            if Some(found.as_str()) == keep || self.db.is_referenced(&found)? {
+                continue;
+            }
+            if barbican.name_of(&found).map_err(|e| Error::Service(e.to_string()))?.as_deref() != Some(entry.name.as_str()) {
+                continue;
+            }
+            log::info!(target: LOG, "Deleting secret {found} left by an interrupted run for image {}", entry.image);
+            if barbican.delete(&found).map_err(|e| Error::Service(e.to_string()))? {
+                self.report.secrets_deleted += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Ok(false)`: left for a later run (its project is blocked).
+    fn recover_image(&mut self, glance: &Glance, entry: &ImageEntry) -> Result<bool> {
+        let Some(barbican) = self.image_barbican(&entry.project)? else {
+            log::warn!(target: LOG, "Leaving image {} in the journal: its project {} is blocked", entry.image, entry.project);
+            return Ok(false);
+        };
+        log::info!(target: LOG, "Resuming image {} left by an interrupted run", entry.image);
+        let image = glance.image(&entry.image)?;
+        match (&entry.secret, image) {
+            (Some(secret), Some(image)) if image.key.as_deref() == Some(secret.as_str()) => {
+                self.image_done(glance, &barbican, entry, secret, true)?;
+            }
+            (Some(secret), Some(image)) if image.is_zero() => {
+                self.finish_image(glance, &barbican, entry, secret, true)?;
+            }
+            (Some(secret), _) => self.drop_image_secret(&barbican, entry, secret)?,
+            (None, _) => {
+                // Killed while storing: nothing names what Barbican may have made.
+                self.sweep_image(&barbican, entry, None)?;
+                self.journal.finish_image(&entry.image)?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn image_failed(&mut self, image: &Image, message: &str) -> Result<()> {
+        self.image_failed_named(&image.id, message)
+    }
+
+    fn image_failed_named(&mut self, id: &str, message: &str) -> Result<()> {
+        self.report.images.failed += 1;
+        log::error!(target: LOG, "Error migrating encryption key of image {id}: {message}");
+        Ok(())
+    }
+}
