@@ -9,6 +9,7 @@ mod crash;
 mod docs;
 mod errors;
 mod faults;
+mod glance_stack;
 mod grants;
 mod hostile;
 pub mod migrate;
