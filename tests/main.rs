@@ -1,5 +1,5 @@
 //! keymigrate's integration tests: the real binary against real Cinder databases (SQLite,
-//! MariaDB, PostgreSQL) and a real Keystone and Barbican, all started by `scripts/test.sh`.
+//! MariaDB, PostgreSQL) and a real Keystone, Barbican and Glance, all started by `scripts/test.sh`.
 
 mod support;
 
