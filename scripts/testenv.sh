@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # testenv.sh - the real servers keymigrate's tests run against, on 127.0.0.1 only.
 #
-#   scripts/testenv.sh install          Debian packages + Python venvs (Cinder, Keystone, Barbican)
-#   scripts/testenv.sh up               install if needed, start MariaDB, PostgreSQL, Keystone and
-#                                       Barbican, build the Cinder template databases, write env.sh,
-#                                       self-check; idempotent (running servers are left alone)
+#   scripts/testenv.sh install          Debian packages + Python venvs (Cinder, Keystone, Barbican,
+#                                       Glance)
+#   scripts/testenv.sh up               install if needed, start MariaDB, PostgreSQL, Keystone,
+#                                       Barbican and Glance, build the Cinder template databases,
+#                                       write env.sh, self-check; idempotent (running servers are
+#                                       left alone)
 #   scripts/testenv.sh down             stop every server `up` started (data is kept)
 #   scripts/testenv.sh reset            down, then delete the testenv directory (not the venvs)
 #   scripts/testenv.sh restart-mariadb  stop and start MariaDB (tests use it to kill the DB mid-run)
@@ -28,6 +30,7 @@ KS_PORT=15000
 BB_PORT=19311          # Barbican "public"
 BB_PORT2=19312         # Barbican "internal" (same server)
 BB_PORT_NOWHERE=19319  # RegionTwo public: nothing listens there
+GL_PORT=19292          # Glance (public and internal)
 
 DB_USER=kmtest
 DB_PW=kmtest-pw
@@ -41,11 +44,13 @@ BOB_PW=bob-pw
 BARBICAN_USER=barbican
 BARBICAN_PW=barbican-svc-pw
 APPCRED_NAME=keymigrate-test
+GLANCE_USER=glance     # its password is random, made once per testenv: see glance_password
 
 APT_PACKAGES=(mariadb-server mariadb-client libmariadb-dev postgresql libpq-dev pkg-config)
 CINDER_PKGS="cinder==29.0.0 PyMySQL psycopg2-binary"
 KEYSTONE_PKGS="keystone==30.0.0 gunicorn"
 BARBICAN_PKGS="barbican==23.0.0 gunicorn PyMySQL"
+GLANCE_PKGS="glance==33.0.0 gunicorn"
 
 MY_DIR=$T/mariadb
 MY_SOCK=$MY_DIR/mysqld.sock
@@ -59,6 +64,10 @@ KS_PID=$KS_DIR/gunicorn.pid
 BB_DIR=$T/barbican
 BB_HOME=$BB_DIR/home
 BB_PID=$BB_DIR/gunicorn.pid
+GL_DIR=$T/glance
+GL_ETC=$GL_DIR/etc     # OS_GLANCE_CONFIG_DIR: glance-api.conf and its paste file
+GL_HOME=$GL_DIR/home
+GL_PID=$GL_DIR/gunicorn.pid
 CI_DIR=$T/cinder
 
 log() { printf '[testenv %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -189,6 +198,7 @@ install_needed() {
     venv_ready cinder "$CINDER_PKGS" || return 0
     venv_ready keystone "$KEYSTONE_PKGS" || return 0
     venv_ready barbican "$BARBICAN_PKGS" || return 0
+    venv_ready glance "$GLANCE_PKGS" || return 0
     return 1
 }
 
@@ -208,11 +218,12 @@ cmd_install() {
     local -A pids=() logs=()
     local name pkgs
     mkdir -p "$VENVS"
-    for name in cinder keystone barbican; do
+    for name in cinder keystone barbican glance; do
         case $name in
             cinder) pkgs=$CINDER_PKGS ;;
             keystone) pkgs=$KEYSTONE_PKGS ;;
             barbican) pkgs=$BARBICAN_PKGS ;;
+            glance) pkgs=$GLANCE_PKGS ;;
         esac
         venv_ready "$name" "$pkgs" && continue
         log "creating venv $VENVS/$name ($pkgs)"
@@ -430,6 +441,8 @@ keystone_setup() {
         SERVICE_PROJECT=$SERVICE_PROJECT DEMO_PROJECT=$DEMO_PROJECT ALICE_PW=$ALICE_PW BOB_PW=$BOB_PW \
         BARBICAN_USER=$BARBICAN_USER BARBICAN_PW=$BARBICAN_PW APPCRED_NAME=$APPCRED_NAME \
         ENDPOINTS="RegionOne public http://$HOST:$BB_PORT;RegionOne internal http://$HOST:$BB_PORT2;RegionTwo public http://$HOST:$BB_PORT_NOWHERE;RegionTwo internal http://$HOST:$BB_PORT2" \
+        GLANCE_USER=$GLANCE_USER GLANCE_PW_FILE=$GL_DIR/service-pw \
+        IMAGE_ENDPOINTS="RegionOne public http://$HOST:$GL_PORT;RegionOne internal http://$HOST:$GL_PORT" \
         OUT=$KS_DIR/ids.env \
         "$(venv_py keystone)" - <<'EOF' || die_log "$KS_DIR/keystone.log" "Keystone setup over the REST API failed"
 import json, os, shlex, sys, urllib.error, urllib.parse, urllib.request
@@ -522,27 +535,36 @@ grant(demo_p, bob, roles["member"])
 # Barbican's own service user validates tokens (keystone's validate_token allows the service role)
 barbican = ensure_user(E["BARBICAN_USER"], E["BARBICAN_PW"], service_p)
 grant(service_p, barbican, roles["service"])
+# and so does Glance's
+with open(E["GLANCE_PW_FILE"]) as f:
+    glance_pw = f.read().strip()
+glance = ensure_user(E["GLANCE_USER"], glance_pw, service_p)
+grant(service_p, glance, roles["service"])
 
-# catalog: key-manager / barbican with exactly the wanted endpoints
-_, _, b = call("GET", "/services" + q(type="key-manager"), token=admin)
-svcs = [s for s in b["services"] if s.get("name") == "barbican"]
-if svcs:
-    svc = svcs[0]["id"]
-else:
-    svc = call("POST", "/services", {"service": {"type": "key-manager", "name": "barbican",
-                                                 "enabled": True}}, token=admin)[2]["service"]["id"]
-want = set(tuple(x.split(" ")) for x in E["ENDPOINTS"].split(";"))
-_, _, b = call("GET", "/endpoints" + q(service_id=svc), token=admin)
-have = set()
-for ep in b["endpoints"]:
-    key = (ep.get("region_id"), ep["interface"], ep["url"])
-    if key in want and key not in have and ep.get("enabled", True):
-        have.add(key)
+def ensure_service(stype, name, endpoints):
+    """The catalog entry `stype`/`name` with exactly `endpoints` ("region iface url;...")."""
+    _, _, b = call("GET", "/services" + q(type=stype), token=admin)
+    svcs = [s for s in b["services"] if s.get("name") == name]
+    if svcs:
+        svc = svcs[0]["id"]
     else:
-        call("DELETE", f"/endpoints/{ep['id']}", token=admin)
-for region, iface, url in sorted(want - have):
-    call("POST", "/endpoints", {"endpoint": {"service_id": svc, "interface": iface, "url": url,
-                                             "region_id": region, "enabled": True}}, token=admin)
+        svc = call("POST", "/services", {"service": {"type": stype, "name": name,
+                                                     "enabled": True}}, token=admin)[2]["service"]["id"]
+    want = set(tuple(x.split(" ")) for x in endpoints.split(";"))
+    _, _, b = call("GET", "/endpoints" + q(service_id=svc), token=admin)
+    have = set()
+    for ep in b["endpoints"]:
+        key = (ep.get("region_id"), ep["interface"], ep["url"])
+        if key in want and key not in have and ep.get("enabled", True):
+            have.add(key)
+        else:
+            call("DELETE", f"/endpoints/{ep['id']}", token=admin)
+    for region, iface, url in sorted(want - have):
+        call("POST", "/endpoints", {"endpoint": {"service_id": svc, "interface": iface, "url": url,
+                                                 "region_id": region, "enabled": True}}, token=admin)
+
+ensure_service("key-manager", "barbican", E["ENDPOINTS"])
+ensure_service("image", "glance", E["IMAGE_ENDPOINTS"])
 
 # application credential of the cinder user (roles: all of cinder's on the service project)
 out = E["OUT"]
@@ -645,6 +667,101 @@ EOF
 
 stop_barbican() { stop_pid Barbican "$BB_PID" gunicorn; }
 
+# ------------------------------------------------------------------------------------------ Glance
+
+glance_running() { pidfile_alive "$GL_PID" gunicorn && port_open $GL_PORT; }
+
+# The password of Glance's service user: random, made once per testenv (0600), never printed.
+glance_password() {
+    [[ -s $GL_DIR/service-pw ]] && return 0
+    mkdir -p "$GL_DIR"
+    (umask 077 && python3 -c 'import secrets; print("glance-" + secrets.token_urlsafe(24))' \
+        >"$GL_DIR/service-pw.tmp")
+    mv "$GL_DIR/service-pw.tmp" "$GL_DIR/service-pw"
+}
+
+glance_configure() {
+    mkdir -p "$GL_ETC" "$GL_HOME" "$GL_DIR/images" "$GL_DIR/staging" "$GL_DIR/tasks" "$GL_DIR/locks"
+    glance_password
+    local pw
+    pw=$(cat "$GL_DIR/service-pw")
+    pw=${pw//\$/\$\$} # oslo.config interpolates $name: a literal $ is written $$
+    (umask 077 && cat >"$GL_ETC/glance-api.conf.tmp" <<EOF
+[DEFAULT]
+debug = false
+enabled_backends = fs:file
+[database]
+# one gunicorn worker: SQLite is enough; a writer waits for another thread's write
+connection = sqlite:///$GL_DIR/glance.sqlite?timeout=30
+[glance_store]
+default_backend = fs
+[fs]
+filesystem_store_datadir = $GL_DIR/images
+[os_glance_staging_store]
+filesystem_store_datadir = $GL_DIR/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $GL_DIR/tasks
+[oslo_concurrency]
+lock_path = $GL_DIR/locks
+[paste_deploy]
+flavor = keystone
+config_file = $GL_ETC/glance-api-paste.ini
+[keystone_authtoken]
+www_authenticate_uri = http://$HOST:$KS_PORT
+auth_url = http://$HOST:$KS_PORT
+auth_type = password
+username = $GLANCE_USER
+password = $pw
+project_name = $SERVICE_PROJECT
+user_domain_name = Default
+project_domain_name = Default
+service_type = image
+[key_manager]
+# deleting an image with cinder_encryption_key_deletion_policy = on_image_deletion deletes
+# its cinder_encryption_key_id from the test Barbican, with the deleting user's token
+backend = barbican
+[barbican]
+barbican_endpoint = http://$HOST:$BB_PORT
+auth_endpoint = http://$HOST:$KS_PORT/v3
+EOF
+    )
+    mv "$GL_ETC/glance-api.conf.tmp" "$GL_ETC/glance-api.conf"
+    sed -e "s#^disable_by_file_path *=.*#disable_by_file_path = $GL_DIR/healthcheck_disable#" \
+        "$VENVS/glance/etc/glance/glance-api-paste.ini" >"$GL_ETC/glance-api-paste.ini"
+    grep -q "^disable_by_file_path = $GL_DIR/healthcheck_disable$" "$GL_ETC/glance-api-paste.ini" ||
+        die "unexpected glance-api-paste.ini: no healthcheck disable_by_file_path to point at $GL_DIR"
+}
+
+# Needs neither Keystone nor Barbican to start (both are asked from the first request on), so
+# `up` runs it in the background, from the start.
+start_glance() {
+    glance_configure
+    local pid
+    if pidfile_alive "$GL_PID" gunicorn; then
+        wait_for Glance 90 "$GL_DIR/glance.log" "$(pidfile_pid "$GL_PID")" http_answers "http://$HOST:$GL_PORT/"
+        log "Glance already running on $HOST:$GL_PORT"
+        return 0
+    fi
+    port_open $GL_PORT && die "port $GL_PORT is taken by a process this script did not start"
+    if [[ ! -f $GL_DIR/.db-synced ]]; then
+        log "creating Glance's schema (glance-manage db_sync, SQLite)"
+        rm -f "$GL_DIR/glance.sqlite"
+        HOME=$GL_HOME "$VENVS/glance/bin/glance-manage" --config-file "$GL_ETC/glance-api.conf" db_sync \
+            >"$GL_DIR/db-sync.log" 2>&1 || die_log "$GL_DIR/db-sync.log" "glance-manage db_sync failed"
+        touch "$GL_DIR/.db-synced"
+    fi
+    rm -f "$GL_PID"
+    # glance.wsgi.api reads glance-api.conf from OS_GLANCE_CONFIG_DIR and ignores gunicorn's
+    # command line; gunicorn keeps a control socket under $HOME, hence a HOME of its own
+    pid=$(OS_GLANCE_CONFIG_DIR=$GL_ETC HOME=$GL_HOME launch "$GL_DIR/glance.log" \
+        "$VENVS/glance/bin/gunicorn" --chdir "$GL_DIR" -b "$HOST:$GL_PORT" -w 1 --timeout 120 \
+        --pid "$GL_PID" --access-logfile "$GL_DIR/access.log" glance.wsgi.api:application)
+    wait_for Glance 120 "$GL_DIR/glance.log" "$pid" http_answers "http://$HOST:$GL_PORT/"
+    log "Glance up on $HOST:$GL_PORT (pid $pid)"
+}
+
+stop_glance() { stop_pid Glance "$GL_PID" gunicorn; }
+
 # ---------------------------------------------------------------------- Cinder template databases
 
 cinder_db_sync() { # NAME URL
@@ -727,6 +844,7 @@ write_env() {
             "KEYMIGRATE_TEST_KEYSTONE_URL=http://$HOST:$KS_PORT/v3" \
             "KEYMIGRATE_TEST_BARBICAN_URL=http://$HOST:$BB_PORT" \
             "KEYMIGRATE_TEST_BARBICAN_INTERNAL_URL=http://$HOST:$BB_PORT2" \
+            "KEYMIGRATE_TEST_GLANCE_URL=http://$HOST:$GL_PORT" \
             "KEYMIGRATE_TEST_CINDER_USER=$CINDER_USER" \
             "KEYMIGRATE_TEST_CINDER_PASSWORD=$CINDER_PW" \
             "KEYMIGRATE_TEST_CINDER_PROJECT=$SERVICE_PROJECT" \
@@ -856,6 +974,94 @@ print("[testenv] self-check passed: tokens (password, application credential), P
       "ACL, payload as cinder/appcred/alice, bob 403, list, DELETE", file=sys.stderr)
 EOF
     ) || die_log "$BB_DIR/barbican.log" "self-check failed"
+    glance_self_check
+}
+
+# What keymigrate's tests do with Glance: an admin creates an image carrying the all-zeros key ID,
+# finds it with the property filter, replaces the property (JSON patch) and deletes the image.
+glance_self_check() {
+    (
+        # shellcheck disable=SC1091
+        source "$T/env.sh"
+        "$(venv_py keystone)" - <<'EOF'
+import json, os, sys, urllib.error, urllib.request, uuid
+
+E = os.environ
+KS, GL = E["KEYMIGRATE_TEST_KEYSTONE_URL"], E["KEYMIGRATE_TEST_GLANCE_URL"]
+ZERO = "00000000-0000-0000-0000-000000000000"
+
+def fail(msg):
+    sys.exit(f"[testenv] GLANCE SELF-CHECK FAILED: {msg}")
+
+def call(method, url, body=None, token=None, ctype="application/json"):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Accept", "application/json")
+    if data is not None:
+        req.add_header("Content-Type", ctype)
+    if token:
+        req.add_header("X-Auth-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+st, h, b = call("POST", KS + "/auth/tokens", {"auth": {"identity": {"methods": ["password"],
+    "password": {"user": {"name": "admin", "domain": {"name": "Default"},
+                          "password": E["KEYMIGRATE_TEST_ADMIN_PASSWORD"]}}},
+    "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}})
+if st != 201:
+    fail(f"token for admin: HTTP {st}")
+admin = h["X-Subject-Token"]
+eps = sorted((e["region_id"], e["interface"], e["url"]) for s in json.loads(b)["token"]["catalog"]
+             if s["type"] == "image" for e in s["endpoints"])
+want = [("RegionOne", "internal", GL), ("RegionOne", "public", GL)]
+if eps != want:
+    fail(f"image catalog is {eps}, wanted {want}")
+
+name = f"testenv-self-check-{uuid.uuid4().hex[:12]}"
+st, _, b = call("POST", GL + "/v2/images", {
+    "name": name, "disk_format": "raw", "container_format": "bare", "visibility": "private",
+    "cinder_encryption_key_id": ZERO,
+    "cinder_encryption_key_deletion_policy": "on_image_deletion"}, token=admin)
+if st != 201:
+    fail(f"POST /v2/images as admin: HTTP {st} {b[:300]!r}")
+image = json.loads(b)["id"]
+deleted = False
+try:
+    def listed(key_id):
+        url = (f"{GL}/v2/images?cinder_encryption_key_id={key_id}&visibility=all"
+               "&os_hidden=false&limit=1000")
+        st, _, b = call("GET", url, token=admin)
+        if st != 200:
+            fail(f"GET /v2/images with the property filter: HTTP {st} {b[:300]!r}")
+        return [i["id"] for i in json.loads(b)["images"]]
+    if image not in listed(ZERO):
+        fail("the image is not listed by cinder_encryption_key_id=<all zeros>")
+    new = str(uuid.uuid4())
+    st, _, b = call("PATCH", f"{GL}/v2/images/{image}",
+                    [{"op": "replace", "path": "/cinder_encryption_key_id", "value": new}],
+                    token=admin, ctype="application/openstack-images-v2.1-json-patch")
+    if st != 200 or json.loads(b).get("cinder_encryption_key_id") != new:
+        fail(f"PATCH cinder_encryption_key_id: HTTP {st} {b[:300]!r}")
+    if image in listed(ZERO) or image not in listed(new):
+        fail("the property filter does not follow the PATCH")
+    # the key manager's delete of an unknown ID is only logged: the image goes anyway
+    st, _, b = call("DELETE", f"{GL}/v2/images/{image}", token=admin)
+    if st != 204:
+        fail(f"DELETE image: HTTP {st} {b[:300]!r}")
+    deleted = True
+    st, _, _ = call("GET", f"{GL}/v2/images/{image}", token=admin)
+    if st != 404:
+        fail(f"deleted image still answers {st}")
+finally:
+    if not deleted:
+        call("DELETE", f"{GL}/v2/images/{image}", token=admin)
+print("[testenv] Glance self-check passed: image catalog, POST image with the all-zeros key ID, "
+      "property filter, JSON-patch replace, DELETE", file=sys.stderr)
+EOF
+    ) || die_log "$GL_DIR/glance.log" "Glance self-check failed"
 }
 
 # ---------------------------------------------------------------------------------------- commands
@@ -870,12 +1076,16 @@ cmd_up() {
     local t0=$SECONDS
     if install_needed; then cmd_install; fi
     take_lock
-    mkdir -p "$T" "$CI_DIR/state" "$KS_DIR" "$BB_DIR"
+    mkdir -p "$T" "$CI_DIR/state" "$KS_DIR" "$BB_DIR" "$GL_DIR"
     # Slow, independent steps run in the background: Keystone's bootstrap (needs no other
     # server) and the Cinder templates (once the databases answer).
     local -A jobs=()
     local j f
     keystone_configure
+    glance_password
+    # Glance's first start (schema, loading its WSGI app) is slow and needs no other server
+    start_glance >"$GL_DIR/start.out" 2>&1 9>&- &
+    local gl_job=$!
     if [[ ! -f $KS_DIR/.bootstrapped ]] && ! keystone_running; then
         log "bootstrapping Keystone in the background"
         keystone_bootstrap 2>"$KS_DIR/bootstrap.out" 9>&- &
@@ -899,7 +1109,8 @@ cmd_up() {
     fi
     start_keystone
     local stamp
-    stamp=$(sha256sum <"${BASH_SOURCE[0]}" | cut -c1-64)
+    # the setup follows this script and Glance's service password
+    stamp=$(cat "${BASH_SOURCE[0]}" "$GL_DIR/service-pw" | sha256sum | cut -c1-64)
     if [[ -s $KS_DIR/ids.env && -f $KS_DIR/setup.done && $(cat "$KS_DIR/setup.done") == "$stamp" ]]; then
         log "Keystone's users, projects, catalog and application credential are set up already"
     else
@@ -909,6 +1120,8 @@ cmd_up() {
     fi
     wait "$bb_job" || die_log "$BB_DIR/start.out" "starting Barbican failed"
     cat "$BB_DIR/start.out" >&2
+    wait "$gl_job" || die_log "$GL_DIR/start.out" "starting Glance failed"
+    cat "$GL_DIR/start.out" >&2
     for j in "${!jobs[@]}"; do
         case $j in
             sqlite-template) f=$CI_DIR/sqlite.log ;;
@@ -924,6 +1137,7 @@ cmd_up() {
 
 cmd_down() {
     take_lock
+    stop_glance
     stop_barbican
     stop_keystone
     stop_postgres
@@ -946,7 +1160,7 @@ case ${1:-} in
     restart-mariadb) take_lock; stop_mariadb; start_mariadb ;;
     restart-postgres) take_lock; stop_postgres; start_postgres ;;
     *)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
 esac

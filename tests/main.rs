@@ -1,5 +1,5 @@
 //! keymigrate's integration tests: the real binary against real Cinder databases (SQLite,
-//! MariaDB, PostgreSQL) and a real Keystone and Barbican, all started by `scripts/test.sh`.
+//! MariaDB, PostgreSQL) and a real Keystone, Barbican and Glance, all started by `scripts/test.sh`.
 
 mod support;
 
@@ -9,6 +9,7 @@ mod crash;
 mod docs;
 mod errors;
 mod faults;
+mod glance_stack;
 mod grants;
 mod hostile;
 pub mod migrate;

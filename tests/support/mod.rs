@@ -439,6 +439,7 @@ impl Output {
 
 pub mod castellan;
 pub mod cloud;
+pub mod glance;
 pub mod proxy;
 pub mod tenancy;
 
