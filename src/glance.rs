@@ -50,6 +50,9 @@ pub struct Image {
     /// Carries block device mapping properties: a server snapshot that inherited the volume
     /// image's properties (Nova before 21.0.0 copied them).
     pub server_snapshot: bool,
+    /// For a shared image, the projects it is shared with (any member status); `None` for
+    /// other visibilities, or before they are counted.
+    pub members: Option<usize>,
 }
 
 impl Image {
@@ -65,6 +68,7 @@ impl Image {
             key: text(KEY_PROPERTY),
             deletion_policy: text(POLICY_PROPERTY),
             server_snapshot: ["block_device_mapping", "bdm_v2"].iter().any(|k| v.contains_key(*k)),
+            members: None,
         })
     }
 
@@ -106,6 +110,8 @@ pub fn rule(image: &Image) -> ImageAction {
     }
     match image.visibility.as_str() {
         "private" => {}
+        // Shared with nobody (yet): used by its owner's project only, like a private image.
+        "shared" if image.members == Some(0) => {}
         "shared" => return ImageAction::Reported(SHARED),
         "public" => return ImageAction::Reported(PUBLIC),
         "community" => return ImageAction::Reported(COMMUNITY),
@@ -173,6 +179,9 @@ impl Glance {
         }
         images.sort_by(|a, b| a.id.cmp(&b.id));
         images.dedup_by(|a, b| a.id == b.id);
+        for image in images.iter_mut().filter(|i| i.visibility == "shared") {
+            image.members = Some(self.member_count(&image.id)?);
+        }
         Ok(images)
     }
 
@@ -281,6 +290,14 @@ mod tests {
             v["visibility"] = visibility.into();
             assert_eq!(rule(&image(v)), ImageAction::Reported(reason), "{visibility}");
         }
+        // Shared: reported while it has members (or before they are counted), migrated without.
+        let mut shared = base.clone();
+        shared["visibility"] = "shared".into();
+        let mut counted = image(shared);
+        counted.members = Some(2);
+        assert_eq!(rule(&counted), ImageAction::Reported(SHARED));
+        counted.members = Some(0);
+        assert_eq!(rule(&counted), ImageAction::NewSecret);
         for owner in [Value::Null, "".into(), "  ".into()] {
             let mut v = base.clone();
             v["owner"] = owner;

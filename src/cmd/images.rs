@@ -31,10 +31,7 @@ impl ImageReport {
         let glance = Glance::connect(keystone, images.endpoint.as_deref(), "public", None)?;
         let mut rows = Vec::new();
         for image in glance.zero_images()? {
-            let members = match image.visibility.as_str() {
-                "shared" => Some(glance.member_count(&image.id)?),
-                _ => None,
-            };
+            let members = image.members;
             let action = glance::rule(&image);
             rows.push(Row { image, action, members });
         }
