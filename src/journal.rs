@@ -7,8 +7,9 @@
 //! database, and a run killed at any instant leaves enough for the next run to finish or clean
 //! up. It holds IDs and names only, never key material.
 //!
-//! Glance images in flight (`migrate --images`) live in `<scope key>/images/<image>.json`, with
-//! the same rules as units.
+//! Glance images belong to no host: their entries (`migrate --images`) live in
+//! `images/pending/<image>.json` under their own lock, `images.lock`, so two runs on one
+//! machine never work on images at once, whatever their database scopes.
 //!
 //! Role grants live beside the units, in `<scope key>/grants/<project>.json`: written (and
 //! synced) before the grant is made, removed once it is revoked. A grant the identity held
@@ -56,7 +57,6 @@ pub struct ImageEntry {
 pub struct Journal {
     dir: PathBuf,
     grants: PathBuf,
-    images: PathBuf,
     /// Held for the life of the run: the scope's lock.
     _lock: File,
 }
@@ -95,15 +95,13 @@ impl Journal {
         }
         let dir = state_dir.join(&key).join("pending");
         state::create_private_dir(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
-        let images = state_dir.join(&key).join("images");
-        state::create_private_dir(&images).map_err(|e| fail(format!("cannot create {}: {e}", images.display())))?;
         let grants = state_dir.join(&key).join("grants");
         state::create_private_dir(&grants).map_err(|e| fail(format!("cannot create {}: {e}", grants.display())))?;
         let about = state_dir.join(&key).join("scope.txt");
         if !about.exists() {
             let _ = write_synced(&about, format!("{}\n", scope.describe()).as_bytes());
         }
-        Ok(Journal { dir, grants, images, _lock: lock })
+        Ok(Journal { dir, grants, _lock: lock })
     }
 
     /// Entries left by an earlier run that did not finish them.
@@ -193,6 +191,49 @@ impl Journal {
         }
     }
 
+    fn grant_path(&self, project: &str) -> PathBuf {
+        self.grants.join(format!("{}.json", hex::encode(project)))
+    }
+
+    fn path(&self, table: Table, id: &str) -> PathBuf {
+        // Row IDs are hex-encoded: any byte is safe in a file name that way.
+        self.dir.join(format!("{}-{}.json", table.name(), hex::encode(id)))
+    }
+
+    fn error(&self, e: std::io::Error) -> Error {
+        Error::State { path: self.dir.clone(), message: e.to_string() }
+    }
+}
+
+/// The journal of Glance images in flight, with its own lock (see the module header).
+pub struct ImageJournal {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl ImageJournal {
+    /// Takes the images' lock, or fails at once with [`Error::Locked`].
+    pub fn open(state_dir: &Path) -> Result<ImageJournal> {
+        let fail = |message: String| Error::State { path: state_dir.to_path_buf(), message };
+        state::create_private_dir(state_dir).map_err(|e| fail(format!("cannot create: {e}")))?;
+        let lock_path = state_dir.join("images.lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| fail(format!("cannot open lock {}: {e}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),
+            Err(fs::TryLockError::Error(e)) => return Err(fail(format!("cannot lock {}: {e}", lock_path.display()))),
+        }
+        let dir = state_dir.join("images").join("pending");
+        state::create_private_dir(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(ImageJournal { dir, _lock: lock })
+    }
+
     /// Writes (or replaces) an image's entry and makes it durable before returning.
     pub fn write_image(&self, entry: &ImageEntry) -> Result<()> {
         let bytes = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
@@ -200,13 +241,13 @@ impl Journal {
         let tmp = path.with_extension("tmp");
         write_synced(&tmp, &bytes).map_err(|e| self.error(e))?;
         fs::rename(&tmp, &path).map_err(|e| self.error(e))?;
-        sync_dir(&self.images).map_err(|e| self.error(e))
+        sync_dir(&self.dir).map_err(|e| self.error(e))
     }
 
     /// Image entries left by an earlier run.
     pub fn pending_images(&self) -> Result<Vec<ImageEntry>> {
         let mut entries = Vec::new();
-        for item in fs::read_dir(&self.images).map_err(|e| self.error(e))? {
+        for item in fs::read_dir(&self.dir).map_err(|e| self.error(e))? {
             let path = item.map_err(|e| self.error(e))?.path();
             if path.extension().is_none_or(|x| x != "json") {
                 continue;
@@ -231,16 +272,7 @@ impl Journal {
     }
 
     fn image_path(&self, image: &str) -> PathBuf {
-        self.images.join(format!("{}.json", hex::encode(image)))
-    }
-
-    fn grant_path(&self, project: &str) -> PathBuf {
-        self.grants.join(format!("{}.json", hex::encode(project)))
-    }
-
-    fn path(&self, table: Table, id: &str) -> PathBuf {
-        // Row IDs are hex-encoded: any byte is safe in a file name that way.
-        self.dir.join(format!("{}-{}.json", table.name(), hex::encode(id)))
+        self.dir.join(format!("{}.json", hex::encode(image)))
     }
 
     fn error(&self, e: std::io::Error) -> Error {

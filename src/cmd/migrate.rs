@@ -14,7 +14,7 @@ use crate::cli::MigrateArgs;
 use crate::conditions::Conditions;
 use crate::db::{Access, Db};
 use crate::error::{Error, Outcome, Result};
-use crate::journal::Journal;
+use crate::journal::{ImageJournal, Journal};
 use crate::keystone::Keystone;
 use crate::engine::{self, Engine, Options, Report};
 use crate::output::Format;
@@ -52,8 +52,10 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
                 Some(images) => {
                     let admin = Arc::new(Keystone::new(images.admin.keystone.clone(), services.retry)?);
                     let glance = Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
+                    // Images belong to no host: one run at a time on this machine does them.
+                    let journal = ImageJournal::open(&services.state_dir)?;
                     let zero = glance.zero_images()?;
-                    Some((glance, zero))
+                    Some((glance, zero, journal))
                 }
                 None => None,
             };
@@ -81,14 +83,15 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
                 report: Report::default(),
             };
             let mut result = engine.run(scope);
-            if let (Ok(()), Some((glance, zero))) = (&result, &glance) {
+            if let (Ok(()), Some((glance, zero, images_journal))) = (&result, &glance) {
                 if !engine.report.stopped_early {
-                    result = engine.run_images(glance, zero);
+                    result = engine.run_images(glance, zero, images_journal);
                 }
             }
             crate::progress::finish();
             let report = engine.report.clone();
-            let unfinished = journal.pending().map_or(0, |p| p.len()) + journal.pending_images().map_or(0, |p| p.len());
+            let images_unfinished = glance.as_ref().map_or(0, |(_, _, j)| j.pending_images().map_or(0, |p| p.len()));
+            let unfinished = journal.pending().map_or(0, |p| p.len()) + images_unfinished;
             if unfinished > 0 {
                 log::warn!("{unfinished} unit(s) are still in the journal (a clean-up failed or a request's outcome is unknown); run migrate again to finish them");
             }

@@ -11,14 +11,28 @@
 //! last read and the patch, someone else's change of the property would be overwritten (a window
 //! of one request). A run killed anywhere leaves the entry, and the next run finishes the image
 //! or deletes the secret the image does not use.
+//!
+//! Images belong to no host, so the images' journal has a lock of its own (`images.lock` in the
+//! state directory): two runs on one machine never work on images at once. Two machines that
+//! both run `--images` can still race on one image: both read the all-zeros ID, both patch, the
+//! later patch wins. Each run confirms its own patch afterwards and deletes its secret when the
+//! image names another, so no image is left on a secret that does not hold the key; at worst the
+//! earlier run's secret stays unused in the owner's project, holding the key. Run `--images`
+//! from one machine.
 
 use crate::barbican::Barbican;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::glance::{Glance, Image, ImageAction};
-use crate::journal::ImageEntry;
+use crate::journal::{ImageEntry, ImageJournal};
 
 use super::{Engine, Target, LOG};
+
+/// Glance and the images' journal, for one run.
+struct Images<'a> {
+    glance: &'a Glance,
+    journal: &'a ImageJournal,
+}
 
 /// What the image runs did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -38,8 +52,8 @@ pub struct ImagesReport {
 impl Engine<'_> {
     /// Finishes the images an interrupted run left, then migrates `images` (those the rule
     /// migrates; the others are counted as reported).
-    pub fn run_images(&mut self, glance: &Glance, images: &[Image]) -> Result<()> {
-        let result = self.images_inner(glance, images);
+    pub fn run_images(&mut self, glance: &Glance, images: &[Image], journal: &ImageJournal) -> Result<()> {
+        let result = self.images_inner(&Images { glance, journal }, images);
         let closed = self.projects.as_mut().map_or(Ok(()), |p| p.close_all());
         if let Some(p) = &self.projects {
             self.report.keystone = p.stats.clone();
@@ -47,8 +61,8 @@ impl Engine<'_> {
         result.and(closed)
     }
 
-    fn images_inner(&mut self, glance: &Glance, images: &[Image]) -> Result<()> {
-        for entry in self.journal.pending_images()? {
+    fn images_inner(&mut self, glance: &Images<'_>, images: &[Image]) -> Result<()> {
+        for entry in glance.journal.pending_images()? {
             if self.recover_image(glance, &entry)? {
                 self.report.images.recovered += 1;
             }
@@ -87,7 +101,7 @@ impl Engine<'_> {
         }
     }
 
-    fn migrate_image(&mut self, glance: &Glance, image: &Image) -> Result<()> {
+    fn migrate_image(&mut self, glance: &Images<'_>, image: &Image) -> Result<()> {
         let Some(project) = image.owner.clone() else { return Ok(()) };
         let Some(barbican) = self.image_barbican(&project)? else {
             self.report.images.blocked += 1;
@@ -96,54 +110,54 @@ impl Engine<'_> {
         let tag: u32 = rand::random();
         let mut entry = ImageEntry { image: image.id.clone(), project, name: format!("keymigrate-image-{}-{tag:08x}", image.id), secret: None };
         log::info!(target: LOG, "Migrating image {} encryption key to Barbican", image.id);
-        self.journal.write_image(&entry)?;
+        glance.journal.write_image(&entry)?;
         fault::point("image-journal");
         let stored = match barbican.store(&entry.name, self.key) {
             Ok(s) => s,
             Err(f) => {
                 if !f.maybe_created {
-                    self.journal.finish_image(&image.id)?;
+                    glance.journal.finish_image(&image.id)?;
                 }
                 return self.image_failed(image, &f.error.to_string());
             }
         };
         self.report.secrets_created += 1;
         entry.secret = Some(stored.id.clone());
-        self.journal.write_image(&entry)?;
+        glance.journal.write_image(&entry)?;
         fault::point("image-recorded");
         self.finish_image(glance, &barbican, &entry, &stored.id, stored.maybe_orphaned)
     }
 
     /// From a recorded secret to a patched image: read back, re-read, patch, confirm.
-    fn finish_image(&mut self, glance: &Glance, barbican: &Barbican, entry: &ImageEntry, secret: &str, sweep: bool) -> Result<()> {
+    fn finish_image(&mut self, glance: &Images<'_>, barbican: &Barbican, entry: &ImageEntry, secret: &str, sweep: bool) -> Result<()> {
         let id = &entry.image;
         match barbican.payload(secret) {
             Ok(p) if p.as_slice() == self.key.bytes() => {}
             Ok(p) => {
                 let m = format!("secret {secret} read back {} byte(s) that are not the fixed key; not using it", p.len());
-                self.drop_image_secret(barbican, entry, secret)?;
+                self.drop_image_secret(glance, barbican, entry, secret)?;
                 return self.image_failed_named(id, &m);
             }
             Err(e) => return self.image_failed_named(id, &e.to_string()),
         }
         fault::point("image-verified");
         // Glance has no compare-and-swap: read right before the patch.
-        match glance.image(id)? {
+        match glance.glance.image(id)? {
             Some(now) if now.is_zero() => {}
             Some(now) if now.key.as_deref() == Some(secret) => {
                 return self.image_done(glance, barbican, entry, secret, sweep);
             }
             _ => {
                 log::info!(target: LOG, "image {id} no longer uses the all-zeros key ID (or is gone); deleting secret {secret}");
-                self.drop_image_secret(barbican, entry, secret)?;
+                self.drop_image_secret(glance, barbican, entry, secret)?;
                 return Ok(());
             }
         }
-        match glance.replace_key(id, secret)? {
+        match glance.glance.replace_key(id, secret)? {
             Ok(_) => {}
             Err(refused) => {
                 // Unchanged: the secret is ours and unused.
-                self.drop_image_secret(barbican, entry, secret)?;
+                self.drop_image_secret(glance, barbican, entry, secret)?;
                 return self.image_failed_named(id, &refused.0);
             }
         }
@@ -153,9 +167,9 @@ impl Engine<'_> {
 
     /// Confirms the image names the secret, sweeps what an interrupted attempt made, forgets
     /// the entry.
-    fn image_done(&mut self, glance: &Glance, barbican: &Barbican, entry: &ImageEntry, secret: &str, sweep: bool) -> Result<()> {
+    fn image_done(&mut self, glance: &Images<'_>, barbican: &Barbican, entry: &ImageEntry, secret: &str, sweep: bool) -> Result<()> {
         let id = &entry.image;
-        match glance.image(id)? {
+        match glance.glance.image(id)? {
             Some(now) if now.key.as_deref() == Some(secret) => {
                 log::info!(target: LOG, "Migrated image {id} to Barbican key ID {secret}");
                 self.report.images.migrated += 1;
@@ -164,26 +178,26 @@ impl Engine<'_> {
             // the image still names it; otherwise it is unused.
             _ => {
                 log::warn!(target: LOG, "image {id} does not name secret {secret} after the patch; deleting the secret");
-                self.drop_image_secret(barbican, entry, secret)?;
+                self.drop_image_secret(glance, barbican, entry, secret)?;
                 return self.image_failed_named(id, "the image changed while it was migrated");
             }
         }
         if sweep {
             self.sweep_image(barbican, entry, Some(secret))?;
         }
-        self.journal.finish_image(id)?;
+        glance.journal.finish_image(id)?;
         Ok(())
     }
 
     /// Deletes the image's unused secret and forgets the entry.
-    fn drop_image_secret(&mut self, barbican: &Barbican, entry: &ImageEntry, secret: &str) -> Result<()> {
+    fn drop_image_secret(&mut self, glance: &Images<'_>, barbican: &Barbican, entry: &ImageEntry, secret: &str) -> Result<()> {
         if self.db.is_referenced(secret)? {
             log::error!(target: LOG, "not deleting secret {secret}: a row uses it");
         } else if barbican.delete(secret).map_err(|e| Error::Service(e.to_string()))? {
             self.report.secrets_deleted += 1;
         }
         self.sweep_image(barbican, entry, None)?;
-        self.journal.finish_image(&entry.image)
+        glance.journal.finish_image(&entry.image)
     }
 
     /// Deletes the secrets named for this attempt that the image does not use (`keep`).
@@ -204,13 +218,13 @@ impl Engine<'_> {
     }
 
     /// `Ok(false)`: left for a later run (its project is blocked).
-    fn recover_image(&mut self, glance: &Glance, entry: &ImageEntry) -> Result<bool> {
+    fn recover_image(&mut self, glance: &Images<'_>, entry: &ImageEntry) -> Result<bool> {
         let Some(barbican) = self.image_barbican(&entry.project)? else {
             log::warn!(target: LOG, "Leaving image {} in the journal: its project {} is blocked", entry.image, entry.project);
             return Ok(false);
         };
         log::info!(target: LOG, "Resuming image {} left by an interrupted run", entry.image);
-        let image = glance.image(&entry.image)?;
+        let image = glance.glance.image(&entry.image)?;
         match (&entry.secret, image) {
             (Some(secret), Some(image)) if image.key.as_deref() == Some(secret.as_str()) => {
                 self.image_done(glance, &barbican, entry, secret, true)?;
@@ -218,11 +232,11 @@ impl Engine<'_> {
             (Some(secret), Some(image)) if image.is_zero() => {
                 self.finish_image(glance, &barbican, entry, secret, true)?;
             }
-            (Some(secret), _) => self.drop_image_secret(&barbican, entry, secret)?,
+            (Some(secret), _) => self.drop_image_secret(glance, &barbican, entry, secret)?,
             (None, _) => {
                 // Killed while storing: nothing names what Barbican may have made.
                 self.sweep_image(&barbican, entry, None)?;
-                self.journal.finish_image(&entry.image)?;
+                glance.journal.finish_image(&entry.image)?;
             }
         }
         Ok(true)
