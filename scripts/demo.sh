@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on an embedded default: a Cinder SQLite database built by Cinder's own
 # migrations and seeded with encrypted volumes on the ConfKeyManager's all-zeros key ID, a local
-# Keystone and Barbican on loopback, then `keymigrate scan`, `migrate` and `status`.
+# Keystone, Barbican and Glance on loopback (with an image uploaded from such a volume), then
+# `keymigrate scan`, `migrate` and `status`, for the database and then for the image.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -71,10 +72,37 @@ barbican_region_name = RegionOne
 CONF
 chmod 600 "$DEMO/cinder.conf"
 
+# An encrypted volume uploaded to Glance in the ConfKeyManager era: a private image of alice's
+# project whose cinder_encryption_key_id is the all-zeros ID, as cinder-api left it.
+IMAGE=$(python3 - <<'PY'
+import json, os, urllib.request
+env = os.environ
+def call(method, url, body=None, token=None):
+    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("X-Auth-Token", token)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.headers.get("X-Subject-Token"), json.loads(r.read() or b"null")
+auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "alice", "domain": {"id": "default"},
+        "password": env["KEYMIGRATE_TEST_ALICE_PASSWORD"]}}}, "scope": {"project": {"id": env["KEYMIGRATE_TEST_DEMO_PROJECT_ID"]}}}}
+token, _ = call("POST", env["KEYMIGRATE_TEST_KEYSTONE_URL"] + "/auth/tokens", auth)
+_, image = call("POST", env["KEYMIGRATE_TEST_GLANCE_URL"] + "/v2/images", {
+    "name": "demo-encrypted-volume-upload", "visibility": "private", "disk_format": "raw", "container_format": "bare",
+    "cinder_encryption_key_id": "00000000-0000-0000-0000-000000000000",
+    "cinder_encryption_key_deletion_policy": "on_image_deletion"}, token)
+print(image["id"])
+PY
+)
+echo "Glance image $IMAGE (alice's project) carries the all-zeros key ID"
+
 run() { echo; echo "\$ keymigrate $*"; "$BIN" --config-file "$DEMO/cinder.conf" "$@" || echo "(exit $?)"; }
 run scan
 run migrate
 run status
 run status --all-hosts
 run migrate --all-hosts
-run status --all-hosts -f json
+run status --all-hosts --images
+run scan --images
+run migrate --images
+run status --all-hosts --images -f json
