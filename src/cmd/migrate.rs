@@ -126,6 +126,9 @@ fn finish(
     super::status::log_status(settings, &left, &database);
     // The images as they are now: what this run did not finish, and what it reports.
     let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
+    if let Some(images) = &images {
+        super::status::log_images(settings, &database, images);
+    }
     for (project, reason) in &report.blocked_projects {
         log::warn!("Project {project} is blocked: {reason}");
     }

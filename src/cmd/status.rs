@@ -94,7 +94,7 @@ fn with_images(outcome: Outcome, ready: bool, tally: &Tally, images: Option<&Ima
 }
 
 /// What the images mean for `fixed_key`.
-fn log_images(settings: &Settings, database: &TableCounts, images: &ImageReport) {
+pub(super) fn log_images(settings: &Settings, database: &TableCounts, images: &ImageReport) {
     if !images.rows.is_empty() {
         log::warn!(
             "There are still {} Glance image(s) whose cinder_encryption_key_id is the ConfKeyManager's all-zeros key ID ({} to migrate, {} reported).",
