@@ -94,6 +94,24 @@ _, image = call("POST", env["KEYMIGRATE_TEST_GLANCE_URL"] + "/v2/images", {
 print(image["id"])
 PY
 )
+# The test stack's Glance is shared with the tests: the demo's image goes when the demo ends
+# (deleted by its owner, as a user would; its deletion policy deletes its secret too).
+delete_image() {
+    python3 - "$IMAGE" <<'PY' || true
+import json, os, sys, urllib.request
+env = os.environ
+auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "alice", "domain": {"id": "default"},
+        "password": env["KEYMIGRATE_TEST_ALICE_PASSWORD"]}}}, "scope": {"project": {"id": env["KEYMIGRATE_TEST_DEMO_PROJECT_ID"]}}}}
+req = urllib.request.Request(env["KEYMIGRATE_TEST_KEYSTONE_URL"] + "/auth/tokens", method="POST", data=json.dumps(auth).encode())
+req.add_header("Content-Type", "application/json")
+with urllib.request.urlopen(req, timeout=30) as r:
+    token = r.headers["X-Subject-Token"]
+req = urllib.request.Request(env["KEYMIGRATE_TEST_GLANCE_URL"] + "/v2/images/" + sys.argv[1], method="DELETE")
+req.add_header("X-Auth-Token", token)
+urllib.request.urlopen(req, timeout=30).close()
+PY
+}
+trap delete_image EXIT
 echo "Glance image $IMAGE (alice's project) carries the all-zeros key ID"
 
 run() { echo; echo "\$ keymigrate $*"; "$BIN" --config-file "$DEMO/cinder.conf" "$@" || echo "(exit $?)"; }

@@ -335,6 +335,8 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub scope: ScopeOpts,
     #[command(flatten)]
+    pub images: ImagesOpts,
+    #[command(flatten)]
     pub owner: OwnerOpts,
     #[command(flatten)]
     pub admin: AdminOpts,
@@ -361,6 +363,8 @@ pub struct RollbackArgs {
     pub grant: GrantOpts,
     #[command(flatten)]
     pub state: StateOpts,
+    #[command(flatten)]
+    pub images: ImagesOpts,
     #[command(flatten)]
     pub scope: ScopeOpts,
     #[command(flatten)]
@@ -447,6 +451,8 @@ impl Command {
             Command::Scan(a) => Some(&a.images),
             Command::Status(a) => Some(&a.images),
             Command::Migrate(a) => Some(&a.images),
+            Command::Verify(a) => Some(&a.images),
+            Command::Rollback(a) => Some(&a.images),
             _ => None,
         }
     }

@@ -168,6 +168,8 @@ impl Settings {
             Command::Scan(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
             Command::Status(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
             Command::Migrate(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
+            Command::Verify(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
+            Command::Rollback(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
             _ => None,
         };
         Ok(Settings { conf, conditions, database, scope, owner, services, images })

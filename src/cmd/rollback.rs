@@ -16,7 +16,10 @@ use crate::output::{Format, Listing};
 use crate::plan;
 use crate::settings::Settings;
 
+use crate::cinder::ZERO_KEY_ID;
+use crate::glance::Glance;
 use crate::inspect::{connect, Inspector, Place, SecretState};
+use crate::keystone::Keystone;
 use std::sync::Arc;
 
 const HEADERS: [&str; 4] = ["Table", "ID", "Key ID", "Result"];
@@ -35,6 +38,19 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
     let outcome = result?;
     closed?;
     Ok(outcome)
+}
+
+/// Whether the secret's name is one keymigrate gives an image's secret (`keymigrate-image-…`).
+fn is_image_secret_name(inspector: &mut Inspector<'_>, secret: &str, owner: Option<&str>) -> Result<bool> {
+    let service = inspector.barbican.clone();
+    if let Ok(Some(name)) = service.name_of(secret) {
+        return Ok(name.starts_with("keymigrate-image-"));
+    }
+    let Some(owner) = owner else { return Ok(false) };
+    match inspector.barbican_for(&Place::Project { project: owner.to_string(), project_access: true })? {
+        Some(b) => Ok(b.name_of(secret).ok().flatten().is_some_and(|n| n.starts_with("keymigrate-image-"))),
+        None => Ok(false),
+    }
 }
 
 fn roll_back(settings: &Settings, args: &RollbackArgs, db: &mut Db, inspector: &mut Inspector<'_>, out: &mut dyn Write) -> Result<Outcome> {
@@ -99,6 +115,68 @@ fn roll_back(settings: &Settings, args: &RollbackArgs, db: &mut Db, inspector: &
                     Some(table) => table.row(vec![row.table.name().into(), row.id.clone(), row.key.clone(), result.into()])?,
                     None => rows_json.push(serde_json::json!({"table": row.table, "id": row.id, "key_id": row.key, "result": result})),
                 }
+            }
+        }
+    }
+    if let Some(images) = &settings.images {
+        let admin = Arc::new(Keystone::new(images.admin.keystone.clone(), images.retry)?);
+        let glance = Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
+        for image in glance.keyed_images()? {
+            let Some(key_id) = image.key.clone() else { continue };
+            let result = match inspector.state(&key_id, image.owner.as_deref())? {
+                // Only the secrets keymigrate made for images: a volume's key is never an image's.
+                SecretState::Ours { .. } if !is_image_secret_name(inspector, &key_id, image.owner.as_deref())? => continue,
+                SecretState::NotOurs => continue,
+                SecretState::Missing => {
+                    missing += 1;
+                    log::warn!("image {} points at secret {key_id}, which does not exist: left alone", image.id);
+                    "left alone: secret missing"
+                }
+                SecretState::Ours { holds_key: false, .. } | SecretState::Ours { place: Place::Unreadable, .. } => {
+                    refused += 1;
+                    log::error!("Not rolling back image {}: secret {key_id} does not hold the fixed key, or cannot be read", image.id);
+                    "refused: secret does not hold the fixed key"
+                }
+                SecretState::Ours { .. } if args.dry_run => {
+                    done += 1;
+                    "would roll back"
+                }
+                SecretState::Ours { place, .. } => {
+                    // Glance has no compare-and-swap: read again right before the patch.
+                    match glance.image(&image.id)? {
+                        Some(now) if now.key.as_deref() == Some(key_id.as_str()) => {}
+                        _ => {
+                            changed += 1;
+                            continue;
+                        }
+                    }
+                    match glance.replace_key(&image.id, ZERO_KEY_ID)? {
+                        Ok(now) if now.is_zero() => {
+                            done += 1;
+                            log::info!("Rolled back image {} from Barbican key ID {key_id} to the all-zeros key ID", image.id);
+                            let barbican = inspector.barbican_for(&place)?;
+                            let delete = |b: &crate::barbican::Barbican| b.delete(&key_id).map_err(|e| Error::Service(e.to_string()));
+                            if !db.is_referenced(&key_id)? && barbican.as_deref().map(delete).transpose()?.unwrap_or(false) {
+                                deleted += 1;
+                                log::info!("Deleted secret {key_id}");
+                            }
+                            "rolled back"
+                        }
+                        Ok(_) => {
+                            changed += 1;
+                            "changed meanwhile; left alone"
+                        }
+                        Err(refused_patch) => {
+                            refused += 1;
+                            log::error!("Not rolling back image {}: {}", image.id, refused_patch.0);
+                            "refused: Glance refused the change"
+                        }
+                    }
+                }
+            };
+            match table.as_mut() {
+                Some(table) => table.row(vec!["images".into(), image.id.clone(), key_id.clone(), result.into()])?,
+                None => rows_json.push(serde_json::json!({"table": "images", "id": image.id, "key_id": key_id, "result": result})),
             }
         }
     }

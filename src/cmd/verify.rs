@@ -14,7 +14,7 @@ use crate::error::{Error, Outcome, Result};
 use crate::cinder::Table;
 use crate::output::{Format, Listing};
 use crate::plan;
-use crate::inspect::{connect, judge, Inspector};
+use crate::inspect::{connect, judge, Inspector, Place, SecretState};
 use crate::settings::Settings;
 
 const HEADERS: [&str; 4] = ["Table", "ID", "Key ID", "Result"];
@@ -30,6 +30,33 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
     let outcome = result?;
     closed?;
     Ok(outcome)
+}
+
+/// The images whose key property names anything but the all-zeros ID.
+pub(super) fn keyed_images(images: &crate::settings::Images) -> Result<Vec<crate::glance::Image>> {
+    let admin = std::sync::Arc::new(crate::keystone::Keystone::new(images.admin.keystone.clone(), images.retry)?);
+    crate::glance::Glance::connect(admin, images.endpoint.as_deref(), "public", None)?.keyed_images()
+}
+
+/// The verdict on an image's secret: keymigrate made it (`keymigrate-image-…`) in the image's
+/// owner project, it holds exactly the key, and the project's members may read it.
+fn judge_image(image: &crate::glance::Image, facts: &SecretState) -> Option<&'static str> {
+    match facts {
+        SecretState::NotOurs => None,
+        SecretState::Missing => Some("secret missing"),
+        SecretState::Ours { place: Place::Unreadable, .. } => Some("secret unreadable in the service project and in the image owner's project"),
+        SecretState::Ours { holds_key: false, .. } => Some("secret does not hold the fixed key"),
+        SecretState::Ours { place: Place::Service { .. }, .. } => Some("secret is in Cinder's service project, not the image owner's"),
+        SecretState::Ours { place: Place::Project { project, project_access }, .. } => {
+            if image.owner.as_deref() != Some(project.as_str()) {
+                Some("secret is not in the image owner's project")
+            } else if !project_access {
+                Some("project members cannot read the secret (its ACL turns project access off)")
+            } else {
+                Some("ok")
+            }
+        }
+    }
 }
 
 fn check(settings: &Settings, args: &VerifyArgs, db: &mut Db, inspector: &mut Inspector<'_>, out: &mut dyn Write) -> Result<Outcome> {
@@ -58,6 +85,27 @@ fn check(settings: &Settings, args: &VerifyArgs, db: &mut Db, inspector: &mut In
                         None => rows_json.push(serde_json::json!({"table": row.table, "id": row.id, "key_id": row.key,
                             "result": verdict, "ok": verdict == "ok"})),
                     }
+                }
+            }
+        }
+        if let Some(images) = &settings.images {
+            for image in keyed_images(images)? {
+                let Some(key_id) = image.key.clone() else { continue };
+                let facts = inspector.state(&key_id, image.owner.as_deref())?;
+                let Some(verdict) = judge_image(&image, &facts) else {
+                    others += 1;
+                    continue;
+                };
+                if verdict == "ok" {
+                    ok += 1;
+                } else {
+                    bad += 1;
+                    log::error!("image {}: {verdict} (key ID {key_id})", image.id);
+                }
+                match table.as_mut() {
+                    Some(table) => table.row(vec!["images".into(), image.id.clone(), key_id, verdict.into()])?,
+                    None => rows_json.push(serde_json::json!({"table": "images", "id": image.id, "key_id": key_id,
+                        "result": verdict, "ok": verdict == "ok"})),
                 }
             }
         }
