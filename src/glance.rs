@@ -154,6 +154,19 @@ impl Glance {
         Ok(Glance { http, keystone, base })
     }
 
+    /// Refuses an identity whose token carries no `admin` role: Glance would list only its
+    /// own project's images and the public ones, and "no image left" would be a lie.
+    pub fn require_admin(&self, source: &str) -> Result<()> {
+        let me = crate::grants::Grants::new(self.keystone.clone()).whoami()?;
+        if me.roles.iter().any(|r| r == "admin") {
+            return Ok(());
+        }
+        Err(Error::Credentials(format!(
+            "the identity from {source} holds no admin role, so Glance would show it only its own project's images; \
+             give --images an admin (--os-cloud)"
+        )))
+    }
+
     /// Every image, of every project, whose `cinder_encryption_key_id` is the all-zeros ID:
     /// visible ones, then hidden ones (Glance lists them only when asked for them alone).
     pub fn zero_images(&self) -> Result<Vec<Image>> {

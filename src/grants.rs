@@ -39,6 +39,8 @@ pub struct Whoami {
     pub project_id: Option<String>,
     /// The token comes from an application credential, which cannot be rescoped.
     pub application_credential: bool,
+    /// The names of the roles the token carries (implied ones included).
+    pub roles: Vec<String>,
 }
 
 /// How a revoke ended.
@@ -287,12 +289,19 @@ impl Grants {
             project: Option<IdOnly>,
             #[serde(default)]
             application_credential: Option<serde_json::Value>,
+            #[serde(default)]
+            roles: Vec<Named>,
+        }
+        #[derive(Deserialize)]
+        struct Named {
+            name: String,
         }
         let a: Answer = self.answer(&r, "GET", path)?;
         Ok(Whoami {
             user_id: a.token.user.id,
             project_id: a.token.project.map(|p| p.id),
             application_credential: a.token.application_credential.is_some(),
+            roles: a.token.roles.into_iter().map(|r| r.name).collect(),
         })
     }
 

@@ -29,6 +29,7 @@ impl ImageReport {
     pub fn look(images: &Images) -> Result<ImageReport> {
         let keystone = Arc::new(Keystone::new(images.admin.keystone.clone(), images.retry)?);
         let glance = Glance::connect(keystone, images.endpoint.as_deref(), "public", None)?;
+        glance.require_admin(&images.admin.source)?;
         let mut rows = Vec::new();
         for image in glance.zero_images()? {
             let members = image.members;

@@ -52,6 +52,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
                 Some(images) => {
                     let admin = Arc::new(Keystone::new(images.admin.keystone.clone(), services.retry)?);
                     let glance = Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
+                    glance.require_admin(&images.admin.source)?;
                     // Images belong to no host: one run at a time on this machine does them.
                     let journal = ImageJournal::open(&services.state_dir)?;
                     let zero = glance.zero_images()?;

@@ -121,6 +121,7 @@ fn roll_back(settings: &Settings, args: &RollbackArgs, db: &mut Db, inspector: &
     if let Some(images) = &settings.images {
         let admin = Arc::new(Keystone::new(images.admin.keystone.clone(), images.retry)?);
         let glance = Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
+        glance.require_admin(&images.admin.source)?;
         for image in glance.keyed_images()? {
             let Some(key_id) = image.key.clone() else { continue };
             let result = match inspector.state(&key_id, image.owner.as_deref())? {

@@ -35,7 +35,9 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
 /// The images whose key property names anything but the all-zeros ID.
 pub(super) fn keyed_images(images: &crate::settings::Images) -> Result<Vec<crate::glance::Image>> {
     let admin = std::sync::Arc::new(crate::keystone::Keystone::new(images.admin.keystone.clone(), images.retry)?);
-    crate::glance::Glance::connect(admin, images.endpoint.as_deref(), "public", None)?.keyed_images()
+    let glance = crate::glance::Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
+    glance.require_admin(&images.admin.source)?;
+    glance.keyed_images()
 }
 
 /// The verdict on an image's secret: keymigrate made it (`keymigrate-image-…`) in the image's
