@@ -120,7 +120,9 @@ run migrate
 run status
 run status --all-hosts
 run migrate --all-hosts
-run status --all-hosts --images
-run scan --images
-run migrate --images
-run status --all-hosts --images -f json
+# --image-owner keeps the demo to its own project's images: the test stack's Glance is shared.
+OWNER=(--image-owner "$KEYMIGRATE_TEST_DEMO_PROJECT_ID")
+run status --all-hosts --images "${OWNER[@]}"
+run scan --images "${OWNER[@]}"
+run migrate --images "${OWNER[@]}"
+run status --all-hosts --images "${OWNER[@]}" -f json

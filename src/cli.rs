@@ -183,6 +183,11 @@ pub struct ImagesOpts {
     /// catalog's image service.
     #[arg(long = "glance-endpoint", value_name = "URL", value_parser = http_url, requires = "images")]
     pub glance_endpoint: Option<String>,
+
+    /// Only the images owned by this project (ID; repeatable): one tenant's images at a time.
+    /// Default: every project's.
+    #[arg(long = "image-owner", value_name = "PROJECT_ID", value_parser = non_empty, requires = "images")]
+    pub image_owner: Vec<String>,
 }
 
 /// Whose project a migrated key's secret belongs to: `scan` and `status` report for it (which

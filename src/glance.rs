@@ -169,11 +169,13 @@ impl Glance {
 
     /// Every image, of every project, whose `cinder_encryption_key_id` is the all-zeros ID:
     /// visible ones, then hidden ones (Glance lists them only when asked for them alone).
-    pub fn zero_images(&self) -> Result<Vec<Image>> {
+    /// `owners`: only these projects' images (Glance's `owner` filter); empty: every project's.
+    pub fn zero_images(&self, owners: &[String]) -> Result<Vec<Image>> {
         let mut images = Vec::new();
-        for hidden in [false, true] {
-            let mut path =
-                format!("/images?{KEY_PROPERTY}={ZERO_KEY_ID}&visibility=all&os_hidden={hidden}&limit={PAGE}&sort_key=id&sort_dir=asc");
+        for (hidden, owner) in passes(owners) {
+            let mut path = format!(
+                "/images?{KEY_PROPERTY}={ZERO_KEY_ID}&visibility=all&os_hidden={hidden}&limit={PAGE}&sort_key=id&sort_dir=asc{owner}"
+            );
             // Bounded: Glance's marker pagination always moves on; a loop would be a bug there.
             for _ in 0..1_000_000 {
                 let r = self.call("GET", &path, Body::None)?;
@@ -182,7 +184,7 @@ impl Glance {
                 }
                 let page: Listing = self.answer(&r, "GET", &path)?;
                 // The filter is Glance's; keymigrate compares the value itself.
-                images.extend(page.images.iter().filter_map(Image::from_json).filter(Image::is_zero));
+                images.extend(page.images.iter().filter_map(Image::from_json).filter(Image::is_zero).filter(|i| owned_by(i, owners)));
                 match page.next {
                     // `next` is a path from the API root (`/v2/images?marker=…`).
                     Some(next) if !page.images.is_empty() => path = next.strip_prefix("/v2").unwrap_or(&next).to_string(),
@@ -201,17 +203,19 @@ impl Glance {
     /// Every image, of every project, whose `cinder_encryption_key_id` is set to anything but
     /// the all-zeros ID: what `verify --images` and `rollback --images` look at (Glance cannot
     /// filter by a prefix, so every image is listed).
-    pub fn keyed_images(&self) -> Result<Vec<Image>> {
+    pub fn keyed_images(&self, owners: &[String]) -> Result<Vec<Image>> {
         let mut images = Vec::new();
-        for hidden in [false, true] {
-            let mut path = format!("/images?visibility=all&os_hidden={hidden}&limit={PAGE}&sort_key=id&sort_dir=asc");
+        for (hidden, owner) in passes(owners) {
+            let mut path = format!("/images?visibility=all&os_hidden={hidden}&limit={PAGE}&sort_key=id&sort_dir=asc{owner}");
             for _ in 0..1_000_000 {
                 let r = self.call("GET", &path, Body::None)?;
                 if r.status != 200 {
                     return Err(self.refused("GET", &path, &r));
                 }
                 let page: Listing = self.answer(&r, "GET", &path)?;
-                images.extend(page.images.iter().filter_map(Image::from_json).filter(|i| i.key.is_some() && !i.is_zero()));
+                images.extend(
+                    page.images.iter().filter_map(Image::from_json).filter(|i| i.key.is_some() && !i.is_zero() && owned_by(i, owners)),
+                );
                 match page.next {
                     Some(next) if !page.images.is_empty() => path = next.strip_prefix("/v2").unwrap_or(&next).to_string(),
                     _ => break,
@@ -295,6 +299,18 @@ impl Glance {
     fn redacted(&self, path: &str) -> String {
         http::redact_url(&format!("{}{path}", self.base))
     }
+}
+
+/// The filter is Glance's; keymigrate compares the owner itself too.
+fn owned_by(image: &Image, owners: &[String]) -> bool {
+    owners.is_empty() || image.owner.as_ref().is_some_and(|o| owners.contains(o))
+}
+
+/// The listings to make: visible and hidden images, of each owner in `owners` (as the query's
+/// `&owner=…`), or of every project when it is empty.
+fn passes(owners: &[String]) -> Vec<(bool, String)> {
+    let owners: Vec<String> = if owners.is_empty() { vec![String::new()] } else { owners.iter().map(|o| format!("&owner={}", segment(o))).collect() };
+    [false, true].iter().flat_map(|h| owners.iter().map(move |o| (*h, o.clone()))).collect()
 }
 
 /// Glance refused to change this image (property protections, a conflict): the image is

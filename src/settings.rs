@@ -36,6 +36,8 @@ pub struct Images {
     /// `--glance-endpoint`, else `[DEFAULT] glance_api_servers`' first entry; `None`: the
     /// catalog's `image` service.
     pub endpoint: Option<String>,
+    /// `--image-owner`: only these projects' images; empty: every project's.
+    pub owners: Vec<String>,
     pub retry: RetryPolicy,
 }
 
@@ -60,7 +62,7 @@ impl Images {
                 Some(if first.contains("://") { first } else { format!("http://{first}") })
             }),
         };
-        Ok(Some(Images { admin, endpoint, retry: RetryPolicy::default() }))
+        Ok(Some(Images { admin, endpoint, owners: args.image_owner.clone(), retry: RetryPolicy::default() }))
     }
 }
 

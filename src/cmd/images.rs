@@ -31,7 +31,7 @@ impl ImageReport {
         let glance = Glance::connect(keystone, images.endpoint.as_deref(), "public", None)?;
         glance.require_admin(&images.admin.source)?;
         let mut rows = Vec::new();
-        for image in glance.zero_images()? {
+        for image in glance.zero_images(&images.owners)? {
             let members = image.members;
             let action = glance::rule(&image);
             rows.push(Row { image, action, members });

@@ -55,7 +55,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
                     glance.require_admin(&images.admin.source)?;
                     // Images belong to no host: one run at a time on this machine does them.
                     let journal = ImageJournal::open(&services.state_dir)?;
-                    let zero = glance.zero_images()?;
+                    let zero = glance.zero_images(&images.owners)?;
                     Some((glance, zero, journal))
                 }
                 None => None,

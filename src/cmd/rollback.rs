@@ -122,7 +122,7 @@ fn roll_back(settings: &Settings, args: &RollbackArgs, db: &mut Db, inspector: &
         let admin = Arc::new(Keystone::new(images.admin.keystone.clone(), images.retry)?);
         let glance = Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
         glance.require_admin(&images.admin.source)?;
-        for image in glance.keyed_images()? {
+        for image in glance.keyed_images(&images.owners)? {
             let Some(key_id) = image.key.clone() else { continue };
             let result = match inspector.state(&key_id, image.owner.as_deref())? {
                 // Only the secrets keymigrate made for images: a volume's key is never an image's.

@@ -37,7 +37,7 @@ pub(super) fn keyed_images(images: &crate::settings::Images) -> Result<Vec<crate
     let admin = std::sync::Arc::new(crate::keystone::Keystone::new(images.admin.keystone.clone(), images.retry)?);
     let glance = crate::glance::Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
     glance.require_admin(&images.admin.source)?;
-    glance.keyed_images()
+    glance.keyed_images(&images.owners)
 }
 
 /// The verdict on an image's secret: keymigrate made it (`keymigrate-image-…`) in the image's

@@ -243,3 +243,11 @@ pub fn cinder_delete_as(user: &TestUser, key_id: &str) -> CinderDelete {
         status: a["status"].as_u64().and_then(|s| u16::try_from(s).ok()),
     }
 }
+
+/// cinder 29's `cinder.volume.volume_utils.clone_encryption_key` with `user`'s context, as
+/// cinder-api calls it to give a volume created from an encrypted image its own key: the copy
+/// read back (as by [`read_as`]), with its ID; the copy is deleted again afterwards.
+pub fn cinder_clone_as(user: &TestUser, key_id: &str) -> (CastellanRead, Option<String>) {
+    let answer = call(request("clone", user, key_id));
+    (read(&answer), answer["new_key_id"].as_str().map(String::from))
+}

@@ -21,6 +21,12 @@ Operations:
   credentials for its fallback. Reports whether the first attempt (as the user) failed, and the
   HTTP status of every attempt that failed.
 
+* ``clone``: cinder 29's ``cinder.volume.volume_utils.clone_encryption_key`` with the user's
+  context, as cinder-api calls it when a volume is created from an encrypted image
+  (``ExtractVolumeRequestTask._get_encryption_key_id``): a copy of the image's key stored in the
+  user's project. The answer is the copy's ID and, read back with the same context like ``get``,
+  its bytes and passphrase; the copy is then deleted again.
+
 Failures are answered, not raised: ``{"ok": false, "error": <castellan's exception class>,
 "status": <Barbican's HTTP status, if one was seen>, "cause": <the client's exception class>}``.
 """
@@ -218,6 +224,52 @@ def delete(req, conf_path):
     return answer
 
 
+def cinder_context_for(req):
+    from cinder import context as cinder_context
+    from keystonemiddleware.auth_token import _request as ksm_request
+
+    access = token_for(req, req["user"], req["password"], req["project"])
+    catalog = ksm_request._normalize_catalog(access.service_catalog.catalog)
+    return access, cinder_context.RequestContext(
+        user_id=access.user_id,
+        project_id=access.project_id,
+        auth_token=access.auth_token,
+        service_catalog=catalog,
+        is_admin=False,
+    )
+
+
+def clone(req, conf_path):
+    from castellan import key_manager
+    from cinder.volume import volume_utils
+    from os_brick import utils as brick_utils
+
+    cinder_conf_opts = volume_utils.CONF
+    cinder_conf_opts(args=[], project="cinder", default_config_files=[conf_path])
+    access, ctx = cinder_context_for(req)
+    km = key_manager.API(cinder_conf_opts)
+    try:
+        new_id = volume_utils.clone_encryption_key(ctx, km, req["key_id"])
+        key = km.get(ctx, new_id)
+    except Exception as e:
+        return failure(e)
+    answer = {
+        "ok": True,
+        "new_key_id": new_id,
+        "hex": binascii.hexlify(key.get_encoded()).decode("ascii"),
+        "passphrase": brick_utils.get_passphrase_from_secret(key),
+        "managed_type": key.managed_type(),
+        "user_id": access.user_id,
+        "project_id": access.project_id,
+    }
+    try:
+        km.delete(ctx, new_id)
+        answer["clone_deleted"] = True
+    except Exception:
+        answer["clone_deleted"] = False
+    return answer
+
+
 def main():
     req = json.load(sys.stdin)
     with tempfile.TemporaryDirectory() as d:
@@ -230,6 +282,8 @@ def main():
             answer = fixed(req)
         elif op == "delete":
             answer = delete(req, conf_path)
+        elif op == "clone":
+            answer = clone(req, conf_path)
         else:
             raise SystemExit("unknown op %r" % op)
     json.dump(answer, sys.stdout)
