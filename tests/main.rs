@@ -12,6 +12,7 @@ mod faults;
 mod glance_stack;
 mod grants;
 mod hostile;
+mod images;
 pub mod migrate;
 mod owners;
 mod projects;
