@@ -423,7 +423,10 @@ fn a_lost_or_failed_patch_is_retried_and_a_refused_one_leaves_the_image_as_it_wa
         stage.glance.clear();
         stage.only(&[&image]);
         stage.glance.rule("PATCH", "/v2/images/", 1, fault.clone());
+        let t = Instant::now();
         let mut out = stage.migrate_with(&["--timeout", "5"], &[]);
+        // The lost answer is waited for --timeout seconds, not Glance's default 30.
+        assert!(t.elapsed() < Duration::from_secs(25), "{fault:?}: --timeout does not reach Glance:\n{}", out.stderr);
         assert!(out.stderr.lines().any(|l| l.contains("PATCH ") && l.contains("retrying")), "{fault:?}: not retried:\n{}", out.stderr);
         if out.code != 0 {
             // An unknown outcome may stop the run with the image in the journal: the next run
@@ -514,4 +517,59 @@ fn two_runs_at_once_leave_each_image_on_one_secret_and_none_unused() {
     for state in &states {
         assert_images_done(&stage, state, &cloud, &glance, &p, &reader, &ids);
     }
+}
+
+/// The window the engine's design leaves (Glance has no compare-and-swap), made certain: run B
+/// reads the image (still on the all-zeros ID) right before its PATCH, the answer is held back
+/// while run A migrates the image from start to end, then B patches over A's secret. The image
+/// ends on B's secret, which holds the key; A's secret, which A counted migrated and forgot, is
+/// left in the project and no later run finds it. Ignored: it fails on the engine as it is.
+#[test]
+#[ignore = "the engine leaves the first run's secret behind when a second run's PATCH overwrites it"]
+fn a_run_whose_last_read_is_stale_leaves_no_unused_secret() {
+    let cloud = Cloud::new();
+    let mut p = Project::new("img-stale");
+    let reader = p.member("reader");
+    let glance = Glance::new();
+    let image = private_image(&glance, &reader);
+    let stage = Stage::new();
+    stage.only(&[&image]);
+    // B's own way to Glance: the first read of the image (the one before the PATCH) is answered
+    // 10 s late.
+    let b_glance = Proxy::start(&env("KEYMIGRATE_TEST_GLANCE_URL"));
+    b_glance.rule("GET", "/v2/images?", 0, Fault::OnlyImages(vec![image.clone()]));
+    // keymigrate escapes every non-alphanumeric character of the ID in the path.
+    b_glance.rule("GET", &format!("/v2/images/{}", image.replace('-', "%2D")), 1, Fault::Stall(Duration::from_secs(10)));
+    let b_state = stage.w.path("state-b");
+    let gate = stage.w.path("gate");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymigrate"));
+    cmd.args(["--config-file", arg(&stage.conf), "migrate", "--images", "--glance-endpoint", &b_glance.url, "--state-dir", arg(&b_state)])
+        .args(["-f", "json"])
+        .env("HOME", stage.w.dir.path())
+        .env_remove("RUST_LOG")
+        .env("KEYMIGRATE_FAULT", format!("image-verified=wait:{}", gate.display()))
+        .current_dir(stage.w.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let b = cmd.spawn().expect("spawn keymigrate");
+    let reached = stage.w.path("gate.reached");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !reached.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&gate, "go").expect("open the gate");
+    // B's read has reached Glance; A migrates the image meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    let a = stage.migrate(&[]);
+    a.assert_code(0);
+    let a_secret = key_of(&glance, &image);
+    let out = stage.finish(b);
+    eprintln!("A's secret {a_secret}; B exits {}, the image names {}", out.code, key_of(&glance, &image));
+    assert_images_done(&stage, &stage.state, &cloud, &glance, &p, &reader, &[&image]);
+    assert_images_done(&stage, &b_state, &cloud, &glance, &p, &reader, &[&image]);
 }
