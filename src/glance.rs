@@ -318,9 +318,13 @@ fn passes(owners: &[String]) -> Vec<(bool, String)> {
 #[derive(Debug, Clone)]
 pub struct PatchRefused(pub String);
 
+/// Characters left as they are in a path segment or query value: Glance's image IDs and
+/// Keystone's project IDs are UUIDs or hex.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+
 /// An image ID from Glance's own answer, as a path segment: it must not be able to change the path.
 fn segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).collect()
+    percent_encoding::utf8_percent_encode(s, SEGMENT).collect()
 }
 
 #[cfg(test)]

@@ -42,11 +42,11 @@ pub struct Images {
 }
 
 impl Images {
-    fn load(conf: &Conf, args: &ImagesOpts, admin: &AdminOpts, env: &[(String, String)]) -> Result<Option<Images>> {
+    /// `timeout`: migrate's `--timeout`; scan and status, which have none, wait 30 seconds.
+    fn load(conf: &Conf, args: &ImagesOpts, admin: &AdminOpts, timeout: Duration, env: &[(String, String)]) -> Result<Option<Images>> {
         if !args.images {
             return Ok(None);
         }
-        let timeout = Duration::from_secs(30);
         let mut authtoken = KeystoneSettings::from_conf(conf);
         if let Ok(k) = &mut authtoken {
             k.timeout = k.timeout.min(timeout);
@@ -167,11 +167,11 @@ impl Settings {
             _ => None,
         };
         let images = match &cli.command {
-            Command::Scan(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
-            Command::Status(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
-            Command::Migrate(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
-            Command::Verify(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
-            Command::Rollback(args) => Images::load(&conf, &args.images, &args.admin, &env)?,
+            Command::Scan(args) => Images::load(&conf, &args.images, &args.admin, Duration::from_secs(30), &env)?,
+            Command::Status(args) => Images::load(&conf, &args.images, &args.admin, Duration::from_secs(30), &env)?,
+            Command::Migrate(args) => Images::load(&conf, &args.images, &args.admin, Duration::from_secs(args.service.timeout), &env)?,
+            Command::Verify(args) => Images::load(&conf, &args.images, &args.admin, Duration::from_secs(args.service.timeout), &env)?,
+            Command::Rollback(args) => Images::load(&conf, &args.images, &args.admin, Duration::from_secs(args.service.timeout), &env)?,
             _ => None,
         };
         Ok(Settings { conf, conditions, database, scope, owner, services, images })

@@ -12,6 +12,7 @@ mod faults;
 mod glance_stack;
 mod grants;
 mod hostile;
+mod images;
 mod images_cinder;
 pub mod migrate;
 mod owners;

@@ -41,6 +41,9 @@ pub enum Fault {
     ListRef(String),
     /// Forward, then replace what precedes `/v1/` in the answer's `secret_ref` (its host).
     SecretRefHost(String),
+    /// Forward, then keep only the images with these IDs in a Glance listing (`images`): a
+    /// run through the proxy sees one test's images, not those other tests make side by side.
+    OnlyImages(Vec<String>),
     /// Answer 401, and 401 again to every later request carrying the same token.
     Revoke,
     /// Close the port and every connection, without answering: the server is gone.
@@ -257,6 +260,13 @@ fn serve(mut client: TcpStream, upstream: &str, shared: &Shared) {
                 let old = v["secret_ref"].as_str().unwrap_or_default().to_string();
                 let tail = old.find("/v1/").map_or(old.as_str(), |i| &old[i..]);
                 v["secret_ref"] = serde_json::Value::String(format!("{host}{tail}"));
+                answer_body = serde_json::to_vec(&v).unwrap_or_default();
+            }
+            Some(Fault::OnlyImages(ids)) => {
+                let mut v: serde_json::Value = serde_json::from_slice(&answer_body).unwrap_or_default();
+                if let Some(list) = v["images"].as_array_mut() {
+                    list.retain(|i| i["id"].as_str().is_some_and(|id| ids.iter().any(|k| k == id)));
+                }
                 answer_body = serde_json::to_vec(&v).unwrap_or_default();
             }
             _ => {}
