@@ -58,7 +58,7 @@ impl Stage {
     /// `<command> --images` through the proxy, with `extra`.
     fn args<'a>(&'a self, command: &'a str, state: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["--config-file", arg(&self.conf), command, "--images", "--glance-endpoint", &self.glance.url];
-        if command == "migrate" {
+        if ["migrate", "verify", "rollback"].contains(&command) {
             args.extend(["--state-dir", arg(state)]);
         }
         args.extend(extra);
@@ -590,4 +590,67 @@ fn a_run_whose_last_read_is_stale_still_leaves_the_image_on_a_secret_holding_the
         assert!(left.status == 200 && left.body == stage.fixed_key(), "A's unused secret does not hold the key either");
         eprintln!("the window's cost: A's secret {a_secret} is left unused in the project, holding the key");
     }
+}
+
+/// `verify --images` judges each image whose key keymigrate made, and catches one whose secret
+/// no longer holds the key; `rollback --images` puts the images back on the all-zeros ID and
+/// deletes their secrets.
+#[test]
+fn verify_and_rollback_handle_migrated_images() {
+    let cloud = Cloud::new();
+    let mut p = Project::new("img-verify");
+    let owner = p.member("owner");
+    let glance = Glance::new();
+    let images = [private_image(&glance, &owner), private_image(&glance, &owner)];
+    let ids: Vec<&str> = images.iter().map(String::as_str).collect();
+    let stage = Stage::new();
+    stage.only(&ids);
+    stage.migrate(&[]).assert_code(0);
+    let secrets: Vec<String> = images.iter().map(|i| key_of(&glance, i)).collect();
+
+    let verify = |expect: i32| {
+        let out = stage.w.run(&stage.args("verify", &stage.state, &["-f", "json"]));
+        out.assert_code(expect);
+        out.json()["rows"].as_array().cloned().unwrap_or_default()
+    };
+    let rows = verify(0);
+    for (image, secret) in images.iter().zip(&secrets) {
+        let row = rows.iter().find(|r| r["id"] == image.as_str()).unwrap_or_else(|| panic!("image {image} not verified: {rows:?}"));
+        assert_eq!((row["table"].as_str(), row["key_id"].as_str(), row["result"].as_str()), (Some("images"), Some(secret.as_str()), Some("ok")));
+    }
+    // A second keymigrate-named secret of the project that holds other bytes, put on the
+    // second image behind keymigrate's back.
+    let wrong = cloud.store(&owner.token(), &format!("keymigrate-image-{}-ffffffff", images[1]), &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, hex::decode(random_key()).expect("hex")), 256);
+    assert_eq!(glance.set_property(&owner.token(), &images[1], KEY_ID, &wrong).status, 200);
+    let rows = verify(2);
+    let bad = rows.iter().find(|r| r["id"] == images[1].as_str()).expect("the altered image");
+    assert_eq!(bad["result"], "secret does not hold the fixed key");
+    // Rollback refuses the altered image and puts the other back.
+    let out = stage.w.run(&stage.args("rollback", &stage.state, &["-f", "json"]));
+    out.assert_code(2);
+    assert_eq!(key_of(&glance, &images[0]), ZERO, "the first image is back on the all-zeros ID");
+    assert_eq!(cloud.payload(&owner.token(), &secrets[0]).status, 404, "its secret is deleted");
+    assert_eq!(key_of(&glance, &images[1]), wrong, "the altered image is left alone");
+    // Its old secret, unused now, holds the key; the project's cleanup deletes both.
+    assert_eq!(cloud.payload(&owner.token(), &secrets[1]).status, 200);
+}
+
+/// `--images` with an identity that is no admin: Glance would list only its own project's
+/// images, so keymigrate refuses (exit 2) before listing or writing anything.
+#[test]
+fn images_need_an_admin_identity() {
+    let stage = Stage::new();
+    let cloud_yaml = format!(
+        "clouds:\n  member:\n    auth_type: password\n    auth:\n      auth_url: {}\n      username: alice\n      password: \"{}\"\n      project_id: {}\n      user_domain_name: Default\n",
+        env("KEYMIGRATE_TEST_KEYSTONE_URL"),
+        env("KEYMIGRATE_TEST_ALICE_PASSWORD"),
+        env("KEYMIGRATE_TEST_DEMO_PROJECT_ID")
+    );
+    stage.w.write("clouds.yaml", &cloud_yaml);
+    for command in ["scan", "status", "migrate"] {
+        let out = stage.w.run(&stage.args(command, &stage.state, &["--os-cloud", "member"]));
+        out.assert_error(2, "holds no admin role");
+        assert!(!out.stderr.contains(&env("KEYMIGRATE_TEST_ALICE_PASSWORD")), "the password leaked");
+    }
+    assert!(image_files(&stage.state).is_empty());
 }
