@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::cinder::SecretOwner;
 use crate::conf::ConfigArg;
+use crate::glance::SharedImages;
 use crate::output::Format;
 
 pub const EXIT_CODES: &str = "\
@@ -188,6 +189,13 @@ pub struct ImagesOpts {
     /// Default: every project's.
     #[arg(long = "image-owner", value_name = "PROJECT_ID", value_parser = non_empty, requires = "images")]
     pub image_owner: Vec<String>,
+
+    /// Images shared with other projects (visibility shared, with members). report: listed
+    /// with the reason, never changed. acl: migrated, and the secret's read ACL names every
+    /// user who holds a role in a member project at the time of the run (users who join a
+    /// member project later cannot read the key).
+    #[arg(long = "shared-images", value_enum, value_name = "WHAT", default_value_t = SharedImages::Report, requires = "images")]
+    pub shared_images: SharedImages,
 }
 
 /// Whose project a migrated key's secret belongs to: `scan` and `status` report for it (which

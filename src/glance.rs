@@ -50,9 +50,10 @@ pub struct Image {
     /// Carries block device mapping properties: a server snapshot that inherited the volume
     /// image's properties (Nova before 21.0.0 copied them).
     pub server_snapshot: bool,
-    /// For a shared image, the projects it is shared with (any member status); `None` for
-    /// other visibilities, or before they are counted.
-    pub members: Option<usize>,
+    /// For a shared image, the projects it is shared with (any member status: a member
+    /// reaches the image by its ID whether or not it accepted); `None` for other
+    /// visibilities, or before they are listed.
+    pub members: Option<Vec<String>>,
 }
 
 impl Image {
@@ -83,20 +84,42 @@ impl Image {
 pub enum ImageAction {
     /// A secret in the owner's project, and the property replaced.
     NewSecret,
+    /// A shared image, with `--shared-images acl`: a secret in the owner's project whose ACL
+    /// also lets read every user who holds a role in a member project at the time of the run.
+    NewSecretForMembers,
     /// Reported, never changed; the reason says why.
     Reported(&'static str),
+}
+
+impl ImageAction {
+    /// `migrate` gives the image a secret.
+    pub fn migrates(self) -> bool {
+        !matches!(self, ImageAction::Reported(_))
+    }
 }
 
 impl std::fmt::Display for ImageAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ImageAction::NewSecret => f.write_str("new secret"),
+            ImageAction::NewSecretForMembers => f.write_str("new secret, read ACL for the member projects' users"),
             ImageAction::Reported(reason) => write!(f, "reported: {reason}"),
         }
     }
 }
 
-pub const SHARED: &str = "visibility is shared: its members' projects use the key too, and a secret in the owner's project would lock them out";
+/// `--shared-images`: what `migrate --images` does with an image shared with other projects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SharedImages {
+    /// Reported, never changed: the operator decides.
+    #[default]
+    Report,
+    /// Migrated: the secret in the owner's project, and a read ACL for every user who holds a
+    /// role in a member project now. Users who join a member project later cannot read it.
+    Acl,
+}
+
+pub const SHARED: &str = "visibility is shared: its members' projects use the key too, and a secret in the owner's project would lock them out (--shared-images acl lets their users read it)";
 pub const PUBLIC: &str = "visibility is public: every project may use the key, and a secret in the owner's project would lock them out";
 pub const COMMUNITY: &str = "visibility is community: every project may use the key, and a secret in the owner's project would lock them out";
 pub const NO_OWNER: &str = "the image has no owner project for the secret to belong to";
@@ -104,14 +127,17 @@ pub const SERVER_SNAPSHOT: &str = "it carries block device mapping properties: a
 pub const UNKNOWN_VISIBILITY: &str = "its visibility is not one keymigrate knows";
 
 /// The rule for one image on the all-zeros ID.
-pub fn rule(image: &Image) -> ImageAction {
+pub fn rule(image: &Image, shared: SharedImages) -> ImageAction {
     if image.server_snapshot {
         return ImageAction::Reported(SERVER_SNAPSHOT);
     }
+    let mut action = ImageAction::NewSecret;
     match image.visibility.as_str() {
         "private" => {}
         // Shared with nobody (yet): used by its owner's project only, like a private image.
-        "shared" if image.members == Some(0) => {}
+        "shared" if image.members.as_ref().is_some_and(Vec::is_empty) => {}
+        // The members are known: their users can be named in the ACL.
+        "shared" if shared == SharedImages::Acl && image.members.is_some() => action = ImageAction::NewSecretForMembers,
         "shared" => return ImageAction::Reported(SHARED),
         "public" => return ImageAction::Reported(PUBLIC),
         "community" => return ImageAction::Reported(COMMUNITY),
@@ -120,7 +146,7 @@ pub fn rule(image: &Image) -> ImageAction {
     if !image.owner.as_deref().is_some_and(crate::cinder::is_owner) {
         return ImageAction::Reported(NO_OWNER);
     }
-    ImageAction::NewSecret
+    action
 }
 
 /// Glance's image API, called with one identity's tokens.
@@ -195,7 +221,7 @@ impl Glance {
         images.sort_by(|a, b| a.id.cmp(&b.id));
         images.dedup_by(|a, b| a.id == b.id);
         for image in images.iter_mut().filter(|i| i.visibility == "shared") {
-            image.members = Some(self.member_count(&image.id)?);
+            image.members = Some(self.members(&image.id)?);
         }
         Ok(images)
     }
@@ -241,8 +267,8 @@ impl Glance {
         }
     }
 
-    /// The number of members an image is shared with (for the report).
-    pub fn member_count(&self, id: &str) -> Result<usize> {
+    /// The projects an image is shared with, whatever their member status.
+    pub fn members(&self, id: &str) -> Result<Vec<String>> {
         let path = format!("/images/{}/members", segment(id));
         let r = self.call("GET", &path, Body::None)?;
         if r.status != 200 {
@@ -251,9 +277,16 @@ impl Glance {
         #[derive(Deserialize)]
         struct Members {
             #[serde(default)]
-            members: Vec<Value>,
+            members: Vec<Member>,
         }
-        Ok(self.answer::<Members>(&r, "GET", &path)?.members.len())
+        #[derive(Deserialize)]
+        struct Member {
+            member_id: String,
+        }
+        let mut ids: Vec<String> = self.answer::<Members>(&r, "GET", &path)?.members.into_iter().map(|m| m.member_id).collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     /// `PATCH /v2/images/{id}`: replaces `cinder_encryption_key_id` with `key_id`, and nothing
@@ -342,30 +375,44 @@ mod tests {
         let private = image(base.clone());
         assert!(private.is_zero());
         assert_eq!(private.deletion_policy.as_deref(), Some("on_image_deletion"));
-        assert_eq!(rule(&private), ImageAction::NewSecret);
-        for (visibility, reason) in [("shared", SHARED), ("public", PUBLIC), ("community", COMMUNITY), ("odd", UNKNOWN_VISIBILITY)] {
-            let mut v = base.clone();
-            v["visibility"] = visibility.into();
-            assert_eq!(rule(&image(v)), ImageAction::Reported(reason), "{visibility}");
+        for shared in [SharedImages::Report, SharedImages::Acl] {
+            assert_eq!(rule(&private, shared), ImageAction::NewSecret);
+            // Public and community images are reported even with --shared-images acl: every
+            // project may use them, and no ACL can name every user.
+            for (visibility, reason) in [("shared", SHARED), ("public", PUBLIC), ("community", COMMUNITY), ("odd", UNKNOWN_VISIBILITY)] {
+                let mut v = base.clone();
+                v["visibility"] = visibility.into();
+                assert_eq!(rule(&image(v), shared), ImageAction::Reported(reason), "{visibility}");
+            }
+            for owner in [Value::Null, "".into(), "  ".into()] {
+                let mut v = base.clone();
+                v["owner"] = owner;
+                assert_eq!(rule(&image(v), shared), ImageAction::Reported(NO_OWNER));
+            }
+            for bdm in ["block_device_mapping", "bdm_v2"] {
+                let mut v = base.clone();
+                v[bdm] = "[]".into();
+                v["visibility"] = "shared".into();
+                let mut snapshot = image(v);
+                snapshot.members = Some(vec!["p2".into()]);
+                assert_eq!(rule(&snapshot, shared), ImageAction::Reported(SERVER_SNAPSHOT), "{bdm}");
+            }
         }
-        // Shared: reported while it has members (or before they are counted), migrated without.
+        // Shared: reported while it has members (or before they are listed), migrated without;
+        // with --shared-images acl, migrated for its members too once they are listed.
         let mut shared = base.clone();
         shared["visibility"] = "shared".into();
-        let mut counted = image(shared);
-        counted.members = Some(2);
-        assert_eq!(rule(&counted), ImageAction::Reported(SHARED));
-        counted.members = Some(0);
-        assert_eq!(rule(&counted), ImageAction::NewSecret);
-        for owner in [Value::Null, "".into(), "  ".into()] {
-            let mut v = base.clone();
-            v["owner"] = owner;
-            assert_eq!(rule(&image(v)), ImageAction::Reported(NO_OWNER));
-        }
-        for bdm in ["block_device_mapping", "bdm_v2"] {
-            let mut v = base.clone();
-            v[bdm] = "[]".into();
-            assert_eq!(rule(&image(v)), ImageAction::Reported(SERVER_SNAPSHOT), "{bdm}");
-        }
+        let mut listed = image(shared);
+        listed.members = Some(vec!["p2".into(), "p3".into()]);
+        assert_eq!(rule(&listed, SharedImages::Report), ImageAction::Reported(SHARED));
+        assert_eq!(rule(&listed, SharedImages::Acl), ImageAction::NewSecretForMembers);
+        listed.members = Some(Vec::new());
+        assert_eq!(rule(&listed, SharedImages::Report), ImageAction::NewSecret);
+        assert_eq!(rule(&listed, SharedImages::Acl), ImageAction::NewSecret);
+        listed.members = None;
+        assert_eq!(rule(&listed, SharedImages::Acl), ImageAction::Reported(SHARED));
+        listed.owner = None;
+        assert_eq!(rule(&listed, SharedImages::Acl), ImageAction::Reported(SHARED));
     }
 
     #[test]

@@ -175,6 +175,25 @@ impl Grants {
         }
     }
 
+    /// The users who hold a role in `project`, directly, through a group or inherited
+    /// (`GET /v3/role_assignments?scope.project.id=…&effective`: Keystone expands groups into
+    /// their users), each once, sorted.
+    pub fn users_in(&self, project: &str) -> Result<Vec<String>, GrantError> {
+        let path = format!("/role_assignments?scope.project.id={}&effective", segment(project));
+        let r = self.call("GET", &path, Subject::None, Body::None)?;
+        match r.status {
+            200 => {
+                let a: Assignments = self.answer(&r, "GET", &path)?;
+                let mut users: Vec<String> = a.role_assignments.into_iter().filter_map(|a| a.user.map(|u| u.id)).collect();
+                users.sort();
+                users.dedup();
+                Ok(users)
+            }
+            404 => Err(GrantError::ProjectGone { project: project.to_string() }),
+            _ => Err(self.refused("GET", &path, &r).into()),
+        }
+    }
+
     /// The grant to journal and make before acting in `project` as `user`, or `None` when the
     /// user already holds one of `accepted` there (role IDs Barbican accepts for creating
     /// secrets; `role`, the one granted otherwise, should be among them).
@@ -364,6 +383,8 @@ struct Assignments {
 #[derive(Deserialize)]
 struct Assignment {
     role: IdOnly,
+    /// Absent for a group's assignment (not listed with `effective`).
+    user: Option<IdOnly>,
 }
 
 /// The distinct role IDs, in Keystone's order.

@@ -27,8 +27,9 @@ use crate::settings::{Services, Settings};
 pub enum Place {
     /// Cinder's service project: these users are on its read ACL.
     Service { readers: Vec<String> },
-    /// The row's own project; whether its members may read it (the ACL's project access).
-    Project { project: String, project_access: bool },
+    /// The row's own project; whether its members may read it (the ACL's project access), and
+    /// the users its ACL names besides (`--shared-images acl`).
+    Project { project: String, project_access: bool, readers: Vec<String> },
     /// Neither the service identity nor a token of the row's project may read it.
     Unreadable,
 }
@@ -157,10 +158,10 @@ impl<'a> Inspector<'a> {
             Err(ApiError::Forbidden(_)) => return Ok(SecretState::Ours { holds_key: false, place: Place::Unreadable }),
             Err(e) => return Err(Error::Service(e.to_string())),
         };
-        let (_, project_access) = in_project.read_acl(secret).map_err(|e| Error::Service(e.to_string()))?;
+        let (readers, project_access) = in_project.read_acl(secret).map_err(|e| Error::Service(e.to_string()))?;
         Ok(SecretState::Ours {
             holds_key: payload.as_slice() == self.key.bytes(),
-            place: Place::Project { project: project.to_string(), project_access },
+            place: Place::Project { project: project.to_string(), project_access, readers },
         })
     }
 

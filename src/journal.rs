@@ -52,6 +52,10 @@ pub struct ImageEntry {
     pub project: String,
     pub name: String,
     pub secret: Option<String>,
+    /// `--shared-images acl`: the secret's ACL names the member projects' users before the
+    /// image is patched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub members_acl: bool,
 }
 
 pub struct Journal {

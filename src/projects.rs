@@ -185,6 +185,19 @@ impl Projects {
         Ok(Arc::new(self.barbican.as_identity(keystone)))
     }
 
+    /// The users, other than keymigrate's own identity, who hold a role in `project` now;
+    /// none when Keystone no longer has the project.
+    pub fn users_in(&self, project: &str) -> Result<Vec<String>> {
+        match self.grants.users_in(project) {
+            Ok(mut users) => {
+                users.retain(|u| *u != self.user);
+                Ok(users)
+            }
+            Err(GrantError::ProjectGone { .. }) => Ok(Vec::new()),
+            Err(e) => Err(context_grant(e, &self.source)),
+        }
+    }
+
     /// Closes every open project: revokes the grants this run made.
     pub fn close_all(&mut self) -> Result<()> {
         self.open.clear();

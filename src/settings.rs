@@ -38,6 +38,8 @@ pub struct Images {
     pub endpoint: Option<String>,
     /// `--image-owner`: only these projects' images; empty: every project's.
     pub owners: Vec<String>,
+    /// `--shared-images`: what happens to images shared with other projects.
+    pub shared: crate::glance::SharedImages,
     pub retry: RetryPolicy,
 }
 
@@ -62,7 +64,7 @@ impl Images {
                 Some(if first.contains("://") { first } else { format!("http://{first}") })
             }),
         };
-        Ok(Some(Images { admin, endpoint, owners: args.image_owner.clone(), retry: RetryPolicy::default() }))
+        Ok(Some(Images { admin, endpoint, owners: args.image_owner.clone(), shared: args.shared_images, retry: RetryPolicy::default() }))
     }
 }
 

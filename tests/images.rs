@@ -654,3 +654,103 @@ fn images_need_an_admin_identity() {
     }
     assert!(image_files(&stage.state).is_empty());
 }
+
+/// `--shared-images acl`: an image shared with two projects (one member accepted, one not yet)
+/// gets a secret in its owner's project whose read ACL names every user of the member projects;
+/// each of them reads it through castellan as the fixed key, as does the owner's teammate, while
+/// a user of an unrelated project gets 403. A kill between the ACL and the patch is finished by
+/// the next run. `verify --images` names users who joined a member project afterwards.
+#[test]
+fn shared_images_opt_in_gives_the_member_projects_users_a_read_acl() {
+    let cloud = Cloud::new();
+    let mut p = Project::new("img-shared");
+    let (owner, teammate) = (p.member("owner"), p.member("teammate"));
+    let mut q = Project::new("img-shared-q");
+    let (q1, q2) = (q.member("q1"), q.member("q2"));
+    let mut r = Project::new("img-shared-r");
+    let r1 = r.member("r1");
+    let mut s = Project::new("img-shared-s");
+    let stranger = s.member("stranger");
+    let glance = Glance::new();
+    let token = owner.token();
+    let mut shared = Vec::new();
+    for data in [b"s1", b"s2"] {
+        let image = id(&glance.create(&token, &ImageSpec::new("shared").encrypted(ZERO).data(data)));
+        glance.add_member(&token, &image, &q.id);
+        glance.accept(&q1.token(), &image, &q.id);
+        // R's membership stays pending: its users reach the image by ID all the same.
+        glance.add_member(&token, &image, &r.id);
+        shared.push(image);
+    }
+    let public = id(&glance.create(&tenancy::admin_token(), &ImageSpec::new("public").encrypted(ZERO).data(b"p")));
+    let ids: Vec<&str> = shared.iter().map(String::as_str).chain([public.as_str()]).collect();
+    let stage = Stage::new();
+    stage.only(&ids);
+
+    // Without the opt-in the shared images are reported; with it, scan says what migrate does.
+    let scan = |extra: &[&str], expect: i32| {
+        let mut args = vec!["-f", "json"];
+        args.extend(extra);
+        let out = stage.w.run(&stage.args("scan", &stage.state, &args));
+        out.assert_code(expect);
+        rows_of(&out.json()["images"], &ids)
+    };
+    // Nothing to migrate, only images to report: 2.
+    let rows = scan(&[], 2);
+    assert_eq!(rows[&shared[0]]["migrate"], false, "{rows:?}");
+    assert!(rows[&shared[0]]["action"].as_str().unwrap_or_default().contains("--shared-images acl"), "{rows:?}");
+    let rows = scan(&["--shared-images", "acl"], 1);
+    for image in &shared {
+        assert_eq!((rows[image]["migrate"].as_bool(), rows[image]["members_acl"].as_bool(), rows[image]["members"].as_u64()), (Some(true), Some(true), Some(2)), "{rows:?}");
+    }
+    assert_eq!(rows[&public]["migrate"], false, "a public image is never migrated: {rows:?}");
+
+    // The first run is killed once the first image's ACL is set, before its patch.
+    let out = stage.migrate_with(&["--shared-images", "acl"], &[("KEYMIGRATE_FAULT", "image-acl=kill")]);
+    assert_eq!(out.code, -1, "the run should have been killed:\n{}", out.stderr);
+    assert_eq!(image_files(&stage.state).len(), 1, "the image in the journal");
+    let out = stage.migrate_with(&["--shared-images", "acl"], &[]);
+    // The public image is left: an operator must look at it.
+    out.assert_code(2);
+    let json = out.json();
+    assert_eq!((json["report"]["images"]["migrated"].as_u64(), json["report"]["images"]["recovered"].as_u64()), (Some(2), Some(1)), "{}", out.stdout);
+    assert_eq!(json["report"]["images"]["reported"], 1, "{}", out.stdout);
+    assert_eq!(key_of(&glance, &public), ZERO, "the public image was changed");
+
+    let key = stage.fixed_key();
+    for image in &shared {
+        let secret = key_of(&glance, image);
+        assert_ne!(secret, ZERO, "image {image} was not migrated");
+        for reader in [&owner, &teammate, &q1, &q2, &r1] {
+            let payload = cloud.payload(&reader.token(), &secret);
+            assert_eq!(payload.status, 200, "image {image}: {reader:?} cannot read secret {secret}");
+            assert!(payload.body == key, "image {image}: secret {secret} does not hold the fixed key");
+        }
+        assert_eq!(cloud.payload(&stranger.token(), &secret).status, 403, "image {image}: a user of an unrelated project reads its key");
+        // What Cinder does with the key when a member project's user makes a volume from it.
+        let read = castellan::read_as(&q2.castellan(), &secret);
+        let (bytes, _) = read.key();
+        assert!(bytes == key.as_slice(), "castellan reads another key");
+    }
+    assert_images_done(&stage, &stage.state, &cloud, &glance, &p, &teammate, &shared.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // verify: ok while the ACL names every member project's user; a user who joins Q later is
+    // named as a problem.
+    let verify = |expect: i32| {
+        let out = stage.w.run(&stage.args("verify", &stage.state, &["-f", "json"]));
+        out.assert_code(expect);
+        out
+    };
+    let out = verify(0);
+    let rows = out.json()["rows"].as_array().cloned().unwrap_or_default();
+    for image in &shared {
+        let row = rows.iter().find(|r| r["id"] == image.as_str()).unwrap_or_else(|| panic!("image {image} not verified: {rows:?}"));
+        assert_eq!(row["result"], "ok", "{row}");
+    }
+    let late = q.member("late");
+    let out = verify(2);
+    let rows = out.json()["rows"].as_array().cloned().unwrap_or_default();
+    let row = rows.iter().find(|r| r["id"] == shared[0].as_str()).expect("the shared image");
+    assert!(row["result"].as_str().unwrap_or_default().contains("member project"), "{row}");
+    assert!(out.stderr.contains(&late.id), "verify does not name the late user:\n{}", out.stderr);
+}

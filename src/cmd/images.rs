@@ -32,22 +32,22 @@ impl ImageReport {
         glance.require_admin(&images.admin.source)?;
         let mut rows = Vec::new();
         for image in glance.zero_images(&images.owners)? {
-            let members = image.members;
-            let action = glance::rule(&image);
+            let members = image.members.as_ref().map(Vec::len);
+            let action = glance::rule(&image, images.shared);
             rows.push(Row { image, action, members });
         }
         log::info!(
             "Found {} Glance image(s) on the all-zeros key ID, as {}: {} to migrate, {} reported",
             rows.len(),
             images.admin.source,
-            rows.iter().filter(|r| r.action == ImageAction::NewSecret).count(),
-            rows.iter().filter(|r| r.action != ImageAction::NewSecret).count()
+            rows.iter().filter(|r| r.action.migrates()).count(),
+            rows.iter().filter(|r| !r.action.migrates()).count()
         );
         Ok(ImageReport { rows })
     }
 
     pub fn to_migrate(&self) -> usize {
-        self.rows.iter().filter(|r| r.action == ImageAction::NewSecret).count()
+        self.rows.iter().filter(|r| r.action.migrates()).count()
     }
 
     pub fn reported(&self) -> usize {
@@ -79,8 +79,9 @@ impl ImageReport {
                 let i = &r.image;
                 serde_json::json!({
                     "id": i.id, "name": i.name, "owner": i.owner, "visibility": i.visibility, "hidden": i.hidden,
-                    "members": r.members, "deletion_policy": i.deletion_policy, "status": i.status,
-                    "action": r.action.to_string(), "migrate": r.action == ImageAction::NewSecret,
+                    "members": r.members, "member_projects": i.members, "deletion_policy": i.deletion_policy, "status": i.status,
+                    "action": r.action.to_string(), "migrate": r.action.migrates(),
+                    "members_acl": r.action == ImageAction::NewSecretForMembers,
                 })
             })
             .collect();

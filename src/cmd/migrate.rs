@@ -86,7 +86,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
             let mut result = engine.run(scope);
             if let (Ok(()), Some((glance, zero, images_journal))) = (&result, &glance) {
                 if !engine.report.stopped_early {
-                    result = engine.run_images(glance, zero, images_journal);
+                    result = engine.run_images(glance, zero, images_journal, settings.images.as_ref().map(|i| i.shared).unwrap_or_default());
                 }
             }
             crate::progress::finish();

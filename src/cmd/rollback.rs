@@ -47,7 +47,7 @@ fn is_image_secret_name(inspector: &mut Inspector<'_>, secret: &str, owner: Opti
         return Ok(name.starts_with("keymigrate-image-"));
     }
     let Some(owner) = owner else { return Ok(false) };
-    match inspector.barbican_for(&Place::Project { project: owner.to_string(), project_access: true })? {
+    match inspector.barbican_for(&Place::Project { project: owner.to_string(), project_access: true, readers: Vec::new() })? {
         Some(b) => Ok(b.name_of(secret).ok().flatten().is_some_and(|n| n.starts_with("keymigrate-image-"))),
         None => Ok(false),
     }

@@ -40,20 +40,49 @@ pub(super) fn keyed_images(images: &crate::settings::Images) -> Result<Vec<crate
     glance.keyed_images(&images.owners)
 }
 
+/// For a shared image whose secret's ACL names users (a `--shared-images acl` migration): the
+/// users of its member projects now whom the ACL does not name. Empty otherwise.
+fn members_missing(images: &crate::settings::Images, image: &crate::glance::Image, facts: &SecretState) -> Result<Vec<String>> {
+    let SecretState::Ours { place: Place::Project { readers, .. }, .. } = facts else { return Ok(Vec::new()) };
+    if readers.is_empty() || image.visibility != "shared" {
+        return Ok(Vec::new());
+    }
+    let admin = std::sync::Arc::new(crate::keystone::Keystone::new(images.admin.keystone.clone(), images.retry)?);
+    let glance = crate::glance::Glance::connect(admin.clone(), images.endpoint.as_deref(), "public", None)?;
+    let grants = crate::grants::Grants::new(admin);
+    let me = grants.whoami()?.user_id;
+    let mut missing = Vec::new();
+    for member in glance.members(&image.id)? {
+        let users = match grants.users_in(&member) {
+            Ok(users) => users,
+            Err(crate::grants::GrantError::ProjectGone { .. }) => continue,
+            Err(e) => return Err(Error::Service(e.to_string())),
+        };
+        missing.extend(users.into_iter().filter(|u| *u != me && !readers.contains(u)));
+    }
+    missing.sort();
+    missing.dedup();
+    Ok(missing)
+}
+
 /// The verdict on an image's secret: keymigrate made it (`keymigrate-image-…`) in the image's
 /// owner project, it holds exactly the key, and the project's members may read it.
-fn judge_image(image: &crate::glance::Image, facts: &SecretState) -> Option<&'static str> {
+/// `missing`: users of the image's member projects whom the secret's ACL does not name, when it
+/// names any (a `--shared-images acl` migration).
+fn judge_image(image: &crate::glance::Image, facts: &SecretState, missing: &[String]) -> Option<&'static str> {
     match facts {
         SecretState::NotOurs => None,
         SecretState::Missing => Some("secret missing"),
         SecretState::Ours { place: Place::Unreadable, .. } => Some("secret unreadable in the service project and in the image owner's project"),
         SecretState::Ours { holds_key: false, .. } => Some("secret does not hold the fixed key"),
         SecretState::Ours { place: Place::Service { .. }, .. } => Some("secret is in Cinder's service project, not the image owner's"),
-        SecretState::Ours { place: Place::Project { project, project_access }, .. } => {
+        SecretState::Ours { place: Place::Project { project, project_access, .. }, .. } => {
             if image.owner.as_deref() != Some(project.as_str()) {
                 Some("secret is not in the image owner's project")
             } else if !project_access {
                 Some("project members cannot read the secret (its ACL turns project access off)")
+            } else if !missing.is_empty() {
+                Some("users of a member project are not on the secret's read ACL (they joined after the migration)")
             } else {
                 Some("ok")
             }
@@ -94,7 +123,15 @@ fn check(settings: &Settings, args: &VerifyArgs, db: &mut Db, inspector: &mut In
             for image in keyed_images(images)? {
                 let Some(key_id) = image.key.clone() else { continue };
                 let facts = inspector.state(&key_id, image.owner.as_deref())?;
-                let Some(verdict) = judge_image(&image, &facts) else {
+                let missing = members_missing(images, &image, &facts)?;
+                if !missing.is_empty() {
+                    log::error!(
+                        "image {}: user(s) {} of its member projects cannot read secret {key_id}; add them with `openstack acl user add --user USER_ID --operation-type read SECRET_HREF`",
+                        image.id,
+                        missing.join(", ")
+                    );
+                }
+                let Some(verdict) = judge_image(&image, &facts, &missing) else {
                     others += 1;
                     continue;
                 };

@@ -23,7 +23,7 @@
 use crate::barbican::Barbican;
 use crate::error::{Error, Result};
 use crate::fault;
-use crate::glance::{Glance, Image, ImageAction};
+use crate::glance::{Glance, Image, ImageAction, SharedImages};
 use crate::journal::{ImageEntry, ImageJournal};
 
 use super::{Engine, Target, LOG};
@@ -52,8 +52,8 @@ pub struct ImagesReport {
 impl Engine<'_> {
     /// Finishes the images an interrupted run left, then migrates `images` (those the rule
     /// migrates; the others are counted as reported).
-    pub fn run_images(&mut self, glance: &Glance, images: &[Image], journal: &ImageJournal) -> Result<()> {
-        let result = self.images_inner(&Images { glance, journal }, images);
+    pub fn run_images(&mut self, glance: &Glance, images: &[Image], journal: &ImageJournal, shared: SharedImages) -> Result<()> {
+        let result = self.images_inner(&Images { glance, journal }, images, shared);
         let closed = self.projects.as_mut().map_or(Ok(()), |p| p.close_all());
         if let Some(p) = &self.projects {
             self.report.keystone = p.stats.clone();
@@ -61,24 +61,24 @@ impl Engine<'_> {
         result.and(closed)
     }
 
-    fn images_inner(&mut self, glance: &Images<'_>, images: &[Image]) -> Result<()> {
+    fn images_inner(&mut self, glance: &Images<'_>, images: &[Image], shared: SharedImages) -> Result<()> {
         for entry in glance.journal.pending_images()? {
             if self.recover_image(glance, &entry)? {
                 self.report.images.recovered += 1;
             }
         }
         for image in images {
-            match crate::glance::rule(image) {
+            match crate::glance::rule(image, shared) {
                 ImageAction::Reported(reason) => {
                     self.report.images.reported += 1;
                     log::warn!(target: LOG, "Not migrating image {}: {reason}", image.id);
                 }
-                ImageAction::NewSecret => {
+                action @ (ImageAction::NewSecret | ImageAction::NewSecretForMembers) => {
                     if self.opts.max_count.is_some_and(|m| self.report.migrated + self.report.images.migrated >= m) {
                         self.report.stopped_early = true;
                         return Ok(());
                     }
-                    self.migrate_image(glance, image)?;
+                    self.migrate_image(glance, image, action == ImageAction::NewSecretForMembers)?;
                     if self.report.images.failed > self.opts.max_errors {
                         self.report.stopped_early = true;
                         log::error!(target: LOG, "Aborting encryption key migration (too many errors).");
@@ -101,14 +101,14 @@ impl Engine<'_> {
         }
     }
 
-    fn migrate_image(&mut self, glance: &Images<'_>, image: &Image) -> Result<()> {
+    fn migrate_image(&mut self, glance: &Images<'_>, image: &Image, members_acl: bool) -> Result<()> {
         let Some(project) = image.owner.clone() else { return Ok(()) };
         let Some(barbican) = self.image_barbican(&project)? else {
             self.report.images.blocked += 1;
             return Ok(());
         };
         let tag: u32 = rand::random();
-        let mut entry = ImageEntry { image: image.id.clone(), project, name: format!("keymigrate-image-{}-{tag:08x}", image.id), secret: None };
+        let mut entry = ImageEntry { image: image.id.clone(), project, name: format!("keymigrate-image-{}-{tag:08x}", image.id), secret: None, members_acl };
         log::info!(target: LOG, "Migrating image {} encryption key to Barbican", image.id);
         glance.journal.write_image(&entry)?;
         fault::point("image-journal");
@@ -143,7 +143,14 @@ impl Engine<'_> {
         fault::point("image-verified");
         // Glance has no compare-and-swap: read right before the patch.
         match glance.glance.image(id)? {
-            Some(now) if now.is_zero() => {}
+            Some(now) if now.is_zero() => {
+                if entry.members_acl {
+                    if let Err(m) = self.share_with_members(glance, barbican, &now, secret)? {
+                        self.drop_image_secret(glance, barbican, entry, secret)?;
+                        return self.image_failed_named(id, &m);
+                    }
+                }
+            }
             Some(now) if now.key.as_deref() == Some(secret) => {
                 return self.image_done(glance, barbican, entry, secret, sweep);
             }
@@ -163,6 +170,40 @@ impl Engine<'_> {
         }
         fault::point("image-patched");
         self.image_done(glance, barbican, entry, secret, sweep)
+    }
+
+    /// `--shared-images acl`: the secret's read ACL names every user who holds a role in one of
+    /// the image's member projects now (listed afresh, from `image`, read right before), its
+    /// project access left on; read back to confirm. `Ok(Err(reason))`: the image must not be
+    /// patched (Barbican refused the ACL, or it does not read back as set).
+    fn share_with_members(&mut self, glance: &Images<'_>, barbican: &Barbican, image: &Image, secret: &str) -> Result<std::result::Result<(), String>> {
+        let members = if image.visibility == "shared" { glance.glance.members(&image.id)? } else { Vec::new() };
+        let Some(projects) = &self.projects else {
+            return Err(Error::Internal("--shared-images acl without the identity that acts in projects".into()));
+        };
+        let mut users = Vec::new();
+        for member in &members {
+            users.extend(projects.users_in(member)?);
+        }
+        users.sort();
+        users.dedup();
+        if let Err(e) = barbican.grant_read(secret, &users) {
+            return Ok(Err(e.to_string()));
+        }
+        match barbican.read_acl(secret) {
+            Ok((read, true)) if users.iter().all(|u| read.contains(u)) => {}
+            Ok(_) => return Ok(Err(format!("the ACL of secret {secret} does not read back as set; not using it"))),
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+        log::info!(
+            target: LOG,
+            "Secret {secret} of image {}: read ACL for {} user(s) of {} member project(s)",
+            image.id,
+            users.len(),
+            members.len()
+        );
+        fault::point("image-acl");
+        Ok(Ok(()))
     }
 
     /// Confirms the image names the secret, sweeps what an interrupted attempt made, forgets
