@@ -149,6 +149,50 @@ pub fn rule(image: &Image, shared: SharedImages) -> ImageAction {
     action
 }
 
+/// What glance-api.conf says of Glance's key manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GlanceKeyManager {
+    Barbican,
+    /// Another backend, as named there.
+    Other(String),
+    /// The file could not be read or parsed; why.
+    Unknown(String),
+}
+
+/// Reads `[key_manager] backend` from glance-api.conf (castellan's default, Barbican, when
+/// unset). Nothing else of the file is looked at or shown.
+pub fn key_manager_of(path: &std::path::Path) -> GlanceKeyManager {
+    let conf = match crate::conf::Conf::load(&[crate::conf::ConfigArg::File(path.to_path_buf())], std::iter::empty()) {
+        Ok(c) => c,
+        Err(e) => return GlanceKeyManager::Unknown(e.to_string()),
+    };
+    let backend = match conf.get(&crate::conf::KEY_MANAGER_BACKEND) {
+        Ok(v) => v.map(|v| v.value.expose().trim().to_string()).unwrap_or_default(),
+        Err(e) => return GlanceKeyManager::Unknown(e.to_string()),
+    };
+    let short = backend.rsplit('.').next().unwrap_or_default();
+    if backend.is_empty() || short == "barbican" || short == "BarbicanKeyManager" {
+        GlanceKeyManager::Barbican
+    } else {
+        GlanceKeyManager::Other(backend)
+    }
+}
+
+/// Logs, once per run, whether Glance's key manager lets it delete a migrated image's secret.
+pub fn check_key_manager(path: &std::path::Path) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| match key_manager_of(path) {
+        GlanceKeyManager::Barbican => log::info!("Glance's key manager is Barbican ({})", path.display()),
+        GlanceKeyManager::Other(backend) => log::warn!(
+            "Glance's [key_manager] backend in {} is '{backend}', not barbican: deleting a migrated image will not delete its secret; set backend = barbican in every glance-api.conf",
+            path.display()
+        ),
+        GlanceKeyManager::Unknown(why) => log::warn!(
+            "Could not check Glance's key manager ({why}): on the Glance nodes, [key_manager] backend in glance-api.conf must be barbican, or deleting a migrated image will not delete its secret (--glance-config PATH names the file)"
+        ),
+    });
+}
+
 /// Glance's image API, called with one identity's tokens.
 pub struct Glance {
     http: Client,
@@ -413,6 +457,26 @@ mod tests {
         assert_eq!(rule(&listed, SharedImages::Acl), ImageAction::Reported(SHARED));
         listed.owner = None;
         assert_eq!(rule(&listed, SharedImages::Acl), ImageAction::Reported(SHARED));
+    }
+
+    #[test]
+    fn glance_api_conf_says_whether_its_key_manager_is_barbican() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("glance-api.conf");
+        for (text, expected) in [
+            ("[DEFAULT]\nbind_port = 9292\n", GlanceKeyManager::Barbican),
+            ("[key_manager]\nbackend = barbican\n", GlanceKeyManager::Barbican),
+            ("[key_manager]\nbackend = castellan.key_manager.barbican_key_manager.BarbicanKeyManager\n", GlanceKeyManager::Barbican),
+            ("[key_manager]\nbackend = vault\n", GlanceKeyManager::Other("vault".into())),
+            ("[key_manager]\nbackend = castellan.key_manager.not_implemented_key_manager.NotImplementedKeyManager\nfixed_key = 00ff\n",
+             GlanceKeyManager::Other("castellan.key_manager.not_implemented_key_manager.NotImplementedKeyManager".into())),
+        ] {
+            std::fs::write(&file, text).expect("write");
+            assert_eq!(key_manager_of(&file), expected, "{text}");
+        }
+        assert!(matches!(key_manager_of(&dir.path().join("missing.conf")), GlanceKeyManager::Unknown(_)));
+        std::fs::write(&file, "[key_manager\nbackend = vault\n").expect("write");
+        assert!(matches!(key_manager_of(&file), GlanceKeyManager::Unknown(_)));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Images {
     pub owners: Vec<String>,
     /// `--shared-images`: what happens to images shared with other projects.
     pub shared: crate::glance::SharedImages,
+    /// `--glance-config`: glance-api.conf, for its key manager.
+    pub glance_config: std::path::PathBuf,
     pub retry: RetryPolicy,
 }
 
@@ -64,7 +66,7 @@ impl Images {
                 Some(if first.contains("://") { first } else { format!("http://{first}") })
             }),
         };
-        Ok(Some(Images { admin, endpoint, owners: args.image_owner.clone(), shared: args.shared_images, retry: RetryPolicy::default() }))
+        Ok(Some(Images { admin, endpoint, owners: args.image_owner.clone(), shared: args.shared_images, glance_config: args.glance_config.clone(), retry: RetryPolicy::default() }))
     }
 }
 

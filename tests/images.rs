@@ -446,28 +446,31 @@ fn a_lost_or_failed_patch_is_retried_and_a_refused_one_leaves_the_image_as_it_wa
     }
     let kept: Vec<String> = done.iter().map(|i| key_of(&glance, i)).collect();
 
-    // Glance refuses the PATCH (a conflict): the image is counted failed, left as it was, and
+    // Glance refuses the PATCH: a conflict (409), an image over its property quota (413),
+    // property protections (403). Each time the image is counted failed, left as it was, and
     // the secret made for it deleted.
-    let image = private_image(&glance, &reader);
-    stage.glance.clear();
-    stage.only(&[&image]);
-    stage.glance.rule("PATCH", "/v2/images/", 0, Fault::Status(409));
-    let before = glance.get_as_admin(&image);
-    let out = stage.migrate(&[]);
-    assert_ne!(out.code, 0, "a refused image is not done:\n{}", out.stderr);
-    let json = out.json();
-    assert_eq!(json["report"]["images"]["failed"], 1, "{}", out.stdout);
-    assert_eq!(json["report"]["images"]["migrated"], 0, "{}", out.stdout);
-    assert_eq!(json["report"]["secrets_created"], 1, "{}", out.stdout);
-    assert_eq!(json["report"]["secrets_deleted"], 1, "{}", out.stdout);
-    assert_eq!(glance.get_as_admin(&image), before, "the refused image changed");
-    let mut left = tenancy::keymigrate_secrets(&cloud, &reader.token());
-    left.sort();
-    let mut expected = kept.clone();
-    expected.sort();
-    assert_eq!(left, expected, "the refused image's secret is left (or another went)");
-    assert_eq!(p.roles_of(&tenancy::cinder_user_id()), Vec::<String>::new());
-    assert_eq!(image_files(&stage.state), Vec::<PathBuf>::new());
+    for status in [409, 413, 403] {
+        let image = private_image(&glance, &reader);
+        stage.glance.clear();
+        stage.only(&[&image]);
+        stage.glance.rule("PATCH", "/v2/images/", 0, Fault::Status(status));
+        let before = glance.get_as_admin(&image);
+        let out = stage.migrate(&[]);
+        assert_ne!(out.code, 0, "{status}: a refused image is not done:\n{}", out.stderr);
+        let json = out.json();
+        assert_eq!(json["report"]["images"]["failed"], 1, "{status}: {}", out.stdout);
+        assert_eq!(json["report"]["images"]["migrated"], 0, "{status}: {}", out.stdout);
+        assert_eq!(json["report"]["secrets_created"], 1, "{status}: {}", out.stdout);
+        assert_eq!(json["report"]["secrets_deleted"], 1, "{status}: {}", out.stdout);
+        assert_eq!(glance.get_as_admin(&image), before, "{status}: the refused image changed");
+        let mut left = tenancy::keymigrate_secrets(&cloud, &reader.token());
+        left.sort();
+        let mut expected = kept.clone();
+        expected.sort();
+        assert_eq!(left, expected, "{status}: the refused image's secret is left (or another went)");
+        assert_eq!(p.roles_of(&tenancy::cinder_user_id()), Vec::<String>::new());
+        assert_eq!(image_files(&stage.state), Vec::<PathBuf>::new());
+    }
 }
 
 #[test]
@@ -753,4 +756,28 @@ fn shared_images_opt_in_gives_the_member_projects_users_a_read_acl() {
     let row = rows.iter().find(|r| r["id"] == shared[0].as_str()).expect("the shared image");
     assert!(row["result"].as_str().unwrap_or_default().contains("member project"), "{row}");
     assert!(out.stderr.contains(&late.id), "verify does not name the late user:\n{}", out.stderr);
+}
+
+/// `--images` reads glance-api.conf's `[key_manager] backend`, and only that: the test Glance's
+/// own file (Barbican) is confirmed; another backend or an unreadable file gets a warning that
+/// says what to set; nothing of the file's other values (its passwords) is shown.
+#[test]
+fn glance_api_conf_is_checked_for_its_key_manager() {
+    let stage = Stage::new();
+    let real = env("KEYMIGRATE_TEST_GLANCE_CONF");
+    let vault = stage.w.write("glance-vault.conf", "[key_manager]\nbackend = vault\n[keystone_authtoken]\npassword = glance-secret-pw\n");
+    let missing = stage.w.path("no-such-glance-api.conf");
+    let glance_pw = std::fs::read_to_string(&real).expect("the test Glance's glance-api.conf").lines()
+        .filter_map(|l| l.split_once('=')).filter(|(k, _)| k.trim() == "password").map(|(_, v)| v.trim().to_string()).next().expect("a password in glance-api.conf");
+    for (file, expected) in [
+        (real.as_str(), "Glance's key manager is Barbican"),
+        (arg(&vault), "is 'vault', not barbican: deleting a migrated image will not delete its secret"),
+        (arg(&missing), "Could not check Glance's key manager"),
+    ] {
+        let out = stage.w.run(&stage.args("scan", &stage.state, &["--glance-config", file, "-f", "json"]));
+        assert!(out.stderr.lines().any(|l| l.contains(expected)), "{file}: no {expected:?}:\n{}", out.stderr);
+        for secret in ["glance-secret-pw", glance_pw.as_str()] {
+            assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret), "{file}: a password of glance-api.conf is shown");
+        }
+    }
 }

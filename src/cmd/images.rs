@@ -27,6 +27,7 @@ impl ImageReport {
     /// Lists the images: one Keystone authentication, two listings (visible and hidden
     /// images), and one members request per shared image.
     pub fn look(images: &Images) -> Result<ImageReport> {
+        glance::check_key_manager(&images.glance_config);
         let keystone = Arc::new(Keystone::new(images.admin.keystone.clone(), images.retry)?);
         let glance = Glance::connect(keystone, images.endpoint.as_deref(), "public", None)?;
         glance.require_admin(&images.admin.source)?;

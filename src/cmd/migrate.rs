@@ -50,6 +50,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
             // be reached stops the run here.
             let glance = match &settings.images {
                 Some(images) => {
+                    crate::glance::check_key_manager(&images.glance_config);
                     let admin = Arc::new(Keystone::new(images.admin.keystone.clone(), services.retry)?);
                     let glance = Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
                     glance.require_admin(&images.admin.source)?;
