@@ -121,7 +121,8 @@ run status
 run status --all-hosts
 run migrate --all-hosts
 # --image-owner keeps the demo to its own project's images: the test stack's Glance is shared.
-OWNER=(--image-owner "$KEYMIGRATE_TEST_DEMO_PROJECT_ID")
+# --glance-config: the local Glance's own file, checked for its key manager.
+OWNER=(--image-owner "$KEYMIGRATE_TEST_DEMO_PROJECT_ID" --glance-config "$KEYMIGRATE_TEST_GLANCE_CONF")
 run status --all-hosts --images "${OWNER[@]}"
 run scan --images "${OWNER[@]}"
 run migrate --images "${OWNER[@]}"
