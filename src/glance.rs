@@ -54,6 +54,8 @@ pub struct Image {
     /// reaches the image by its ID whether or not it accepted); `None` for other
     /// visibilities, or before they are listed.
     pub members: Option<Vec<String>>,
+    /// Keystone has no project of the image's owner ID (looked up once per owner).
+    pub owner_gone: bool,
 }
 
 impl Image {
@@ -70,6 +72,7 @@ impl Image {
             deletion_policy: text(POLICY_PROPERTY),
             server_snapshot: ["block_device_mapping", "bdm_v2"].iter().any(|k| v.contains_key(*k)),
             members: None,
+            owner_gone: false,
         })
     }
 
@@ -123,6 +126,7 @@ pub const SHARED: &str = "visibility is shared: its members' projects use the ke
 pub const PUBLIC: &str = "visibility is public: every project may use the key, and a secret in the owner's project would lock them out";
 pub const COMMUNITY: &str = "visibility is community: every project may use the key, and a secret in the owner's project would lock them out";
 pub const NO_OWNER: &str = "the image has no owner project for the secret to belong to";
+pub const OWNER_GONE: &str = "its owner project no longer exists in Keystone, so no secret can belong to it";
 pub const SERVER_SNAPSHOT: &str = "it carries block device mapping properties: a server snapshot that inherited them, whose volumes have keys of their own";
 pub const UNKNOWN_VISIBILITY: &str = "its visibility is not one keymigrate knows";
 
@@ -145,6 +149,9 @@ pub fn rule(image: &Image, shared: SharedImages) -> ImageAction {
     }
     if !image.owner.as_deref().is_some_and(crate::cinder::is_owner) {
         return ImageAction::Reported(NO_OWNER);
+    }
+    if image.owner_gone {
+        return ImageAction::Reported(OWNER_GONE);
     }
     action
 }
@@ -266,6 +273,22 @@ impl Glance {
         images.dedup_by(|a, b| a.id == b.id);
         for image in images.iter_mut().filter(|i| i.visibility == "shared") {
             image.members = Some(self.members(&image.id)?);
+        }
+        // Whether each owner project still exists: once per owner, for the images the rule
+        // could migrate.
+        let grants = crate::grants::Grants::new(self.keystone.clone());
+        let mut known: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        for image in images.iter_mut().filter(|i| ["private", "shared"].contains(&i.visibility.as_str()) && !i.server_snapshot) {
+            let Some(owner) = image.owner.clone().filter(|o| crate::cinder::is_owner(o)) else { continue };
+            let exists = match known.get(&owner) {
+                Some(e) => *e,
+                None => {
+                    let e = grants.project_exists(&owner)?;
+                    known.insert(owner, e);
+                    e
+                }
+            };
+            image.owner_gone = !exists;
         }
         Ok(images)
     }
@@ -455,6 +478,9 @@ mod tests {
         assert_eq!(rule(&listed, SharedImages::Acl), ImageAction::NewSecret);
         listed.members = None;
         assert_eq!(rule(&listed, SharedImages::Acl), ImageAction::Reported(SHARED));
+        let mut orphan = private.clone();
+        orphan.owner_gone = true;
+        assert_eq!(rule(&orphan, SharedImages::Acl), ImageAction::Reported(OWNER_GONE));
         listed.owner = None;
         assert_eq!(rule(&listed, SharedImages::Acl), ImageAction::Reported(SHARED));
     }

@@ -610,6 +610,14 @@ fn verify_and_rollback_handle_migrated_images() {
     stage.only(&ids);
     stage.migrate(&[]).assert_code(0);
     let secrets: Vec<String> = images.iter().map(|i| key_of(&glance, i)).collect();
+    // Nothing left in the database or the images: status says fixed_key may go after verify.
+    let out = stage.status();
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains("remain in the database or in Glance's images: [key_manager] fixed_key can be removed once `keymigrate verify --all-hosts --images` passes"),
+        "{}",
+        out.stderr
+    );
 
     let verify = |expect: i32| {
         let out = stage.w.run(&stage.args("verify", &stage.state, &["-f", "json"]));
@@ -780,4 +788,35 @@ fn glance_api_conf_is_checked_for_its_key_manager() {
             assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret), "{file}: a password of glance-api.conf is shown");
         }
     }
+}
+
+/// An image whose owner project Keystone no longer has: `scan` reports it with the reason,
+/// `migrate` leaves it (no secret made, no grant tried) and exits 2.
+#[test]
+fn an_image_whose_owner_project_is_gone_is_reported_and_left() {
+    let mut gone = Project::new("img-gone");
+    let owner = gone.member("owner");
+    let glance = Glance::new();
+    let image = private_image(&glance, &owner);
+    let (status, answer) = tenancy::admin_call("DELETE", &format!("/projects/{}", gone.id), None);
+    assert_eq!(status, 204, "delete project: {answer}");
+    let stage = Stage::new();
+    stage.only(&[&image]);
+    let before = glance.get_as_admin(&image);
+
+    let out = stage.w.run(&stage.args("scan", &stage.state, &["-f", "json"]));
+    out.assert_code(2);
+    let rows = rows_of(&out.json()["images"], &[&image]);
+    assert_eq!(rows[&image]["action"], "reported: its owner project no longer exists in Keystone, so no secret can belong to it", "{rows:?}");
+    let out = stage.migrate(&[]);
+    out.assert_code(2);
+    let json = out.json();
+    assert_eq!((json["report"]["images"]["reported"].as_u64(), json["report"]["secrets_created"].as_u64()), (Some(1), Some(0)), "{}", out.stdout);
+    assert_eq!(json["report"]["keystone"]["grants_made"], 0, "{}", out.stdout);
+    assert_eq!(glance.get_as_admin(&image), before, "the image changed");
+    assert!(image_files(&stage.state).is_empty());
+    let out = stage.status();
+    out.assert_code(2);
+    assert!(out.stderr.contains("but Glance's images still use it: keep fixed_key"), "{}", out.stderr);
+    assert_eq!(glance.delete_as_admin(&image), 204);
 }

@@ -125,12 +125,9 @@ fn finish(
 ) -> Result<Outcome> {
     let (left, census) = plan::tally(db, &settings.scope, settings.owner, plan::Lookup::BOUNDED)?;
     let database = census.live;
-    super::status::log_status(settings, &left, &database);
     // The images as they are now: what this run did not finish, and what it reports.
     let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
-    if let Some(images) = &images {
-        super::status::log_images(settings, &database, images);
-    }
+    super::status::log_status(settings, &left, &database, images.as_ref());
     for (project, reason) in &report.blocked_projects {
         log::warn!("Project {project} is blocked: {reason}");
     }

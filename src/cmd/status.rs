@@ -23,10 +23,7 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
     let (database, deleted) = (census.live, census.deleted);
     let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
     let outcome = with_images(super::outcome(conditions, &tally), conditions.is_ready(), &tally, images.as_ref());
-    log_status(settings, &tally, &database);
-    if let Some(images) = &images {
-        log_images(settings, &database, images);
-    }
+    log_status(settings, &tally, &database, images.as_ref());
 
     match args.output.format {
         None => {
@@ -93,19 +90,17 @@ fn with_images(outcome: Outcome, ready: bool, tally: &Tally, images: Option<&Ima
     }
 }
 
-/// What the images mean for `fixed_key`.
-pub(super) fn log_images(settings: &Settings, database: &TableCounts, images: &ImageReport) {
-    if !images.rows.is_empty() {
+/// How many Glance images are still on the all-zeros ID.
+pub(super) fn log_images(images: &ImageReport) {
+    if images.rows.is_empty() {
+        log::info!("No Glance images are using the ConfKeyManager's encryption_key_id.");
+    } else {
         log::warn!(
             "There are still {} Glance image(s) whose cinder_encryption_key_id is the ConfKeyManager's all-zeros key ID ({} to migrate, {} reported).",
             images.rows.len(),
             images.to_migrate(),
             images.reported()
         );
-    } else if database.total() == 0 && settings.scope.all {
-        log::info!("No key IDs associated with the ConfKeyManager remain in the database or in Glance's images.");
-    } else {
-        log::info!("No Glance images are using the ConfKeyManager's encryption_key_id.");
     }
 }
 
@@ -131,7 +126,7 @@ fn summary_line(settings: &Settings, tally: &Tally, database: &TableCounts, outc
 }
 
 /// Cinder's `_log_migration_status` sentences (whole database), then keymigrate's own verdict.
-pub fn log_status(settings: &Settings, tally: &Tally, database: &TableCounts) {
+pub fn log_status(settings: &Settings, tally: &Tally, database: &TableCounts, images: Option<&ImageReport>) {
     if database.volumes == 0 {
         log::info!("No volumes are using the ConfKeyManager's encryption_key_id.");
     } else {
@@ -150,11 +145,24 @@ pub fn log_status(settings: &Settings, tally: &Tally, database: &TableCounts) {
             database.volume_glance_metadata
         );
     }
+    if let Some(images) = images {
+        log_images(images);
+    }
+    let images_left = images.map(|i| i.rows.len());
     if database.total() == 0 && settings.conditions.is_ready() {
-        log::info!(
-            "No key IDs associated with the ConfKeyManager remain in the database: \
-             [key_manager] fixed_key can be removed once `keymigrate verify --all-hosts` passes."
-        );
+        match images_left {
+            Some(0) => log::info!(
+                "No key IDs associated with the ConfKeyManager remain in the database or in Glance's images: \
+                 [key_manager] fixed_key can be removed once `keymigrate verify --all-hosts --images` passes."
+            ),
+            Some(_) => log::info!(
+                "No key IDs associated with the ConfKeyManager remain in the database, but Glance's images still use it: keep fixed_key."
+            ),
+            None => log::info!(
+                "No key IDs associated with the ConfKeyManager remain in the database: \
+                 check Glance's images with `keymigrate status --all-hosts --images` before removing [key_manager] fixed_key."
+            ),
+        }
     } else if database.total() == 0 {
         log::info!("No key IDs associated with the ConfKeyManager remain in the database.");
     } else if tally.units() == 0 {
