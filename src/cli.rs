@@ -190,17 +190,17 @@ pub struct ImagesOpts {
     #[arg(long = "image-owner", value_name = "PROJECT_ID", value_parser = non_empty, requires = "images")]
     pub image_owner: Vec<String>,
 
-    /// Images shared with other projects (visibility shared, with members). report: listed
-    /// with the reason, never changed. acl: migrated, and the secret's read ACL names every
-    /// user who holds a role in a member project at the time of the run (users who join a
-    /// member project later cannot read the key).
     /// Glance's configuration file, read only to check that its [key_manager] backend is
     /// Barbican (otherwise deleting a migrated image cannot delete its secret). Not found or
     /// unreadable: a warning says what to check.
     #[arg(long = "glance-config", value_name = "PATH", default_value = "/etc/glance/glance-api.conf", requires = "images")]
     pub glance_config: PathBuf,
 
-    #[arg(long = "shared-images", value_enum, value_name = "WHAT", default_value_t = SharedImages::Report, requires = "images")]
+    /// Images shared with other projects (visibility shared, with members). report: listed
+    /// with the reason, never changed. acl: migrated, and the secret's read ACL names every
+    /// user who holds a role in a member project at the time of the run (users who join a
+    /// member project later cannot read the key).
+    #[arg(long = "shared-images", value_enum, value_name = "report|acl", hide_possible_values = true, default_value_t = SharedImages::Report, requires = "images")]
     pub shared_images: SharedImages,
 }
 
