@@ -204,6 +204,27 @@ pub struct ImagesOpts {
     pub shared_images: SharedImages,
 }
 
+/// Nova's encrypted ephemeral disks (`--nova`): where Nova's configuration is, and which
+/// compute hosts.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Nova instances")]
+pub struct NovaOpts {
+    /// Also Nova's instances whose ephemeral_key_uuid is the all-zeros ID (encrypted LVM
+    /// ephemeral disks made under Nova's ConfKeyManager), in every cell the API database maps.
+    /// Without a database scope flag, only the instances.
+    #[arg(long)]
+    pub nova: bool,
+
+    /// nova.conf (repeatable, read in order like nova's --config-file): its [api_database]
+    /// connection leads to the cells, its [key_manager] says which key those disks need.
+    #[arg(long = "nova-config-file", value_name = "PATH", default_value = "/etc/nova/nova.conf", requires = "nova")]
+    pub nova_config_file: Vec<PathBuf>,
+
+    /// Only the instances on this compute host (repeatable). Default: every host.
+    #[arg(long = "nova-host", value_name = "HOST", value_parser = non_empty, requires = "nova")]
+    pub nova_host: Vec<String>,
+}
+
 /// Whose project a migrated key's secret belongs to: `scan` and `status` report for it (which
 /// rows are blocked depends on it), `migrate` acts on it, `verify` checks by it.
 #[derive(Debug, Clone, Default, Args)]
@@ -260,6 +281,8 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub images: ImagesOpts,
     #[command(flatten)]
+    pub nova: NovaOpts,
+    #[command(flatten)]
     pub admin: AdminOpts,
     #[command(flatten)]
     pub owner: OwnerOpts,
@@ -280,6 +303,8 @@ pub struct StatusArgs {
     pub scope: ScopeOpts,
     #[command(flatten)]
     pub images: ImagesOpts,
+    #[command(flatten)]
+    pub nova: NovaOpts,
     #[command(flatten)]
     pub admin: AdminOpts,
     #[command(flatten)]
@@ -472,6 +497,15 @@ impl Command {
             Command::Migrate(a) => Some(&a.images),
             Command::Verify(a) => Some(&a.images),
             Command::Rollback(a) => Some(&a.images),
+            _ => None,
+        }
+    }
+
+    /// `--nova`, for the commands that take it.
+    pub fn nova(&self) -> Option<&NovaOpts> {
+        match self {
+            Command::Scan(a) => Some(&a.nova),
+            Command::Status(a) => Some(&a.nova),
             _ => None,
         }
     }

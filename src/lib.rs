@@ -45,6 +45,7 @@ pub mod inspect;
 pub mod journal;
 pub mod keystone;
 pub mod logging;
+pub mod nova;
 pub mod output;
 pub mod plan;
 pub mod progress;

@@ -72,7 +72,12 @@ impl Scope {
 
     /// No database row at all: `--images` without a database scope flag.
     pub fn images_only() -> Scope {
-        Scope { all: false, volumes: Vec::new(), backups: Vec::new(), source: "--images alone".into() }
+        Scope::no_rows("--images alone")
+    }
+
+    /// No database row at all: `--images` or `--nova` without a database scope flag.
+    pub fn no_rows(source: &str) -> Scope {
+        Scope { all: false, volumes: Vec::new(), backups: Vec::new(), source: source.into() }
     }
 
     /// From the flags when any scope flag was given, else derived from cinder.conf the way

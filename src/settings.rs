@@ -28,6 +28,17 @@ pub struct Settings {
     pub services: Option<Services>,
     /// Glance and the identity that lists every project's images: only with `--images`.
     pub images: Option<Images>,
+    /// nova.conf and the compute hosts: only with `--nova`.
+    pub nova: Option<Nova>,
+}
+
+/// `--nova`: what nova.conf says, and the hosts to look at.
+pub struct Nova {
+    pub conf: crate::nova::NovaConf,
+    /// `--nova-host`; empty: every host.
+    pub hosts: Vec<String>,
+    /// Resolves a relative SQLite path in a cell mapping.
+    pub cwd: PathBuf,
 }
 
 /// Where the images are and who may see them all (`--images`).
@@ -151,12 +162,16 @@ impl Settings {
             backup_hosts: s.backup_host.clone(),
             all_hosts: s.all_hosts,
         };
-        let images_only = cli.command.images().is_some_and(|i| i.images)
-            && scope_args.hosts.is_empty()
-            && scope_args.clusters.is_empty()
-            && scope_args.backup_hosts.is_empty()
-            && !scope_args.all_hosts;
-        let scope = if images_only { Scope::images_only() } else { Scope::resolve(&scope_args, &conf)? };
+        let no_db_flags =
+            scope_args.hosts.is_empty() && scope_args.clusters.is_empty() && scope_args.backup_hosts.is_empty() && !scope_args.all_hosts;
+        let with_images = cli.command.images().is_some_and(|i| i.images);
+        let with_nova = cli.command.nova().is_some_and(|n| n.nova);
+        let scope = match (no_db_flags, with_images, with_nova) {
+            (true, true, true) => Scope::no_rows("--images and --nova alone"),
+            (true, true, false) => Scope::images_only(),
+            (true, false, true) => Scope::no_rows("--nova alone"),
+            _ => Scope::resolve(&scope_args, &conf)?,
+        };
         let owner = secret_owner(cli.command.owner().and_then(|o| o.secret_owner), &env)?;
         let services = match &cli.command {
             Command::Migrate(args) if !args.dry_run && conditions.is_ready() => {
@@ -178,7 +193,14 @@ impl Settings {
             Command::Rollback(args) => Images::load(&conf, &args.images, &args.admin, Duration::from_secs(args.service.timeout), &env)?,
             _ => None,
         };
-        Ok(Settings { conf, conditions, database, scope, owner, services, images })
+        let nova = match cli.command.nova().filter(|n| n.nova) {
+            Some(n) => {
+                let cwd = std::env::current_dir().map_err(|e| Error::config_value("--nova-config-file", format!("the working directory: {e}")))?;
+                Some(Nova { conf: crate::nova::NovaConf::load(&n.nova_config_file, &cwd)?, hosts: n.nova_host.clone(), cwd })
+            }
+            None => None,
+        };
+        Ok(Settings { conf, conditions, database, scope, owner, services, images, nova })
     }
 }
 

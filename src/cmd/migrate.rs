@@ -127,7 +127,7 @@ fn finish(
     let database = census.live;
     // The images as they are now: what this run did not finish, and what it reports.
     let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
-    super::status::log_status(settings, &left, &database, images.as_ref());
+    super::status::log_status(settings, &left, &database, images.as_ref(), None);
     for (project, reason) in &report.blocked_projects {
         log::warn!("Project {project} is blocked: {reason}");
     }

@@ -39,6 +39,29 @@ pub fn outcome(conditions: &Conditions, tally: &Tally) -> Outcome {
 }
 
 /// Logs the condition in Cinder's words, at the level Cinder uses.
+/// `--nova`: every cell's instances on the all-zeros ephemeral key ID, and what nova.conf says.
+pub fn look_nova(settings: &crate::settings::Settings) -> crate::error::Result<Option<crate::nova::NovaReport>> {
+    let Some(nova) = &settings.nova else { return Ok(None) };
+    let cinder_key = match &settings.conditions {
+        Conditions::Ready { key, .. } => Some(key),
+        _ => None,
+    };
+    crate::nova::NovaReport::look(&nova.conf, cinder_key, &nova.hosts, &nova.cwd).map(Some)
+}
+
+/// The outcome once Nova's instances count: keymigrate does not migrate them yet, so any left
+/// (or a cell it could not read, or Nova still on the ConfKeyManager) need an operator once
+/// nothing else moves.
+pub fn with_nova(outcome: Outcome, nova: Option<&crate::nova::NovaReport>) -> Outcome {
+    match nova {
+        Some(n) if !n.done() || n.conf_key_manager => match outcome {
+            Outcome::MoreToDo => Outcome::MoreToDo,
+            _ => Outcome::NeedsOperator,
+        },
+        _ => outcome,
+    }
+}
+
 pub fn log_conditions(conditions: &Conditions) {
     match conditions {
         Conditions::Ready { .. } => log::debug!("{}", conditions.message()),

@@ -28,13 +28,14 @@ pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<
 
     // The images first: a Glance that cannot be listed stops the scan before any output.
     let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
+    let nova = super::look_nova(settings)?;
     let mut tally = Tally::default();
     let mut owners = Owners::default();
     // A spinner only when the results go to a file or a pipe: on a terminal they would mix.
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         crate::progress::start(None, "scanning");
     }
-    let result = write_plan(&mut db, settings, args, format, (&mut tally, &mut owners), images.as_ref(), out);
+    let result = write_plan(&mut db, settings, args, format, (&mut tally, &mut owners), (images.as_ref(), nova.as_ref()), out);
     crate::progress::finish();
     result?;
     log::info!(
@@ -45,7 +46,7 @@ pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<
         settings.owner,
         tally.skipped
     );
-    Ok(match &images {
+    let outcome = match &images {
         // Work left in either place keeps the run going; only blocked rows and reported
         // images left need an operator.
         Some(images) if !images.rows.is_empty() => {
@@ -56,7 +57,8 @@ pub fn run(settings: &Settings, args: &ScanArgs, out: &mut dyn Write) -> Result<
             }
         }
         _ => super::outcome(conditions, &tally),
-    })
+    };
+    Ok(super::with_nova(outcome, nova.as_ref()))
 }
 
 /// What the plan's mode means for the cloud's users, gathered from the units as they are
@@ -135,7 +137,7 @@ fn write_plan(
     args: &ScanArgs,
     format: Format,
     (tally, owners): (&mut Tally, &mut Owners),
-    images: Option<&ImageReport>,
+    (images, nova): (Option<&ImageReport>, Option<&crate::nova::NovaReport>),
     out: &mut dyn Write,
 ) -> Result<()> {
     let (conditions, scope, owner) = (&settings.conditions, &settings.scope, settings.owner);
@@ -183,6 +185,7 @@ fn write_plan(
         member(out, ",\"holder_projects\":", &project.then(|| owners.holder_projects()))?;
         member(out, ",\"images\":", &images.map(ImageReport::json))?;
         member(out, ",\"new_secrets\":", &tally.new_secrets())?;
+        member(out, ",\"nova\":", &nova.map(crate::nova::NovaReport::json))?;
         member(out, ",\"secret_owner\":", &owner)?;
         member(out, ",\"separate_under_project\":", &project.then_some(owners.apart))?;
         member(out, ",\"shared_projects_units\":", &owners.shared_projects_units())?;
@@ -221,6 +224,26 @@ fn write_plan(
             let mut table = Listing::new(out, format, &ImageReport::HEADERS, &[])?;
             for row in &images.rows {
                 table.row(ImageReport::cells(row))?;
+            }
+            table.finish()?;
+        }
+        if let Some(nova) = nova {
+            if format == Format::Table {
+                writeln!(
+                    out,
+                    "Nova instances on the all-zeros ephemeral key ID: {} in {} cell(s){}; keymigrate does not migrate them yet: keep fixed_key in nova.conf while any is left",
+                    nova.instances(),
+                    nova.cells.len(),
+                    match nova.unreadable_cells() {
+                        0 => String::new(),
+                        n => format!(", {n} cell(s) unreadable"),
+                    }
+                )
+                .map_err(Error::Output)?;
+            }
+            let mut table = Listing::new(out, format, &crate::nova::NovaReport::HEADERS, &[])?;
+            for row in nova.cells_rows() {
+                table.row(row)?;
             }
             table.finish()?;
         }

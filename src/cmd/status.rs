@@ -22,8 +22,10 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
     let (tally, census) = plan::tally(&mut db, scope, settings.owner, plan::Lookup::Index)?;
     let (database, deleted) = (census.live, census.deleted);
     let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
+    let nova = super::look_nova(settings)?;
     let outcome = with_images(super::outcome(conditions, &tally), conditions.is_ready(), &tally, images.as_ref());
-    log_status(settings, &tally, &database, images.as_ref());
+    let outcome = super::with_nova(outcome, nova.as_ref());
+    log_status(settings, &tally, &database, images.as_ref(), nova.as_ref());
 
     match args.output.format {
         None => {
@@ -35,6 +37,12 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
                     images.to_migrate(),
                     images.reported()
                 ));
+            }
+            if let Some(nova) = &nova {
+                line.push_str(&format!("; {} Nova instance(s) left", nova.instances()));
+                if nova.unreadable_cells() > 0 {
+                    line.push_str(&format!(" ({} cell(s) unreadable)", nova.unreadable_cells()));
+                }
             }
             writeln!(out, "{line}").map_err(Error::Output)?;
         }
@@ -49,6 +57,7 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
                 "database": {"remaining": database.total(), "tables": database},
                 "deleted": deleted,
                 "images": images.as_ref().map(ImageReport::json),
+                "nova": nova.as_ref().map(crate::nova::NovaReport::json),
             });
             serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
             writeln!(out).map_err(Error::Output)?;
@@ -68,6 +77,10 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
             if let Some(images) = &images {
                 let left = images.rows.len().to_string();
                 t.row(vec!["glance images".into(), left.clone(), left, String::new()])?;
+            }
+            if let Some(nova) = &nova {
+                let left = nova.instances().to_string();
+                t.row(vec!["nova instances".into(), left.clone(), left, String::new()])?;
             }
             t.finish()?;
         }
@@ -126,7 +139,7 @@ fn summary_line(settings: &Settings, tally: &Tally, database: &TableCounts, outc
 }
 
 /// Cinder's `_log_migration_status` sentences (whole database), then keymigrate's own verdict.
-pub fn log_status(settings: &Settings, tally: &Tally, database: &TableCounts, images: Option<&ImageReport>) {
+pub fn log_status(settings: &Settings, tally: &Tally, database: &TableCounts, images: Option<&ImageReport>, nova: Option<&crate::nova::NovaReport>) {
     if database.volumes == 0 {
         log::info!("No volumes are using the ConfKeyManager's encryption_key_id.");
     } else {
@@ -149,18 +162,27 @@ pub fn log_status(settings: &Settings, tally: &Tally, database: &TableCounts, im
         log_images(images);
     }
     let images_left = images.map(|i| i.rows.len());
+    let nova_left = nova.map(|n| !n.done());
     if database.total() == 0 && settings.conditions.is_ready() {
-        match images_left {
-            Some(0) => log::info!(
-                "No key IDs associated with the ConfKeyManager remain in the database or in Glance's images: \
-                 [key_manager] fixed_key can be removed once `keymigrate verify --all-hosts --images` passes."
-            ),
-            Some(_) => log::info!(
+        match (images_left, nova_left) {
+            (Some(n), _) if n > 0 => log::info!(
                 "No key IDs associated with the ConfKeyManager remain in the database, but Glance's images still use it: keep fixed_key."
             ),
-            None => log::info!(
+            (_, Some(true)) => log::info!(
+                "No key IDs associated with the ConfKeyManager remain in the database, but Nova's instances may still use it: keep fixed_key in nova.conf."
+            ),
+            (Some(_), Some(_)) => log::info!(
+                "No key IDs associated with the ConfKeyManager remain in the database, in Glance's images or in Nova's instances: \
+                 [key_manager] fixed_key can be removed once `keymigrate verify --all-hosts --images` passes."
+            ),
+            (Some(_), None) => log::info!(
+                "No key IDs associated with the ConfKeyManager remain in the database or in Glance's images: \
+                 [key_manager] fixed_key can be removed once `keymigrate verify --all-hosts --images` passes; \
+                 check Nova's instances with `keymigrate status --nova` before removing it from nova.conf."
+            ),
+            (None, _) => log::info!(
                 "No key IDs associated with the ConfKeyManager remain in the database: \
-                 check Glance's images with `keymigrate status --all-hosts --images` before removing [key_manager] fixed_key."
+                 check Glance's images with `keymigrate status --all-hosts --images` (and Nova's with --nova) before removing [key_manager] fixed_key."
             ),
         }
     } else if database.total() == 0 {

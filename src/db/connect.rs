@@ -42,49 +42,7 @@ pub struct Db {
 
 impl Db {
     pub fn connect(url: &DbUrl, access: Access) -> Result<Db> {
-        let fail = |message: String| Error::Database { url: url.redacted.clone(), message };
-        let conn = match url.backend {
-            Backend::Sqlite => {
-                configure_sqlite();
-                let path = std::path::Path::new(url.connection_string());
-                if !path.is_file() {
-                    return Err(fail(format!("no such file: {}", path.display())));
-                }
-                let target = match access {
-                    Access::ReadOnly => sqlite_read_only_uri(path),
-                    Access::ReadWrite => url.connection_string().to_string(),
-                };
-                let mut conn = SqliteConnection::establish(&target).map_err(|e| fail(e.to_string()))?;
-                // Cinder writes while we run: wait for its locks instead of failing at once.
-                // A small page cache (256 KiB, SQLite's default is 2 MB): keymigrate reads each
-                // table once in order and looks rows up at random, so a bigger cache holds
-                // pages that are not read again, and the memory stays ours for the whole run
-                // (5 MB less for a report, 10 MB less for migrate's counts on a million
-                // volumes; no slower, as the kernel's page cache still holds the file).
-                conn.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA cache_size = -256;").map_err(|e| fail(e.to_string()))?;
-                AnyConnection::Sqlite(conn)
-            }
-            Backend::Mysql => {
-                let mut conn =
-                    MysqlConnection::establish(url.connection_string()).map_err(|e| fail(e.to_string()))?;
-                if url.require_tls && !mysql_session_is_encrypted(&mut conn) {
-                    // libmariadb ignores diesel's ssl_mode: check what the session really is.
-                    return Err(fail("TLS was requested but the connection is not encrypted".into()));
-                }
-                if access == Access::ReadOnly {
-                    conn.batch_execute("SET SESSION TRANSACTION READ ONLY").map_err(|e| fail(e.to_string()))?;
-                }
-                AnyConnection::Mysql(conn)
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::establish(url.connection_string()).map_err(|e| fail(e.to_string()))?;
-                if access == Access::ReadOnly {
-                    conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-                        .map_err(|e| fail(e.to_string()))?;
-                }
-                AnyConnection::Postgresql(conn)
-            }
-        };
+        let conn = open(url, access)?;
         let mut db = Db { conn, url: url.redacted.clone(), backend: url.backend, source: url.clone(), access, upto: None, utf8_bytes: false };
         db.check_schema()?;
         db.utf8_bytes = db.backend == Backend::Sqlite && db.sqlite_encoding()? == "UTF-8";
@@ -182,6 +140,56 @@ fn mysql_session_is_encrypted(conn: &mut MysqlConnection) -> bool {
 /// statistics (a lock around every allocation SQLite makes) and no per-connection mutex (every
 /// row read locks it otherwise). Each diesel connection is used by one thread at a time, which is
 /// all SQLite's multi-thread mode asks.
+/// Opens a connection to any of the three backends, read-only enforced by the database itself
+/// where asked; no check of whose tables these are (Cinder's: [`Db::connect`]; Nova's:
+/// `crate::nova`).
+pub fn open(url: &DbUrl, access: Access) -> Result<AnyConnection> {
+    let fail = |message: String| Error::Database { url: url.redacted.clone(), message };
+    let conn = match url.backend {
+        Backend::Sqlite => {
+            configure_sqlite();
+            let path = std::path::Path::new(url.connection_string());
+            if !path.is_file() {
+                return Err(fail(format!("no such file: {}", path.display())));
+            }
+            let target = match access {
+                Access::ReadOnly => sqlite_read_only_uri(path),
+                Access::ReadWrite => url.connection_string().to_string(),
+            };
+            let mut conn = SqliteConnection::establish(&target).map_err(|e| fail(e.to_string()))?;
+            // Cinder writes while we run: wait for its locks instead of failing at once.
+            // A small page cache (256 KiB, SQLite's default is 2 MB): keymigrate reads each
+            // table once in order and looks rows up at random, so a bigger cache holds
+            // pages that are not read again, and the memory stays ours for the whole run
+            // (5 MB less for a report, 10 MB less for migrate's counts on a million
+            // volumes; no slower, as the kernel's page cache still holds the file).
+            conn.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA cache_size = -256;").map_err(|e| fail(e.to_string()))?;
+            AnyConnection::Sqlite(conn)
+        }
+        Backend::Mysql => {
+            let mut conn =
+                MysqlConnection::establish(url.connection_string()).map_err(|e| fail(e.to_string()))?;
+            if url.require_tls && !mysql_session_is_encrypted(&mut conn) {
+                // libmariadb ignores diesel's ssl_mode: check what the session really is.
+                return Err(fail("TLS was requested but the connection is not encrypted".into()));
+            }
+            if access == Access::ReadOnly {
+                conn.batch_execute("SET SESSION TRANSACTION READ ONLY").map_err(|e| fail(e.to_string()))?;
+            }
+            AnyConnection::Mysql(conn)
+        }
+        Backend::Postgres => {
+            let mut conn = PgConnection::establish(url.connection_string()).map_err(|e| fail(e.to_string()))?;
+            if access == Access::ReadOnly {
+                conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                    .map_err(|e| fail(e.to_string()))?;
+            }
+            AnyConnection::Postgresql(conn)
+        }
+    };
+    Ok(conn)
+}
+
 fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

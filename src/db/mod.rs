@@ -13,12 +13,12 @@ mod connect;
 mod pages;
 mod rows;
 pub mod schema;
-mod sql;
+pub(crate) mod sql;
 pub mod swap;
 pub mod text;
 pub mod url;
 
-pub use connect::{Access, AnyConnection, Db, MultiBackend};
+pub use connect::{open, Access, AnyConnection, Db, MultiBackend};
 pub use pages::Cursor;
 pub use rows::{
     BackupRow, Detail, GlanceOnly, GlanceRow, Keys, Live, SnapshotOnly, SnapshotRef, SnapshotRow, TableCounts, VolumeFacts, VolumeRef,
