@@ -2,11 +2,11 @@
 # testenv.sh - the real servers keymigrate's tests run against, on 127.0.0.1 only.
 #
 #   scripts/testenv.sh install          Debian packages + Python venvs (Cinder, Keystone, Barbican,
-#                                       Glance)
+#                                       Glance, Nova)
 #   scripts/testenv.sh up               install if needed, start MariaDB, PostgreSQL, Keystone,
-#                                       Barbican and Glance, build the Cinder template databases,
-#                                       write env.sh, self-check; idempotent (running servers are
-#                                       left alone)
+#                                       Barbican and Glance, build the Cinder and Nova template
+#                                       databases, write env.sh, self-check; idempotent (running
+#                                       servers are left alone, built templates are kept)
 #   scripts/testenv.sh down             stop every server `up` started (data is kept)
 #   scripts/testenv.sh reset            down, then delete the testenv directory (not the venvs)
 #   scripts/testenv.sh restart-mariadb  stop and start MariaDB (tests use it to kill the DB mid-run)
@@ -14,6 +14,15 @@
 #
 # State lives in $KEYMIGRATE_TESTENV (default <repo>/.cache/testenv), venvs in <repo>/.cache/venvs.
 # Tests read $KEYMIGRATE_TESTENV/env.sh. All credentials here are throwaway test values.
+#
+# The template databases are made by each project's own migrations, once, in the background:
+#   Cinder  cinder-manage db sync: cinder-template.sqlite, cinder-mysql.sql (a dump of MariaDB's
+#           cinder_template), PostgreSQL's template database cinder_template
+#   Nova    nova-manage api_db sync (the API database) and db sync --local_cell (a cell's: cell0
+#           and every other cell share it): nova-{api,cell}-template.sqlite, nova-{api,cell}-mysql.sql
+#           (dumps of MariaDB's nova_api_template and nova_cell_template), PostgreSQL's template
+#           databases nova_api_template and nova_cell_template. Nova is never started: the
+#           migrations contact no message broker, and the tests write cell_mappings themselves.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,6 +60,7 @@ CINDER_PKGS="cinder==29.0.0 PyMySQL psycopg2-binary"
 KEYSTONE_PKGS="keystone==30.0.0 gunicorn"
 BARBICAN_PKGS="barbican==23.0.0 gunicorn PyMySQL"
 GLANCE_PKGS="glance==33.0.0 gunicorn"
+NOVA_PKGS="nova==34.0.0 PyMySQL psycopg2-binary"
 
 MY_DIR=$T/mariadb
 MY_SOCK=$MY_DIR/mysqld.sock
@@ -69,6 +79,7 @@ GL_ETC=$GL_DIR/etc     # OS_GLANCE_CONFIG_DIR: glance-api.conf and its paste fil
 GL_HOME=$GL_DIR/home
 GL_PID=$GL_DIR/gunicorn.pid
 CI_DIR=$T/cinder
+NV_DIR=$T/nova         # Nova's template builds: throwaway nova.conf files, logs, .done markers
 
 log() { printf '[testenv %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -199,6 +210,7 @@ install_needed() {
     venv_ready keystone "$KEYSTONE_PKGS" || return 0
     venv_ready barbican "$BARBICAN_PKGS" || return 0
     venv_ready glance "$GLANCE_PKGS" || return 0
+    venv_ready nova "$NOVA_PKGS" || return 0
     return 1
 }
 
@@ -218,12 +230,13 @@ cmd_install() {
     local -A pids=() logs=()
     local name pkgs
     mkdir -p "$VENVS"
-    for name in cinder keystone barbican glance; do
+    for name in cinder keystone barbican glance nova; do
         case $name in
             cinder) pkgs=$CINDER_PKGS ;;
             keystone) pkgs=$KEYSTONE_PKGS ;;
             barbican) pkgs=$BARBICAN_PKGS ;;
             glance) pkgs=$GLANCE_PKGS ;;
+            nova) pkgs=$NOVA_PKGS ;;
         esac
         venv_ready "$name" "$pkgs" && continue
         log "creating venv $VENVS/$name ($pkgs)"
@@ -781,6 +794,21 @@ build_sqlite_template() {
 
 my_db_exists() { [[ -n $(my_root -N -e "SHOW DATABASES LIKE '$1'") ]]; }
 
+# my_schema_dump DB FILE: what a test loads into a fresh MariaDB database of its own. One database
+# named without --databases: no CREATE DATABASE / USE lines. The first line MariaDB >= 10.11.8
+# writes ("/*M!999999\- enable the sandbox mode */") is a command of the mariadb client only;
+# sent to a server by a driver it is an empty query, so drop it.
+my_schema_dump() {
+    local db=$1 dump=$2
+    mariadb-dump --no-defaults --socket="$MY_SOCK" -uroot --single-transaction \
+        --skip-dump-date --routines --triggers "$db" |
+        sed -e '1{/^\/\*M!999999\\- enable the sandbox mode \*\/ *$/d}' >"$dump.tmp"
+    if grep -qiE '^(CREATE DATABASE|USE )' "$dump.tmp"; then
+        die "mariadb-dump wrote CREATE DATABASE/USE lines into $dump.tmp"
+    fi
+    mv "$dump.tmp" "$dump"
+}
+
 build_mysql_template() {
     local dump=$T/cinder-mysql.sql
     if [[ ! -f $CI_DIR/mysql.done ]] || ! my_db_exists cinder_template; then
@@ -790,22 +818,19 @@ build_mysql_template() {
         cinder_db_sync mysql "mysql+pymysql://$DB_USER:$DB_PW@$HOST:$MY_PORT/cinder_template?charset=utf8"
         touch "$CI_DIR/mysql.done"
     fi
-    if [[ ! -s $dump ]]; then
-        # One database named without --databases: no CREATE DATABASE / USE lines. The first line
-        # MariaDB >= 10.11.8 writes ("/*M!999999\- enable the sandbox mode */") is a command of the
-        # mariadb client only; sent to a server by a driver it is an empty query, so drop it.
-        mariadb-dump --no-defaults --socket="$MY_SOCK" -uroot --single-transaction \
-            --skip-dump-date --routines --triggers cinder_template |
-            sed -e '1{/^\/\*M!999999\\- enable the sandbox mode \*\/ *$/d}' >"$dump.tmp"
-        if grep -qiE '^(CREATE DATABASE|USE )' "$dump.tmp"; then
-            die "mariadb-dump wrote CREATE DATABASE/USE lines into $dump.tmp"
-        fi
-        mv "$dump.tmp" "$dump"
-    fi
+    [[ -s $dump ]] || my_schema_dump cinder_template "$dump"
 }
 
 pg_db_exists() {
     [[ $(pg_sql -d postgres -tA -c "SELECT 1 FROM pg_database WHERE datname = '$1'") == 1 ]]
+}
+
+# pg_new_db NAME: an empty database owned by the test user; an old one (a template too) is dropped
+pg_new_db() {
+    if pg_db_exists "$1"; then
+        pg_sql -d postgres -c "ALTER DATABASE $1 WITH IS_TEMPLATE false" -c "DROP DATABASE $1 WITH (FORCE)"
+    fi
+    pg_sql -d postgres -c "CREATE DATABASE $1 OWNER $DB_USER ENCODING 'UTF8' TEMPLATE template0"
 }
 
 build_pg_template() {
@@ -814,14 +839,72 @@ build_pg_template() {
     fi
     log "building the PostgreSQL Cinder template (cinder_template)"
     rm -f "$CI_DIR/pg.done"
-    if pg_db_exists cinder_template; then
-        pg_sql -d postgres -c "ALTER DATABASE cinder_template WITH IS_TEMPLATE false" \
-            -c "DROP DATABASE cinder_template WITH (FORCE)"
-    fi
-    pg_sql -d postgres -c "CREATE DATABASE cinder_template OWNER $DB_USER ENCODING 'UTF8' TEMPLATE template0"
+    pg_new_db cinder_template
     cinder_db_sync pg "postgresql+psycopg2://$DB_USER:$DB_PW@$HOST:$PG_PORT/cinder_template"
     pg_sql -d postgres -c "ALTER DATABASE cinder_template WITH IS_TEMPLATE true"
     touch "$CI_DIR/pg.done"
+}
+
+# ------------------------------------------------------------------------ Nova template databases
+# Two schemas: the API database's (nova-manage api_db sync) and a cell's (nova-manage db sync
+# --local_cell: this one database only, no fan-out to cell0 through the API database's mappings).
+# cell0 and every other cell share the cell schema. Each build has a throwaway nova.conf naming
+# its one database; no Nova service is started and no message broker is contacted.
+
+# nova_manage NAME SECTION URL ARGS...: nova-manage ARGS with $NV_DIR/NAME.conf, whose one
+# setting is SECTION's connection = URL (HOME is Nova's own: no ~/.nova is read)
+nova_manage() {
+    local conf=$NV_DIR/$1.conf section=$2 url=$3
+    shift 3
+    printf '[DEFAULT]\nstate_path = %s\n[%s]\nconnection = %s\n' "$NV_DIR/state" "$section" "$url" >"$conf"
+    HOME=$NV_DIR/home "$VENVS/nova/bin/nova-manage" --config-file "$conf" "$@"
+}
+nova_sync_api() { nova_manage "$1-api" api_database "$2" api_db sync; }            # NAME URL
+nova_sync_cell() { nova_manage "$1-cell" database "$2" db sync --local_cell; }     # NAME URL
+
+build_nova_sqlite_templates() {
+    local schema dst tmp
+    for schema in api cell; do
+        dst=$T/nova-$schema-template.sqlite tmp=$NV_DIR/$schema.building.sqlite
+        [[ -s $dst ]] && continue
+        log "building the SQLite Nova $schema template"
+        rm -f "$tmp"
+        "nova_sync_$schema" sqlite "sqlite:///$tmp"
+        mv "$tmp" "$dst"
+    done
+}
+
+build_nova_mysql_templates() {
+    local schema db dump
+    for schema in api cell; do
+        db=nova_${schema}_template dump=$T/nova-$schema-mysql.sql
+        if [[ ! -f $NV_DIR/mysql-$schema.done ]] || ! my_db_exists "$db"; then
+            log "building the MariaDB Nova $schema template ($db)"
+            rm -f "$NV_DIR/mysql-$schema.done" "$dump"
+            my_root -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db;"
+            "nova_sync_$schema" mysql "mysql+pymysql://$DB_USER:$DB_PW@$HOST:$MY_PORT/$db?charset=utf8"
+            touch "$NV_DIR/mysql-$schema.done"
+        fi
+        [[ -s $dump ]] || my_schema_dump "$db" "$dump"
+    done
+}
+
+# Nova 34's migrations run on PostgreSQL too (checked: both schemas, cell_mappings and instances
+# written and read back), although upstream tests them on MariaDB/MySQL and SQLite.
+build_nova_pg_templates() {
+    local schema db
+    for schema in api cell; do
+        db=nova_${schema}_template
+        if [[ -f $NV_DIR/pg-$schema.done ]] && pg_db_exists "$db"; then
+            continue
+        fi
+        log "building the PostgreSQL Nova $schema template ($db)"
+        rm -f "$NV_DIR/pg-$schema.done"
+        pg_new_db "$db"
+        "nova_sync_$schema" pg "postgresql+psycopg2://$DB_USER:$DB_PW@$HOST:$PG_PORT/$db"
+        pg_sql -d postgres -c "ALTER DATABASE $db WITH IS_TEMPLATE true"
+        touch "$NV_DIR/pg-$schema.done"
+    done
 }
 
 # ------------------------------------------------------------------------------------ env.sh, check
@@ -841,6 +924,12 @@ write_env() {
             "KEYMIGRATE_TEST_PG_TEMPLATE=cinder_template" \
             "KEYMIGRATE_TEST_SQLITE_TEMPLATE=$T/cinder-template.sqlite" \
             "KEYMIGRATE_TEST_MYSQL_SCHEMA=$T/cinder-mysql.sql" \
+            "KEYMIGRATE_TEST_NOVA_API_SQLITE_TEMPLATE=$T/nova-api-template.sqlite" \
+            "KEYMIGRATE_TEST_NOVA_CELL_SQLITE_TEMPLATE=$T/nova-cell-template.sqlite" \
+            "KEYMIGRATE_TEST_NOVA_API_MYSQL_SCHEMA=$T/nova-api-mysql.sql" \
+            "KEYMIGRATE_TEST_NOVA_CELL_MYSQL_SCHEMA=$T/nova-cell-mysql.sql" \
+            "KEYMIGRATE_TEST_NOVA_PG_API_TEMPLATE=nova_api_template" \
+            "KEYMIGRATE_TEST_NOVA_PG_CELL_TEMPLATE=nova_cell_template" \
             "KEYMIGRATE_TEST_KEYSTONE_URL=http://$HOST:$KS_PORT/v3" \
             "KEYMIGRATE_TEST_BARBICAN_URL=http://$HOST:$BB_PORT" \
             "KEYMIGRATE_TEST_BARBICAN_INTERNAL_URL=http://$HOST:$BB_PORT2" \
@@ -862,6 +951,7 @@ write_env() {
             "KEYMIGRATE_TEST_ADMIN_PASSWORD=$ADMIN_PW" \
             "KEYMIGRATE_TEST_MYSQL_BIN=$mysql_bin" \
             "KEYMIGRATE_TEST_CINDER_MANAGE=$VENVS/cinder/bin/cinder-manage" \
+            "KEYMIGRATE_TEST_NOVA_MANAGE=$VENVS/nova/bin/nova-manage" \
             "KEYMIGRATE_TEST_TESTENV_DIR=$T"; do
             k=${kv%%=*} v=${kv#*=}
             echo "export $k=$(sq "$v")"
@@ -1077,9 +1167,9 @@ cmd_up() {
     local t0=$SECONDS
     if install_needed; then cmd_install; fi
     take_lock
-    mkdir -p "$T" "$CI_DIR/state" "$KS_DIR" "$BB_DIR" "$GL_DIR"
+    mkdir -p "$T" "$CI_DIR/state" "$NV_DIR/home" "$KS_DIR" "$BB_DIR" "$GL_DIR"
     # Slow, independent steps run in the background: Keystone's bootstrap (needs no other
-    # server) and the Cinder templates (once the databases answer).
+    # server) and the Cinder and Nova templates (once the databases answer).
     local -A jobs=()
     local j f
     keystone_configure
@@ -1101,6 +1191,13 @@ cmd_up() {
     jobs[mysql-template]=$!
     build_pg_template >"$CI_DIR/pg.log" 2>&1 9>&- &
     jobs[pg-template]=$!
+    log "checking/building the Nova templates in the background"
+    build_nova_sqlite_templates >"$NV_DIR/sqlite.log" 2>&1 9>&- &
+    jobs[nova-sqlite-templates]=$!
+    build_nova_mysql_templates >"$NV_DIR/mysql.log" 2>&1 9>&- &
+    jobs[nova-mysql-templates]=$!
+    build_nova_pg_templates >"$NV_DIR/pg.log" 2>&1 9>&- &
+    jobs[nova-pg-templates]=$!
     # Barbican needs MariaDB now, Keystone only from its first authenticated request on.
     start_barbican >"$BB_DIR/start.out" 2>&1 9>&- &
     local bb_job=$!
@@ -1127,7 +1224,10 @@ cmd_up() {
         case $j in
             sqlite-template) f=$CI_DIR/sqlite.log ;;
             mysql-template) f=$CI_DIR/mysql.log ;;
-            *) f=$CI_DIR/pg.log ;;
+            pg-template) f=$CI_DIR/pg.log ;;
+            nova-sqlite-templates) f=$NV_DIR/sqlite.log ;;
+            nova-mysql-templates) f=$NV_DIR/mysql.log ;;
+            *) f=$NV_DIR/pg.log ;;
         esac
         wait "${jobs[$j]}" || die_log "$f" "building the $j failed"
     done

@@ -1,5 +1,6 @@
-//! keymigrate's integration tests: the real binary against real Cinder databases (SQLite,
-//! MariaDB, PostgreSQL) and a real Keystone, Barbican and Glance, all started by `scripts/test.sh`.
+//! keymigrate's integration tests: the real binary against real Cinder and Nova databases
+//! (SQLite, MariaDB, PostgreSQL) and a real Keystone, Barbican and Glance, all started by
+//! `scripts/test.sh`.
 
 mod support;
 
@@ -10,6 +11,7 @@ mod docs;
 mod errors;
 mod faults;
 mod glance_stack;
+mod nova_stack;
 mod grants;
 mod hostile;
 mod images;

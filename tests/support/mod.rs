@@ -1,6 +1,7 @@
 //! Test support: a real Cinder database (built by Cinder's own migrations) on SQLite, MariaDB
 //! or PostgreSQL, seeded per test; the real `keymigrate` binary run against it; and a client for
-//! the real Keystone and Barbican that `scripts/testenv.sh up` started on loopback.
+//! the real Keystone and Barbican that `scripts/testenv.sh up` started on loopback. Real Nova
+//! databases (an API database and its cells) are in [`nova`].
 //!
 //! Every run of the binary is checked for leaked secrets: the fixed key (hex, base64), the
 //! database and Keystone passwords never appear in its output.
@@ -440,6 +441,7 @@ impl Output {
 pub mod castellan;
 pub mod cloud;
 pub mod glance;
+pub mod nova;
 pub mod proxy;
 pub mod tenancy;
 
