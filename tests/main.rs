@@ -11,6 +11,7 @@ mod docs;
 mod errors;
 mod faults;
 mod glance_stack;
+mod nova;
 mod nova_stack;
 mod grants;
 mod hostile;

@@ -1,0 +1,201 @@
+//! `scan --nova` and `status --nova` against real Nova 34 databases (an API database, cell0,
+//! cell1 and cell2, built by Nova's own migrations, on SQLite, MariaDB and PostgreSQL): every
+//! cell's live instances whose `ephemeral_key_uuid` is exactly the all-zeros ID are found and
+//! reported by cell and host, nothing else is, nothing is written; nova.conf's key manager and
+//! `fixed_key` are checked; a cell that cannot be read is named and keeps status from done.
+
+use serde_json::Value;
+
+use crate::support::nova::{InstanceSpec, NovaCloud, CONF_KEY_MANAGER};
+use crate::support::*;
+
+/// One digit short: not the all-zeros ID (and short enough that MariaDB keeps it whole).
+const LOOK_ALIKE: &str = "00000000-0000-0000-0000-00000000000";
+
+/// An empty Cinder database and its cinder.conf (fixed key `key`), and a nova.conf for `nova`.
+struct Stage {
+    _db: CinderDb,
+    w: Workdir,
+    conf: std::path::PathBuf,
+    nova_conf: std::path::PathBuf,
+}
+
+impl Stage {
+    fn new(nova: &NovaCloud, cinder_key: &str, nova_key: Option<&str>, nova_backend: &str) -> Stage {
+        let db = CinderDb::new(Backend::Sqlite);
+        let mut w = Workdir::new();
+        let conf = w.conf(&db, Some(cinder_key), "");
+        let nova_conf = w.write("nova.conf", &nova.nova_conf(nova_key, nova_backend));
+        Stage { _db: db, w, conf, nova_conf }
+    }
+
+    fn run(&self, command: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["--config-file", arg(&self.conf), command, "--nova", "--nova-config-file", arg(&self.nova_conf), "-f", "json"];
+        args.extend(extra);
+        let out = self.w.run(&args);
+        // Database passwords never appear.
+        assert!(!out.stdout.contains("kmtest-pw") && !out.stderr.contains("kmtest-pw"), "a database password is shown:\n{}\n{}", out.stdout, out.stderr);
+        out
+    }
+}
+
+/// Every instance of every cell, for "nothing changed" checks.
+fn everything(nova: &NovaCloud) -> Vec<Vec<Value>> {
+    nova.cells.iter().map(|c| nova.instances(&c.name)).collect()
+}
+
+fn uuids(cell: &Value) -> Vec<String> {
+    let mut u: Vec<String> = cell["instances"].as_array().into_iter().flatten().map(|i| i["uuid"].as_str().unwrap_or_default().to_string()).collect();
+    u.sort();
+    u
+}
+
+fn cell<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["cells"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or_else(|| panic!("no cell {name}: {report}"))
+}
+
+#[test]
+fn scan_and_status_find_every_cells_all_zeros_instances_on_every_backend() {
+    for backend in [Backend::Sqlite, Backend::Mysql, Backend::Postgres] {
+        let nova = NovaCloud::new(backend);
+        let zero = |host: Option<&str>| InstanceSpec::new().key(Some(ZERO)).host(host).owner("proj-a", "user-a");
+        let failed = zero(None).unscheduled();
+        let (c1a, c1b) = (zero(Some("compute-1")), zero(Some("compute-2")));
+        let busy = zero(Some("compute-1")).task_state(Some("rebuilding"));
+        let c2 = zero(Some("compute-3")).owner("proj-b", "user-b");
+        nova.insert_instance("cell0", &failed);
+        for spec in [&c1a, &c1b, &busy] {
+            nova.insert_instance("cell1", spec);
+        }
+        nova.insert_instance("cell2", &c2);
+        // Not found: a real key, deleted, a look-alike, no key.
+        nova.insert_instance("cell1", &InstanceSpec::new().key(Some(&uuid())));
+        nova.insert_instance("cell1", &InstanceSpec::new().key(Some(ZERO)).deleted());
+        nova.insert_instance("cell2", &InstanceSpec::new().key(Some(LOOK_ALIKE)));
+        nova.insert_instance("cell2", &InstanceSpec::new().key(None));
+        let key = random_key();
+        let stage = Stage::new(&nova, &key, Some(&key), "barbican");
+        let before = everything(&nova);
+
+        let out = stage.run("scan", &[]);
+        // Nothing keymigrate can migrate yet, instances left: an operator must act.
+        out.assert_code(2);
+        let report = &out.json()["nova"];
+        assert_eq!(report["instances"], 5, "{backend:?}: {report}");
+        assert_eq!(report["cells"].as_array().map(Vec::len), Some(3), "{backend:?}: {report}");
+        let mut want0 = vec![failed.uuid.clone()];
+        want0.sort();
+        assert_eq!(uuids(cell(report, "cell0")), want0, "{backend:?}: cell0");
+        let mut want1 = vec![c1a.uuid.clone(), c1b.uuid.clone(), busy.uuid.clone()];
+        want1.sort();
+        assert_eq!(uuids(cell(report, "cell1")), want1, "{backend:?}: cell1");
+        assert_eq!(uuids(cell(report, "cell2")), vec![c2.uuid.clone()], "{backend:?}: cell2");
+        // cell0's own mapping UUID is the all-zeros ID: it is a cell, not an instance.
+        assert_eq!(cell(report, "cell0")["uuid"], ZERO);
+        let busy_row = cell(report, "cell1")["instances"].as_array().and_then(|i| i.iter().find(|i| i["uuid"] == busy.uuid.as_str())).cloned().unwrap_or_default();
+        assert_eq!((busy_row["task_state"].as_str(), busy_row["migrate"].as_bool()), (Some("rebuilding"), Some(false)), "{busy_row}");
+        assert!(busy_row["action"].as_str().unwrap_or_default().starts_with("wait"), "{busy_row}");
+        let hosts: Vec<(Option<String>, u64)> = report["by_host"].as_array().into_iter().flatten()
+            .map(|h| (h["host"].as_str().map(String::from), h["instances"].as_u64().unwrap_or(0))).collect();
+        assert_eq!(hosts, vec![(None, 1), (Some("compute-1".into()), 2), (Some("compute-2".into()), 1), (Some("compute-3".into()), 1)], "{backend:?}");
+        assert_eq!((report["same_key_as_cinder"].as_bool(), report["conf_key_manager"].as_bool(), report["done"].as_bool()), (Some(true), Some(false), Some(false)));
+        assert!(out.stderr.contains("There are still 5 Nova instance(s) whose ephemeral_key_uuid is the ConfKeyManager's all-zeros key ID: keep fixed_key in nova.conf."), "{}", out.stderr);
+        assert!(out.stderr.contains("nova.conf's fixed_key is the same as cinder.conf's"), "{}", out.stderr);
+
+        let out = stage.run("status", &[]);
+        out.assert_code(2);
+        let json = out.json();
+        assert_eq!((json["done"].as_bool(), json["nova"]["instances"].as_u64()), (Some(false), Some(5)), "{backend:?}");
+        // One compute host at a time.
+        let out = stage.run("status", &["--nova-host", "compute-2"]);
+        out.assert_code(2);
+        assert_eq!(out.json()["nova"]["instances"], 1, "{backend:?}");
+        // The table form names every instance with its cell.
+        let out = stage.w.run(&["--config-file", arg(&stage.conf), "scan", "--nova", "--nova-config-file", arg(&stage.nova_conf)]);
+        out.assert_code(2);
+        for id in [&failed.uuid, &c1a.uuid, &c2.uuid] {
+            assert!(out.stdout.contains(id.as_str()), "{backend:?}: {id} not in the table:\n{}", out.stdout);
+        }
+        assert_eq!(everything(&nova), before, "{backend:?}: a Nova database changed");
+        eprintln!("{backend:?}: 5 instances found in 3 cells, none written");
+    }
+}
+
+#[test]
+fn nova_conf_is_checked_and_a_clean_cloud_is_done() {
+    let nova = NovaCloud::new(Backend::Sqlite);
+    nova.insert_instance("cell1", &InstanceSpec::new().key(Some(&uuid())));
+    let key = random_key();
+
+    // Nothing on the all-zeros ID, Nova on Barbican, the same key: done.
+    let stage = Stage::new(&nova, &key, Some(&key), "barbican");
+    let out = stage.run("status", &[]);
+    out.assert_code(0);
+    assert_eq!(out.json()["nova"]["done"], true);
+    assert!(out.stderr.contains("No Nova instances are using the ConfKeyManager's all-zeros ephemeral key ID."), "{}", out.stderr);
+
+    // Nova still on its ConfKeyManager: never done, and said so.
+    let stage = Stage::new(&nova, &key, Some(&key), CONF_KEY_MANAGER);
+    let out = stage.run("status", &[]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("Nova's [key_manager] backend is still the ConfKeyManager"), "{}", out.stderr);
+
+    // nova.conf's key is not cinder.conf's: said, without showing either.
+    let other = random_key();
+    let stage = Stage::new(&nova, &key, Some(&other), "barbican");
+    let out = stage.run("scan", &[]);
+    assert!(out.stderr.contains("nova.conf's fixed_key differs from cinder.conf's"), "{}", out.stderr);
+    assert_eq!(out.json()["nova"]["same_key_as_cinder"], false);
+    assert!(!out.stderr.contains(&other) && !out.stdout.contains(&other), "nova.conf's key is shown");
+
+    // No [api_database] connection, a nova.conf that does not exist: one line, exit 127.
+    let stage = Stage::new(&nova, &key, Some(&key), "barbican");
+    let bare = stage.w.write("nova-bare.conf", "[key_manager]\nbackend = barbican\n");
+    let out = stage.w.run(&["--config-file", arg(&stage.conf), "status", "--nova", "--nova-config-file", arg(&bare)]);
+    out.assert_error(127, "[api_database] connection");
+    let missing = stage.w.path("no-nova.conf");
+    let out = stage.w.run(&["--config-file", arg(&stage.conf), "status", "--nova", "--nova-config-file", arg(&missing)]);
+    out.assert_error(127, "no-nova.conf");
+}
+
+/// A cell whose database cannot be reached is named; the other cells are still read and
+/// counted, and status is not done. A cell mapping written as a template is filled from
+/// nova.conf's `[database] connection`, as Nova fills it.
+#[test]
+fn an_unreachable_cell_is_named_and_a_templated_cell_url_is_filled() {
+    let nova = NovaCloud::new(Backend::Mysql);
+    let spec = InstanceSpec::new().key(Some(ZERO));
+    nova.insert_instance("cell1", &spec);
+    let other = InstanceSpec::new().key(Some(ZERO));
+    nova.insert_instance("cell2", &other);
+    let key = random_key();
+    let stage = Stage::new(&nova, &key, Some(&key), "barbican");
+
+    // cell2's URL as a template on nova.conf's [database] connection (cell1's URL): only its
+    // database name differs.
+    let cell2 = nova.cell("cell2");
+    let db_name = cell2.url.rsplit('/').next().and_then(|s| s.split('?').next()).unwrap_or_default().to_string();
+    let template = format!("{{scheme}}://{{username}}:{{password}}@{{hostname}}:{{port}}/{db_name}?{{query}}");
+    nova.api.exec(&format!("UPDATE cell_mappings SET database_connection = '{template}' WHERE uuid = '{}'", cell2.uuid));
+    let out = stage.run("status", &[]);
+    out.assert_code(2);
+    let json = out.json();
+    assert_eq!((json["nova"]["instances"].as_u64(), json["nova"]["unreadable_cells"].as_u64()), (Some(2), Some(0)), "{}", out.stderr);
+
+    // Nothing listens on port 1.
+    nova.api.exec(&format!(
+        "UPDATE cell_mappings SET database_connection = 'mysql+pymysql://kmtest:kmtest-pw@127.0.0.1:1/{db_name}' WHERE uuid = '{}'",
+        cell2.uuid
+    ));
+    let out = stage.run("status", &[]);
+    out.assert_code(2);
+    let json = out.json();
+    assert_eq!((json["nova"]["instances"].as_u64(), json["nova"]["unreadable_cells"].as_u64()), (Some(1), Some(1)), "{}", out.stderr);
+    assert!(cell(&json["nova"], "cell2")["error"].is_string());
+    assert!(out.stderr.lines().any(|l| l.contains("Cannot read Nova cell cell2(")), "{}", out.stderr);
+    // Even with no instance anywhere else, an unreadable cell keeps status from done.
+    nova.cell("cell1").db.exec(&format!("UPDATE instances SET ephemeral_key_uuid = '{}' WHERE uuid = '{}'", uuid(), spec.uuid));
+    let out = stage.run("status", &[]);
+    out.assert_code(2);
+    assert_eq!(out.json()["nova"]["done"], false);
+}
