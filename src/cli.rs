@@ -352,6 +352,8 @@ pub struct MigrateArgs {
 
     #[command(flatten)]
     pub images: ImagesOpts,
+    #[command(flatten)]
+    pub nova: NovaOpts,
 
     #[command(flatten)]
     pub owner: OwnerOpts,
@@ -506,6 +508,7 @@ impl Command {
         match self {
             Command::Scan(a) => Some(&a.nova),
             Command::Status(a) => Some(&a.nova),
+            Command::Migrate(a) => Some(&a.nova),
             _ => None,
         }
     }

@@ -209,18 +209,58 @@ impl Journal {
     }
 }
 
-/// The journal of Glance images in flight, with its own lock (see the module header).
-pub struct ImageJournal {
-    dir: PathBuf,
-    _lock: File,
+/// An entry of a [`SideJournal`]: what it is called and which item it is for.
+pub trait SideEntry: serde::Serialize + serde::de::DeserializeOwned {
+    /// The journal's directory under the state directory, and its lock's name.
+    const KIND: &'static str;
+    /// The item's ID: one entry per item.
+    fn item(&self) -> &str;
 }
 
-impl ImageJournal {
-    /// Takes the images' lock, or fails at once with [`Error::Locked`].
-    pub fn open(state_dir: &Path) -> Result<ImageJournal> {
+impl SideEntry for ImageEntry {
+    const KIND: &'static str = "images";
+    fn item(&self) -> &str {
+        &self.image
+    }
+}
+
+/// A Nova instance in flight (`migrate --nova`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NovaEntry {
+    pub instance: String,
+    /// The cell mapping's UUID: where the instance's row is.
+    pub cell: String,
+    /// The instance's project, where the secret is created.
+    pub project: String,
+    pub name: String,
+    pub secret: Option<String>,
+}
+
+impl SideEntry for NovaEntry {
+    const KIND: &'static str = "nova";
+    fn item(&self) -> &str {
+        &self.instance
+    }
+}
+
+/// The journal of items that belong to no Cinder host (Glance images, Nova instances), one
+/// per kind, each with its own lock (`<kind>.lock` in the state directory): two runs on one
+/// machine never work on the same kind at once.
+pub struct SideJournal<E> {
+    dir: PathBuf,
+    _lock: File,
+    _entries: std::marker::PhantomData<E>,
+}
+
+pub type ImageJournal = SideJournal<ImageEntry>;
+pub type NovaJournal = SideJournal<NovaEntry>;
+
+impl<E: SideEntry> SideJournal<E> {
+    /// Takes the kind's lock, or fails at once with [`Error::Locked`].
+    pub fn open(state_dir: &Path) -> Result<SideJournal<E>> {
         let fail = |message: String| Error::State { path: state_dir.to_path_buf(), message };
         state::create_private_dir(state_dir).map_err(|e| fail(format!("cannot create: {e}")))?;
-        let lock_path = state_dir.join("images.lock");
+        let lock_path = state_dir.join(format!("{}.lock", E::KIND));
         let lock = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -233,23 +273,23 @@ impl ImageJournal {
             Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),
             Err(fs::TryLockError::Error(e)) => return Err(fail(format!("cannot lock {}: {e}", lock_path.display()))),
         }
-        let dir = state_dir.join("images").join("pending");
+        let dir = state_dir.join(E::KIND).join("pending");
         state::create_private_dir(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
-        Ok(ImageJournal { dir, _lock: lock })
+        Ok(SideJournal { dir, _lock: lock, _entries: std::marker::PhantomData })
     }
 
-    /// Writes (or replaces) an image's entry and makes it durable before returning.
-    pub fn write_image(&self, entry: &ImageEntry) -> Result<()> {
+    /// Writes (or replaces) an item's entry and makes it durable before returning.
+    pub fn write_entry(&self, entry: &E) -> Result<()> {
         let bytes = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
-        let path = self.image_path(&entry.image);
+        let path = self.entry_path(entry.item());
         let tmp = path.with_extension("tmp");
         write_synced(&tmp, &bytes).map_err(|e| self.error(e))?;
         fs::rename(&tmp, &path).map_err(|e| self.error(e))?;
         sync_dir(&self.dir).map_err(|e| self.error(e))
     }
 
-    /// Image entries left by an earlier run.
-    pub fn pending_images(&self) -> Result<Vec<ImageEntry>> {
+    /// Entries left by an earlier run, by item ID.
+    pub fn pending_entries(&self) -> Result<Vec<E>> {
         let mut entries = Vec::new();
         for item in fs::read_dir(&self.dir).map_err(|e| self.error(e))? {
             let path = item.map_err(|e| self.error(e))?.path();
@@ -257,26 +297,26 @@ impl ImageJournal {
                 continue;
             }
             let bytes = fs::read(&path).map_err(|e| self.error(e))?;
-            match serde_json::from_slice::<ImageEntry>(&bytes) {
+            match serde_json::from_slice::<E>(&bytes) {
                 Ok(entry) => entries.push(entry),
                 Err(e) => return Err(self.error(std::io::Error::other(format!("{}: {e}", path.display())))),
             }
         }
-        entries.sort_by(|a, b| a.image.cmp(&b.image));
+        entries.sort_by(|a, b| a.item().cmp(b.item()));
         Ok(entries)
     }
 
-    /// Removes a finished image entry (not synced, as for units).
-    pub fn finish_image(&self, image: &str) -> Result<()> {
-        match fs::remove_file(self.image_path(image)) {
+    /// Removes a finished item's entry (not synced, as for units).
+    pub fn finish_entry(&self, item: &str) -> Result<()> {
+        match fs::remove_file(self.entry_path(item)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.error(e)),
         }
     }
 
-    fn image_path(&self, image: &str) -> PathBuf {
-        self.dir.join(format!("{}.json", hex::encode(image)))
+    fn entry_path(&self, item: &str) -> PathBuf {
+        self.dir.join(format!("{}.json", hex::encode(item)))
     }
 
     fn error(&self, e: std::io::Error) -> Error {

@@ -331,6 +331,114 @@ pub fn zero_instances(url: &DbUrl, hosts: &[String]) -> Result<Vec<Instance>> {
     }
 }
 
+/// A cell database opened for `migrate --nova`: the compare-and-swap of one instance's key ID,
+/// and the read that tells what became of it.
+pub struct CellDb {
+    conn: AnyConnection,
+    pub url: DbUrl,
+}
+
+impl CellDb {
+    pub fn open(url: &DbUrl) -> Result<CellDb> {
+        Ok(CellDb { conn: db::open(url, Access::ReadWrite)?, url: url.clone() })
+    }
+
+    fn fail(&self, context: &str, e: diesel::result::Error) -> Error {
+        Error::Database { url: self.url.redacted.clone(), message: format!("{context}: {e}") }
+    }
+
+    /// `UPDATE instances SET ephemeral_key_uuid = new` for this live instance, only while it is
+    /// still exactly the all-zeros ID and no task is in progress. `true`: this statement changed
+    /// the row. Nothing else of the row changes (not even `updated_at`).
+    pub fn swap(&mut self, uuid: &str, new: &str) -> Result<bool> {
+        let zero = db::sql::exact(self.url.backend, "ephemeral_key_uuid", "=", ZERO_KEY_ID);
+        let sql = format!(
+            "UPDATE instances SET ephemeral_key_uuid = $1 WHERE uuid = $2 AND deleted = 0 AND {zero} \
+             AND (task_state IS NULL OR task_state = '')"
+        );
+        let sql = self.placeholders(sql);
+        let n = diesel::sql_query(sql)
+            .bind::<Text, _>(new)
+            .bind::<Text, _>(uuid)
+            .execute(&mut self.conn)
+            .map_err(|e| self.fail("updating instances", e))?;
+        Ok(n == 1)
+    }
+
+    /// `UPDATE instances SET ephemeral_key_uuid = '0…0'` for this live instance, only while it is
+    /// exactly `secret` (rollback). `true`: this statement changed the row.
+    pub fn unswap(&mut self, uuid: &str, secret: &str) -> Result<bool> {
+        let key = db::sql::bytewise(self.url.backend, "ephemeral_key_uuid");
+        let sql = self.placeholders(format!(
+            "UPDATE instances SET ephemeral_key_uuid = '{ZERO_KEY_ID}' WHERE uuid = $1 AND deleted = 0 AND {key} = $2"
+        ));
+        let n = diesel::sql_query(sql)
+            .bind::<Text, _>(uuid)
+            .bind::<Text, _>(secret)
+            .execute(&mut self.conn)
+            .map_err(|e| self.fail("updating instances", e))?;
+        Ok(n == 1)
+    }
+
+    /// The live instance's `ephemeral_key_uuid` and `task_state` now; `None` when there is no
+    /// live instance with this UUID.
+    pub fn state(&mut self, uuid: &str) -> Result<Option<(Option<String>, Option<String>)>> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Nullable<Text>)]
+            ephemeral_key_uuid: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            task_state: Option<String>,
+        }
+        let sql = self.placeholders("SELECT ephemeral_key_uuid, task_state FROM instances WHERE uuid = $1 AND deleted = 0".to_string());
+        let rows: Vec<Row> = diesel::sql_query(sql).bind::<Text, _>(uuid).load(&mut self.conn).map_err(|e| self.fail("reading instances", e))?;
+        Ok(rows.into_iter().next().map(|r| (r.ephemeral_key_uuid, r.task_state)))
+    }
+
+    /// Live instances whose key ID is not the all-zeros ID and not NULL: what verify and
+    /// rollback look at.
+    pub fn keyed(&mut self, hosts: &[String]) -> Result<Vec<(Instance, String)>> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            uuid: String,
+            #[diesel(sql_type = Nullable<Text>)]
+            host: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            project_id: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            user_id: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            vm_state: Option<String>,
+            #[diesel(sql_type = Nullable<Text>)]
+            task_state: Option<String>,
+            #[diesel(sql_type = Text)]
+            ephemeral_key_uuid: String,
+        }
+        let not_zero = db::sql::exact(self.url.backend, "ephemeral_key_uuid", "<>", ZERO_KEY_ID);
+        let sql = format!(
+            "SELECT uuid, host, project_id, user_id, vm_state, task_state, ephemeral_key_uuid FROM instances \
+             WHERE deleted = 0 AND ephemeral_key_uuid IS NOT NULL AND {not_zero} ORDER BY id"
+        );
+        let rows: Vec<Row> = diesel::sql_query(sql).load(&mut self.conn).map_err(|e| self.fail("reading instances", e))?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| hosts.is_empty() || r.host.as_ref().is_some_and(|h| hosts.contains(h)))
+            .map(|r| {
+                let i = Instance { uuid: r.uuid, host: r.host, project_id: r.project_id, user_id: r.user_id, vm_state: r.vm_state, task_state: r.task_state };
+                (i, r.ephemeral_key_uuid)
+            })
+            .collect())
+    }
+
+    fn placeholders(&self, sql: String) -> String {
+        match self.url.backend {
+            Backend::Postgres => sql,
+            _ => sql.replace("$1", "?").replace("$2", "?"),
+        }
+    }
+}
+
 /// One cell's findings.
 pub struct CellReport {
     pub uuid: String,
@@ -338,6 +446,8 @@ pub struct CellReport {
     pub label: String,
     /// The cell database, password removed; `None` when its URL could not be made.
     pub url: Option<String>,
+    /// The cell database's URL, for `migrate`.
+    pub db: Option<DbUrl>,
     /// Why the cell could not be read; its instances are unknown.
     pub error: Option<String>,
     pub instances: Vec<Instance>,
@@ -372,7 +482,8 @@ impl NovaReport {
                     (Vec::new(), Some(e))
                 }
             };
-            cells.push(CellReport { uuid: cell.uuid, name: cell.name, label, url, error, instances });
+            let db = cell.url.ok();
+            cells.push(CellReport { uuid: cell.uuid, name: cell.name, label, url, db, error, instances });
         }
         let same_key_as_cinder = match (&nova.key, cinder_key) {
             (Some(n), Some(c)) => Some(n.bytes() == c.bytes()),
@@ -414,7 +525,7 @@ impl NovaReport {
             log::info!("No Nova instances are using the ConfKeyManager's all-zeros ephemeral key ID.");
         } else {
             log::warn!(
-                "There are still {} Nova instance(s) whose ephemeral_key_uuid is the ConfKeyManager's all-zeros key ID: keep fixed_key in nova.conf.",
+                "There are still {} Nova instance(s) whose ephemeral_key_uuid is the ConfKeyManager's all-zeros key ID: keep fixed_key in nova.conf (migrate --nova moves them).",
                 self.instances()
             );
         }
@@ -422,6 +533,11 @@ impl NovaReport {
         if unreadable > 0 {
             log::warn!("{unreadable} Nova cell database(s) could not be read: their instances are not counted");
         }
+    }
+
+    /// Instances `migrate --nova` takes, now or once their task ends.
+    pub fn to_migrate(&self) -> usize {
+        self.cells.iter().flat_map(|c| &c.instances).filter(|i| rule(i) != InstanceAction::Reported(NO_PROJECT)).count()
     }
 
     /// Instances on the all-zeros ID, in every readable cell.

@@ -6,7 +6,13 @@
 
 use serde_json::Value;
 
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::support::castellan;
+use crate::support::cloud::Cloud;
 use crate::support::nova::{InstanceSpec, NovaCloud, CONF_KEY_MANAGER};
+use crate::support::tenancy::{self, Member, Project};
 use crate::support::*;
 
 /// One digit short: not the all-zeros ID (and short enough that MariaDB keeps it whole).
@@ -16,17 +22,25 @@ const LOOK_ALIKE: &str = "00000000-0000-0000-0000-00000000000";
 struct Stage {
     _db: CinderDb,
     w: Workdir,
-    conf: std::path::PathBuf,
-    nova_conf: std::path::PathBuf,
+    conf: PathBuf,
+    nova_conf: PathBuf,
 }
 
 impl Stage {
     fn new(nova: &NovaCloud, cinder_key: &str, nova_key: Option<&str>, nova_backend: &str) -> Stage {
         let db = CinderDb::new(Backend::Sqlite);
         let mut w = Workdir::new();
-        let conf = w.conf(&db, Some(cinder_key), "");
+        let conf = w.conf(&db, Some(cinder_key), &service_sections("password"));
         let nova_conf = w.write("nova.conf", &nova.nova_conf(nova_key, nova_backend));
         Stage { _db: db, w, conf, nova_conf }
+    }
+
+    fn migrate(&self, state: &Path, vars: &[(&str, &str)]) -> Output {
+        let mut args = vec!["--config-file", arg(&self.conf), "migrate", "--nova", "--nova-config-file", arg(&self.nova_conf)];
+        args.extend(["--state-dir", arg(state), "-f", "json"]);
+        let out = self.w.run_env(&args, vars);
+        assert!(!out.stdout.contains("kmtest-pw") && !out.stderr.contains("kmtest-pw"), "a database password is shown:\n{}", out.stderr);
+        out
     }
 
     fn run(&self, command: &str, extra: &[&str]) -> Output {
@@ -78,8 +92,8 @@ fn scan_and_status_find_every_cells_all_zeros_instances_on_every_backend() {
         let before = everything(&nova);
 
         let out = stage.run("scan", &[]);
-        // Nothing keymigrate can migrate yet, instances left: an operator must act.
-        out.assert_code(2);
+        // Instances migrate --nova can take: more to do.
+        out.assert_code(1);
         let report = &out.json()["nova"];
         assert_eq!(report["instances"], 5, "{backend:?}: {report}");
         assert_eq!(report["cells"].as_array().map(Vec::len), Some(3), "{backend:?}: {report}");
@@ -99,20 +113,20 @@ fn scan_and_status_find_every_cells_all_zeros_instances_on_every_backend() {
             .map(|h| (h["host"].as_str().map(String::from), h["instances"].as_u64().unwrap_or(0))).collect();
         assert_eq!(hosts, vec![(None, 1), (Some("compute-1".into()), 2), (Some("compute-2".into()), 1), (Some("compute-3".into()), 1)], "{backend:?}");
         assert_eq!((report["same_key_as_cinder"].as_bool(), report["conf_key_manager"].as_bool(), report["done"].as_bool()), (Some(true), Some(false), Some(false)));
-        assert!(out.stderr.contains("There are still 5 Nova instance(s) whose ephemeral_key_uuid is the ConfKeyManager's all-zeros key ID: keep fixed_key in nova.conf."), "{}", out.stderr);
+        assert!(out.stderr.contains("There are still 5 Nova instance(s) whose ephemeral_key_uuid is the ConfKeyManager's all-zeros key ID: keep fixed_key in nova.conf"), "{}", out.stderr);
         assert!(out.stderr.contains("nova.conf's fixed_key is the same as cinder.conf's"), "{}", out.stderr);
 
         let out = stage.run("status", &[]);
-        out.assert_code(2);
+        out.assert_code(1);
         let json = out.json();
         assert_eq!((json["done"].as_bool(), json["nova"]["instances"].as_u64()), (Some(false), Some(5)), "{backend:?}");
         // One compute host at a time.
         let out = stage.run("status", &["--nova-host", "compute-2"]);
-        out.assert_code(2);
+        out.assert_code(1);
         assert_eq!(out.json()["nova"]["instances"], 1, "{backend:?}");
         // The table form names every instance with its cell.
         let out = stage.w.run(&["--config-file", arg(&stage.conf), "scan", "--nova", "--nova-config-file", arg(&stage.nova_conf)]);
-        out.assert_code(2);
+        out.assert_code(1);
         for id in [&failed.uuid, &c1a.uuid, &c2.uuid] {
             assert!(out.stdout.contains(id.as_str()), "{backend:?}: {id} not in the table:\n{}", out.stdout);
         }
@@ -178,7 +192,7 @@ fn an_unreachable_cell_is_named_and_a_templated_cell_url_is_filled() {
     let template = format!("{{scheme}}://{{username}}:{{password}}@{{hostname}}:{{port}}/{db_name}?{{query}}");
     nova.api.exec(&format!("UPDATE cell_mappings SET database_connection = '{template}' WHERE uuid = '{}'", cell2.uuid));
     let out = stage.run("status", &[]);
-    out.assert_code(2);
+    out.assert_code(1);
     let json = out.json();
     assert_eq!((json["nova"]["instances"].as_u64(), json["nova"]["unreadable_cells"].as_u64()), (Some(2), Some(0)), "{}", out.stderr);
 
@@ -188,7 +202,8 @@ fn an_unreachable_cell_is_named_and_a_templated_cell_url_is_filled() {
         cell2.uuid
     ));
     let out = stage.run("status", &[]);
-    out.assert_code(2);
+    // cell1's instance can still be migrated.
+    out.assert_code(1);
     let json = out.json();
     assert_eq!((json["nova"]["instances"].as_u64(), json["nova"]["unreadable_cells"].as_u64()), (Some(1), Some(1)), "{}", out.stderr);
     assert!(cell(&json["nova"], "cell2")["error"].is_string());
@@ -198,4 +213,166 @@ fn an_unreachable_cell_is_named_and_a_templated_cell_url_is_filled() {
     let out = stage.run("status", &[]);
     out.assert_code(2);
     assert_eq!(out.json()["nova"]["done"], false);
+}
+
+/// The state of an instance row without its key ID, for "nothing else changed".
+fn without_key(nova: &NovaCloud, cell: &str, uuid: &str) -> Value {
+    let mut v = nova.instance(cell, uuid);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("ephemeral_key_uuid");
+    }
+    v
+}
+
+/// What a finished run leaves for `instances` (cell, uuid): each row names a secret of
+/// `project` named after it that `reader`, a member, reads as exactly nova.conf's key; no
+/// `keymigrate-*` secret of the project that no row names; no role of Cinder's user left there;
+/// no grant or instance entry in the journal.
+#[track_caller]
+fn assert_instances_done(nova: &NovaCloud, cloud: &Cloud, state: &Path, project: &Project, reader: &Member, nova_key: &[u8], instances: &[(&str, &str)]) -> Vec<String> {
+    let token = reader.token();
+    let listed = tenancy::keymigrate_secrets(cloud, &token);
+    let mut named = Vec::new();
+    for (cell, uuid) in instances {
+        let secret = nova.ephemeral_key(cell, uuid).unwrap_or_default();
+        assert_ne!(secret, ZERO, "instance {uuid} was not migrated");
+        assert!(listed.contains(&secret), "instance {uuid}: secret {secret} is not among project {}'s keymigrate-* secrets", project.id);
+        let name = cloud.metadata(&token, &secret)["name"].as_str().unwrap_or_default().to_string();
+        assert!(name.starts_with(&format!("keymigrate-nova-{uuid}-")), "instance {uuid}: secret {secret} is named {name:?}");
+        let payload = cloud.payload(&token, &secret);
+        assert_eq!(payload.status, 200, "instance {uuid}: {reader:?} cannot read secret {secret}");
+        assert!(payload.body == nova_key, "instance {uuid}: secret {secret} does not hold nova.conf's fixed key");
+        named.push(secret);
+    }
+    for secret in listed {
+        assert!(named.contains(&secret), "secret {secret} in project {} is named by no instance", project.id);
+    }
+    assert_eq!(project.roles_of(&tenancy::cinder_user_id()), Vec::<String>::new(), "Cinder's user keeps a role in {}", project.id);
+    assert_eq!(tenancy::grant_files(state), Vec::<PathBuf>::new(), "grants left in the journal");
+    assert_eq!(nova_files(state), Vec::<PathBuf>::new(), "instances left in the journal");
+    named
+}
+
+/// The instance entries keymigrate journalled: `<state>/nova/pending/*.json`.
+fn nova_files(state: &Path) -> Vec<PathBuf> {
+    let dir = state.join("nova").join("pending");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect()).unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[test]
+fn migrate_gives_each_instance_a_secret_of_novas_key_its_project_reads_and_changes_nothing_else() {
+    let cloud = Cloud::new();
+    let mut p = Project::new("nova-migrate");
+    let (owner, teammate) = (p.member("owner"), p.member("teammate"));
+    let nova = NovaCloud::new(Backend::Sqlite);
+    let mine = |host: Option<&str>| InstanceSpec::new().key(Some(ZERO)).host(host).owner(&p.id, &owner.id);
+    let (c0, c1, c2) = (mine(None).unscheduled(), mine(Some("compute-1")), mine(Some("compute-2")));
+    let busy = mine(Some("compute-1")).task_state(Some("rebuilding"));
+    let real = InstanceSpec::new().key(Some(&uuid())).owner(&p.id, &owner.id);
+    let deleted = mine(Some("compute-1")).deleted();
+    nova.insert_instance("cell0", &c0);
+    for spec in [&c1, &busy, &real, &deleted] {
+        nova.insert_instance("cell1", spec);
+    }
+    nova.insert_instance("cell2", &c2);
+    // Nova's key is not Cinder's: the instances get Nova's.
+    let (cinder_key, nova_key) = (random_key(), random_key());
+    let mut stage = Stage::new(&nova, &cinder_key, Some(&nova_key), "barbican");
+    stage.w.guard_key(&nova_key);
+    let state = stage.w.path("state");
+    let migrated = [("cell0", c0.uuid.as_str()), ("cell1", c1.uuid.as_str()), ("cell2", c2.uuid.as_str())];
+    let before: Vec<Value> = migrated.iter().map(|(c, u)| without_key(&nova, c, u)).collect();
+    let untouched = [("cell1", busy.uuid.as_str()), ("cell1", real.uuid.as_str()), ("cell1", deleted.uuid.as_str())];
+    let untouched_before: Vec<Value> = untouched.iter().map(|(c, u)| nova.instance(c, u)).collect();
+
+    let out = stage.migrate(&state, &[]);
+    // The instance with a task in progress waits: more to do.
+    out.assert_code(1);
+    let report = &out.json()["report"]["nova"];
+    assert_eq!((report["migrated"].as_u64(), report["waiting"].as_u64(), report["failed"].as_u64()), (Some(3), Some(1), Some(0)), "{}", out.stdout);
+    let key = hex::decode(&nova_key).expect("hex");
+    let secrets = assert_instances_done(&nova, &cloud, &state, &p, &teammate, &key, &migrated);
+    for ((c, u), was) in migrated.iter().zip(&before) {
+        assert_eq!(&without_key(&nova, c, u), was, "instance {u} changed beyond its key ID");
+    }
+    for ((c, u), was) in untouched.iter().zip(&untouched_before) {
+        assert_eq!(&nova.instance(c, u), was, "instance {u} was touched");
+    }
+    // What nova-compute does when it recreates the disk: castellan, as a member of the project.
+    let read = castellan::read_as(&teammate.castellan(), &secrets[1]);
+    let (bytes, _) = read.key();
+    assert!(bytes == key.as_slice(), "castellan reads another key");
+
+    // The task ends; the next run takes the instance, then nothing is left.
+    nova.cell("cell1").db.exec(&format!("UPDATE instances SET task_state = NULL WHERE uuid = '{}'", busy.uuid));
+    let out = stage.migrate(&state, &[]);
+    out.assert_code(0);
+    assert_eq!(out.json()["report"]["nova"]["migrated"], 1, "{}", out.stdout);
+    let all = [migrated.as_slice(), &[("cell1", busy.uuid.as_str())]].concat();
+    assert_instances_done(&nova, &cloud, &state, &p, &owner, &key, &all);
+    let out = stage.run("status", &[]);
+    out.assert_code(0);
+    assert_eq!(out.json()["nova"]["done"], true);
+    // Again: nothing to do, nothing changes.
+    let out = stage.migrate(&state, &[]);
+    out.assert_code(0);
+    assert_eq!(out.json()["report"]["secrets_created"], 0, "{}", out.stdout);
+    stage.w.assert_state_clean(&state);
+}
+
+/// Where an instance's migration is killed: its own steps, and the role grant around them.
+const KILL_POINTS: [&str; 6] = ["nova-journal", "nova-recorded", "nova-verified", "nova-swapped", "granted", "revoked"];
+
+#[test]
+fn a_run_killed_at_any_step_of_an_instance_is_finished_by_the_next() {
+    let cloud = Cloud::new();
+    for point in KILL_POINTS {
+        let started = Instant::now();
+        let mut p = Project::new("nova-kill");
+        let reader = p.member("reader");
+        let nova = NovaCloud::new(Backend::Mysql);
+        let specs: Vec<InstanceSpec> = (0..2).map(|_| InstanceSpec::new().key(Some(ZERO)).owner(&p.id, &reader.id)).collect();
+        for s in &specs {
+            nova.insert_instance("cell1", s);
+        }
+        let key = random_key();
+        let stage = Stage::new(&nova, &key, Some(&key), "barbican");
+        let state = stage.w.path("state");
+        let out = stage.migrate(&state, &[("KEYMIGRATE_FAULT", &format!("{point}=kill"))]);
+        assert_eq!(out.code, -1, "{point}: the run should have been killed:\n{}", out.stderr);
+        let expected = usize::from(point.starts_with("nova-"));
+        assert_eq!(nova_files(&state).len(), expected, "{point}: instances in the journal");
+        let out = stage.migrate(&state, &[]);
+        out.assert_code(0);
+        let ids: Vec<(&str, &str)> = specs.iter().map(|s| ("cell1", s.uuid.as_str())).collect();
+        assert_instances_done(&nova, &cloud, &state, &p, &reader, &hex::decode(&key).expect("hex"), &ids);
+        eprintln!("killed at {point}: finished by the next run, nothing left behind ({:.1} s)", started.elapsed().as_secs_f64());
+    }
+}
+
+/// migrate --nova refuses, writing nothing, while Nova is still on its ConfKeyManager, or when
+/// nova.conf has no fixed_key for the instances that need one.
+#[test]
+fn migrate_refuses_when_nova_is_not_ready() {
+    let mut p = Project::new("nova-refuse");
+    let owner = p.member("owner");
+    let nova = NovaCloud::new(Backend::Sqlite);
+    let spec = InstanceSpec::new().key(Some(ZERO)).owner(&p.id, &owner.id);
+    nova.insert_instance("cell1", &spec);
+    let key = random_key();
+    for (nova_key, backend, needle) in [
+        (Some(key.as_str()), CONF_KEY_MANAGER, "still the ConfKeyManager"),
+        (None, "barbican", "nova.conf has no fixed_key"),
+    ] {
+        let stage = Stage::new(&nova, &key, nova_key, backend);
+        let state = stage.w.path("state");
+        let out = stage.migrate(&state, &[]);
+        out.assert_error(2, needle);
+        assert_eq!(nova.ephemeral_key("cell1", &spec.uuid).as_deref(), Some(ZERO));
+        assert!(nova_files(&state).is_empty());
+    }
+    let cloud = Cloud::new();
+    assert!(tenancy::keymigrate_secrets(&cloud, &owner.token()).is_empty(), "a secret was made");
 }

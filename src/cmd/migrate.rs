@@ -14,7 +14,7 @@ use crate::cli::MigrateArgs;
 use crate::conditions::Conditions;
 use crate::db::{Access, Db};
 use crate::error::{Error, Outcome, Result};
-use crate::journal::{ImageJournal, Journal};
+use crate::journal::{ImageJournal, Journal, NovaJournal};
 use crate::keystone::Keystone;
 use crate::engine::{self, Engine, Options, Report};
 use crate::output::Format;
@@ -61,9 +61,34 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
                 }
                 None => None,
             };
-            // An image's secret always goes to its owner's project, whatever --secret-owner says.
-            let projects = match (settings.owner, &glance) {
-                (SecretOwner::Project, _) | (_, Some(_)) => {
+            // Nova's instances, when asked for: nova.conf checked and every cell read before
+            // anything is written.
+            let nova = match &settings.nova {
+                Some(n) => {
+                    let report = super::look_nova(settings)?.ok_or_else(|| Error::Internal("--nova without its report".into()))?;
+                    if report.conf_key_manager {
+                        return Err(Error::Aborted(format!(
+                            "Nova's [key_manager] backend is still the ConfKeyManager ({}): switch every nova.conf to barbican first; nothing was written",
+                            report.backend
+                        )));
+                    }
+                    match &n.conf.key {
+                        Some(nova_key) => Some((report, nova_key, NovaJournal::open(&services.state_dir)?)),
+                        None if report.instances() > 0 => {
+                            return Err(Error::Aborted(format!(
+                                "nova.conf has no fixed_key, but {} instance(s) use the all-zeros ephemeral key ID: give --nova-config-file the nova.conf with the key their disks were made with; nothing was written",
+                                report.instances()
+                            )));
+                        }
+                        None => None,
+                    }
+                }
+                None => None,
+            };
+            // An image's or an instance's secret always goes to its owner's project, whatever
+            // --secret-owner says.
+            let projects = match (settings.owner, &glance, &nova) {
+                (SecretOwner::Project, _, _) | (_, Some(_), _) | (_, _, Some(_)) => {
                     Some(Projects::connect(&services.admin, services.retry, journal.clone(), barbican.clone())?)
                 }
                 _ => None,
@@ -90,10 +115,16 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
                     result = engine.run_images(glance, zero, images_journal, settings.images.as_ref().map(|i| i.shared).unwrap_or_default());
                 }
             }
+            if let (Ok(()), Some((nova_report, nova_key, nova_journal))) = (&result, &nova) {
+                if !engine.report.stopped_early {
+                    result = engine.run_nova(nova_report, nova_key, nova_journal);
+                }
+            }
             crate::progress::finish();
             let report = engine.report.clone();
-            let images_unfinished = glance.as_ref().map_or(0, |(_, _, j)| j.pending_images().map_or(0, |p| p.len()));
-            let unfinished = journal.pending().map_or(0, |p| p.len()) + images_unfinished;
+            let images_unfinished = glance.as_ref().map_or(0, |(_, _, j)| j.pending_entries().map_or(0, |p| p.len()));
+            let nova_unfinished = nova.as_ref().map_or(0, |(_, _, j)| j.pending_entries().map_or(0, |p| p.len()));
+            let unfinished = journal.pending().map_or(0, |p| p.len()) + images_unfinished + nova_unfinished;
             if unfinished > 0 {
                 log::warn!("{unfinished} unit(s) are still in the journal (a clean-up failed or a request's outcome is unknown); run migrate again to finish them");
             }
@@ -125,9 +156,11 @@ fn finish(
 ) -> Result<Outcome> {
     let (left, census) = plan::tally(db, &settings.scope, settings.owner, plan::Lookup::BOUNDED)?;
     let database = census.live;
-    // The images as they are now: what this run did not finish, and what it reports.
+    // The images and instances as they are now: what this run did not finish, and what it
+    // reports.
     let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
-    super::status::log_status(settings, &left, &database, images.as_ref(), None);
+    let nova = super::look_nova(settings)?;
+    super::status::log_status(settings, &left, &database, images.as_ref(), nova.as_ref());
     for (project, reason) in &report.blocked_projects {
         log::warn!("Project {project} is blocked: {reason}");
     }
@@ -151,7 +184,8 @@ fn finish(
                 "scope": super::scope_json(&settings.scope),
                 "report": &report,
                 "remaining": {"scope": left.units(), "blocked": left.blocked(), "database": database.total(), "journal": unfinished,
-                              "images": images.as_ref().map(|i| serde_json::json!({"to_migrate": i.to_migrate(), "reported": i.reported()}))},
+                              "images": images.as_ref().map(|i| serde_json::json!({"to_migrate": i.to_migrate(), "reported": i.reported()})),
+                              "nova": nova.as_ref().map(|n| serde_json::json!({"instances": n.instances(), "to_migrate": n.to_migrate(), "unreadable_cells": n.unreadable_cells()}))},
                 "error": error.as_ref().map(|e| e.to_string()),
             });
             serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| Error::Output(e.into()))?;
@@ -170,6 +204,16 @@ fn finish(
                 database.total()
             )
             .map_err(Error::Output)?;
+            if let Some(nova) = &nova {
+                writeln!(
+                    out,
+                    "{verb} {} Nova instance(s); {} instance(s) left on the all-zeros ephemeral key ID ({} unreadable cell(s); see scan --nova)",
+                    report.nova.migrated,
+                    nova.instances(),
+                    nova.unreadable_cells()
+                )
+                .map_err(Error::Output)?;
+            }
             if let Some(images) = &images {
                 writeln!(
                     out,
@@ -186,17 +230,29 @@ fn finish(
         return Err(e);
     }
     let outcome = database_outcome(settings, &left, &report, unfinished);
-    let Some(images) = images.filter(|i| !i.rows.is_empty()) else { return Ok(outcome) };
+    let outcome = with_images(settings, outcome, images.as_ref(), &report);
+    // Instances this run could not move (failed, or their project blocked) and nothing moved:
+    // an operator must look.
+    let nova_stuck = report.nova.migrated == 0 && report.nova.recovered == 0 && report.nova.failed + report.nova.blocked > 0;
+    Ok(match super::with_nova(outcome, nova.as_ref()) {
+        Outcome::MoreToDo if nova_stuck && outcome != Outcome::MoreToDo => Outcome::NeedsOperator,
+        other => other,
+    })
+}
+
+/// The outcome once the images count.
+fn with_images(settings: &Settings, outcome: Outcome, images: Option<&ImageReport>, report: &Report) -> Outcome {
+    let Some(images) = images.filter(|i| !i.rows.is_empty()) else { return outcome };
     // Images this run could not move (failed, or their project blocked) and nothing moved:
     // an operator must look, as for rows.
     let stuck = report.images.migrated == 0 && report.images.recovered == 0 && report.images.failed + report.images.blocked > 0;
-    Ok(if !settings.conditions.is_ready() {
+    if !settings.conditions.is_ready() {
         Outcome::NeedsOperator
     } else if outcome == Outcome::MoreToDo || (images.to_migrate() > 0 && !stuck) {
         Outcome::MoreToDo
     } else {
         Outcome::NeedsOperator
-    })
+    }
 }
 
 /// The outcome for the database rows alone.

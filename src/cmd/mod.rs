@@ -49,16 +49,19 @@ pub fn look_nova(settings: &crate::settings::Settings) -> crate::error::Result<O
     crate::nova::NovaReport::look(&nova.conf, cinder_key, &nova.hosts, &nova.cwd).map(Some)
 }
 
-/// The outcome once Nova's instances count: keymigrate does not migrate them yet, so any left
-/// (or a cell it could not read, or Nova still on the ConfKeyManager) need an operator once
-/// nothing else moves.
+/// The outcome once Nova's instances count: instances `migrate --nova` can take keep the run
+/// going; Nova still on the ConfKeyManager, nova.conf without `fixed_key`, a cell that cannot be
+/// read, or only instances it reports need an operator once nothing else moves.
 pub fn with_nova(outcome: Outcome, nova: Option<&crate::nova::NovaReport>) -> Outcome {
-    match nova {
-        Some(n) if !n.done() || n.conf_key_manager => match outcome {
-            Outcome::MoreToDo => Outcome::MoreToDo,
-            _ => Outcome::NeedsOperator,
-        },
-        _ => outcome,
+    let Some(n) = nova else { return outcome };
+    if n.done() && !n.conf_key_manager {
+        return outcome;
+    }
+    let workable = !n.conf_key_manager && n.key_bits.is_some() && n.to_migrate() > 0;
+    match outcome {
+        Outcome::MoreToDo => Outcome::MoreToDo,
+        _ if workable => Outcome::MoreToDo,
+        _ => Outcome::NeedsOperator,
     }
 }
 

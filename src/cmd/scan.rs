@@ -231,9 +231,10 @@ fn write_plan(
             if format == Format::Table {
                 writeln!(
                     out,
-                    "Nova instances on the all-zeros ephemeral key ID: {} in {} cell(s){}; keymigrate does not migrate them yet: keep fixed_key in nova.conf while any is left",
+                    "Nova instances on the all-zeros ephemeral key ID: {} in {} cell(s), {} to migrate (a secret holding nova.conf's fixed_key in the instance's project each){}; keep fixed_key in nova.conf while any is left",
                     nova.instances(),
                     nova.cells.len(),
+                    nova.to_migrate(),
                     match nova.unreadable_cells() {
                         0 => String::new(),
                         n => format!(", {n} cell(s) unreadable"),

@@ -62,7 +62,7 @@ impl Engine<'_> {
     }
 
     fn images_inner(&mut self, glance: &Images<'_>, images: &[Image], shared: SharedImages) -> Result<()> {
-        for entry in glance.journal.pending_images()? {
+        for entry in glance.journal.pending_entries()? {
             if self.recover_image(glance, &entry)? {
                 self.report.images.recovered += 1;
             }
@@ -110,20 +110,20 @@ impl Engine<'_> {
         let tag: u32 = rand::random();
         let mut entry = ImageEntry { image: image.id.clone(), project, name: format!("keymigrate-image-{}-{tag:08x}", image.id), secret: None, members_acl };
         log::info!(target: LOG, "Migrating image {} encryption key to Barbican", image.id);
-        glance.journal.write_image(&entry)?;
+        glance.journal.write_entry(&entry)?;
         fault::point("image-journal");
         let stored = match barbican.store(&entry.name, self.key) {
             Ok(s) => s,
             Err(f) => {
                 if !f.maybe_created {
-                    glance.journal.finish_image(&image.id)?;
+                    glance.journal.finish_entry(&image.id)?;
                 }
                 return self.image_failed(image, &f.error.to_string());
             }
         };
         self.report.secrets_created += 1;
         entry.secret = Some(stored.id.clone());
-        glance.journal.write_image(&entry)?;
+        glance.journal.write_entry(&entry)?;
         fault::point("image-recorded");
         self.finish_image(glance, &barbican, &entry, &stored.id, stored.maybe_orphaned)
     }
@@ -226,7 +226,7 @@ impl Engine<'_> {
         if sweep {
             self.sweep_image(barbican, entry, Some(secret))?;
         }
-        glance.journal.finish_image(id)?;
+        glance.journal.finish_entry(id)?;
         Ok(())
     }
 
@@ -238,7 +238,7 @@ impl Engine<'_> {
             self.report.secrets_deleted += 1;
         }
         self.sweep_image(barbican, entry, None)?;
-        glance.journal.finish_image(&entry.image)
+        glance.journal.finish_entry(&entry.image)
     }
 
     /// Deletes the secrets named for this attempt that the image does not use (`keep`).
@@ -277,7 +277,7 @@ impl Engine<'_> {
             (None, _) => {
                 // Killed while storing: nothing names what Barbican may have made.
                 self.sweep_image(&barbican, entry, None)?;
-                glance.journal.finish_image(&entry.image)?;
+                glance.journal.finish_entry(&entry.image)?;
             }
         }
         Ok(true)

@@ -39,6 +39,7 @@ use crate::projects::Projects;
 use crate::scope::Scope;
 
 mod images;
+mod nova;
 mod rehome;
 
 pub use images::ImagesReport;
@@ -88,6 +89,8 @@ pub struct Report {
     pub keystone: crate::projects::Stats,
     /// Glance images (`--images`).
     pub images: ImagesReport,
+    /// Nova instances (`--nova`).
+    pub nova: nova::NovaRunReport,
 }
 
 /// The side-effect-free twin used by `--dry-run`: the same walk, logging what would happen.
