@@ -383,6 +383,8 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub images: ImagesOpts,
     #[command(flatten)]
+    pub nova: NovaOpts,
+    #[command(flatten)]
     pub owner: OwnerOpts,
     #[command(flatten)]
     pub admin: AdminOpts,
@@ -411,6 +413,8 @@ pub struct RollbackArgs {
     pub state: StateOpts,
     #[command(flatten)]
     pub images: ImagesOpts,
+    #[command(flatten)]
+    pub nova: NovaOpts,
     #[command(flatten)]
     pub scope: ScopeOpts,
     #[command(flatten)]
@@ -509,6 +513,8 @@ impl Command {
             Command::Scan(a) => Some(&a.nova),
             Command::Status(a) => Some(&a.nova),
             Command::Migrate(a) => Some(&a.nova),
+            Command::Verify(a) => Some(&a.nova),
+            Command::Rollback(a) => Some(&a.nova),
             _ => None,
         }
     }

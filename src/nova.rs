@@ -339,8 +339,8 @@ pub struct CellDb {
 }
 
 impl CellDb {
-    pub fn open(url: &DbUrl) -> Result<CellDb> {
-        Ok(CellDb { conn: db::open(url, Access::ReadWrite)?, url: url.clone() })
+    pub fn open(url: &DbUrl, access: Access) -> Result<CellDb> {
+        Ok(CellDb { conn: db::open(url, access)?, url: url.clone() })
     }
 
     fn fail(&self, context: &str, e: diesel::result::Error) -> Error {
@@ -437,6 +437,26 @@ impl CellDb {
             _ => sql.replace("$1", "?").replace("$2", "?"),
         }
     }
+}
+
+/// A cell, its database opened, and its live instances with the key ID each names.
+pub type KeyedCell = (Cell, CellDb, Vec<(Instance, String)>);
+
+/// Every live instance, in every cell, whose key ID is set and is not the all-zeros ID: what
+/// `verify --nova` and `rollback --nova` look at. A cell that cannot be read is an error: neither
+/// may say all is well without it.
+pub fn keyed_instances(nova: &NovaConf, hosts: &[String], cwd: &Path, access: Access) -> Result<Vec<KeyedCell>> {
+    let mut out = Vec::new();
+    for cell in cells(nova, cwd)? {
+        let url = match &cell.url {
+            Ok(u) => u.clone(),
+            Err(e) => return Err(Error::config_value("cell_mappings.database_connection", format!("Nova cell {}: {e}", cell.label()))),
+        };
+        let mut db = CellDb::open(&url, access)?;
+        let keyed = db.keyed(hosts)?;
+        out.push((cell, db, keyed));
+    }
+    Ok(out)
 }
 
 /// One cell's findings.

@@ -376,3 +376,54 @@ fn migrate_refuses_when_nova_is_not_ready() {
     let cloud = Cloud::new();
     assert!(tenancy::keymigrate_secrets(&cloud, &owner.token()).is_empty(), "a secret was made");
 }
+
+/// verify --nova judges every instance whose key keymigrate made (in its project, exactly
+/// nova.conf's key, readable by the project) and catches a secret altered behind keymigrate's
+/// back; rollback --nova puts the others back on the all-zeros ID and deletes their secrets,
+/// refusing the altered one.
+#[test]
+fn verify_and_rollback_handle_migrated_instances() {
+    let cloud = Cloud::new();
+    let mut p = Project::new("nova-verify");
+    let owner = p.member("owner");
+    let nova = NovaCloud::new(Backend::Postgres);
+    let specs: Vec<InstanceSpec> = (0..2).map(|_| InstanceSpec::new().key(Some(ZERO)).owner(&p.id, &owner.id)).collect();
+    for s in &specs {
+        nova.insert_instance("cell1", s);
+    }
+    let key = random_key();
+    let stage = Stage::new(&nova, &key, Some(&key), "barbican");
+    let state = stage.w.path("state");
+    stage.migrate(&state, &[]).assert_code(0);
+    let secrets: Vec<String> = specs.iter().map(|s| nova.ephemeral_key("cell1", &s.uuid).unwrap_or_default()).collect();
+
+    let verify = |expect: i32| {
+        let out = stage.w.run(&["--config-file", arg(&stage.conf), "verify", "--nova", "--nova-config-file", arg(&stage.nova_conf), "--state-dir", arg(&state), "-f", "json"]);
+        out.assert_code(expect);
+        out.json()["rows"].as_array().cloned().unwrap_or_default()
+    };
+    let rows = verify(0);
+    for (s, secret) in specs.iter().zip(&secrets) {
+        let row = rows.iter().find(|r| r["id"] == s.uuid.as_str()).unwrap_or_else(|| panic!("instance {} not verified: {rows:?}", s.uuid));
+        assert_eq!((row["table"].as_str(), row["key_id"].as_str(), row["result"].as_str()), (Some("instances"), Some(secret.as_str()), Some("ok")));
+    }
+    // A keymigrate-named secret of the project holding other bytes, put on the second instance
+    // behind keymigrate's back.
+    let other = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, hex::decode(random_key()).expect("hex"));
+    let wrong = cloud.store(&owner.token(), &format!("keymigrate-nova-{}-ffffffff", specs[1].uuid), &other, 256);
+    nova.cell("cell1").db.exec(&format!("UPDATE instances SET ephemeral_key_uuid = '{wrong}' WHERE uuid = '{}'", specs[1].uuid));
+    let rows = verify(2);
+    let bad = rows.iter().find(|r| r["id"] == specs[1].uuid.as_str()).expect("the altered instance");
+    assert_eq!(bad["result"], "secret does not hold nova.conf's fixed key");
+
+    let out = stage.w.run(&["--config-file", arg(&stage.conf), "rollback", "--nova", "--nova-config-file", arg(&stage.nova_conf), "--state-dir", arg(&state), "-f", "json"]);
+    out.assert_code(2);
+    assert_eq!(nova.ephemeral_key("cell1", &specs[0].uuid).as_deref(), Some(ZERO), "the first instance is back on the all-zeros ID");
+    assert_eq!(cloud.payload(&owner.token(), &secrets[0]).status, 404, "its secret is deleted");
+    assert_eq!(nova.ephemeral_key("cell1", &specs[1].uuid), Some(wrong.clone()), "the altered instance is left alone");
+    assert_eq!(p.roles_of(&tenancy::cinder_user_id()), Vec::<String>::new(), "Cinder's user keeps a role");
+    // What is left for migrate: the rolled-back instance.
+    let out = stage.run("status", &[]);
+    out.assert_code(1);
+    assert_eq!(out.json()["nova"]["instances"], 1);
+}

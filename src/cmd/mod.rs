@@ -39,6 +39,16 @@ pub fn outcome(conditions: &Conditions, tally: &Tally) -> Outcome {
 }
 
 /// Logs the condition in Cinder's words, at the level Cinder uses.
+/// nova.conf's `fixed_key`, with `--nova`: what verify and rollback compare Nova's secrets with.
+pub fn nova_key(settings: &crate::settings::Settings) -> crate::error::Result<Option<&crate::conditions::FixedKey>> {
+    let Some(nova) = &settings.nova else { return Ok(None) };
+    nova.conf.key.as_ref().map(Some).ok_or_else(|| {
+        crate::error::Error::Service(
+            "--nova compares Nova's secrets with nova.conf's fixed_key, and the nova.conf given has none (--nova-config-file)".into(),
+        )
+    })
+}
+
 /// `--nova`: every cell's instances on the all-zeros ephemeral key ID, and what nova.conf says.
 pub fn look_nova(settings: &crate::settings::Settings) -> crate::error::Result<Option<crate::nova::NovaReport>> {
     let Some(nova) = &settings.nova else { return Ok(None) };

@@ -31,10 +31,24 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
     let mut db = Db::connect(&settings.database, access)?;
     // The same lock as migrate: the two never run on one scope at once.
     let journal = if args.dry_run { None } else { Some(Arc::new(Journal::open(&services.state_dir, &settings.scope)?)) };
+    // Nova's instances: nova.conf's key, and migrate --nova's lock held for the run.
+    let nova_key = super::nova_key(settings)?;
+    let _nova_lock = match (&settings.nova, args.dry_run) {
+        (Some(_), false) => {
+            let lock = crate::journal::NovaJournal::open(&services.state_dir)?;
+            let pending = lock.pending_entries()?.len();
+            if pending > 0 {
+                return Err(Error::Aborted(format!("{pending} Nova instance(s) are still in migrate --nova's journal: run migrate --nova to finish them first")));
+            }
+            Some(lock)
+        }
+        _ => None,
+    };
+    let mut nova_inspector = nova_key.map(|k| Inspector::new(barbican.clone(), k, Some(services), &settings.scope, journal.clone(), true));
     let mut inspector = Inspector::new(barbican, key, Some(services), &settings.scope, journal, settings.owner == SecretOwner::Project);
-    let result = roll_back(settings, args, &mut db, &mut inspector, out);
+    let result = roll_back(settings, args, &mut db, (&mut inspector, nova_inspector.as_mut()), out);
     // Revoke the role grants made to act in the rows' projects, whatever happened.
-    let closed = inspector.close();
+    let closed = inspector.close().and(nova_inspector.as_mut().map_or(Ok(()), Inspector::close));
     let outcome = result?;
     closed?;
     Ok(outcome)
@@ -42,18 +56,30 @@ pub fn run(settings: &Settings, args: &RollbackArgs, out: &mut dyn Write) -> Res
 
 /// Whether the secret's name is one keymigrate gives an image's secret (`keymigrate-image-…`).
 fn is_image_secret_name(inspector: &mut Inspector<'_>, secret: &str, owner: Option<&str>) -> Result<bool> {
+    is_secret_named(inspector, secret, owner, "keymigrate-image-")
+}
+
+/// Whether the secret's name starts with `prefix`, read as the service user or in `owner`'s
+/// project.
+fn is_secret_named(inspector: &mut Inspector<'_>, secret: &str, owner: Option<&str>, prefix: &str) -> Result<bool> {
     let service = inspector.barbican.clone();
     if let Ok(Some(name)) = service.name_of(secret) {
-        return Ok(name.starts_with("keymigrate-image-"));
+        return Ok(name.starts_with(prefix));
     }
     let Some(owner) = owner else { return Ok(false) };
     match inspector.barbican_for(&Place::Project { project: owner.to_string(), project_access: true, readers: Vec::new() })? {
-        Some(b) => Ok(b.name_of(secret).ok().flatten().is_some_and(|n| n.starts_with("keymigrate-image-"))),
+        Some(b) => Ok(b.name_of(secret).ok().flatten().is_some_and(|n| n.starts_with(prefix))),
         None => Ok(false),
     }
 }
 
-fn roll_back(settings: &Settings, args: &RollbackArgs, db: &mut Db, inspector: &mut Inspector<'_>, out: &mut dyn Write) -> Result<Outcome> {
+fn roll_back(
+    settings: &Settings,
+    args: &RollbackArgs,
+    db: &mut Db,
+    (inspector, nova_inspector): (&mut Inspector<'_>, Option<&mut Inspector<'_>>),
+    out: &mut dyn Write,
+) -> Result<Outcome> {
     let format = args.output.format.unwrap_or(Format::Table);
     let (mut done, mut refused, mut deleted, mut changed, mut missing) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut rows_json = Vec::new();
@@ -178,6 +204,53 @@ fn roll_back(settings: &Settings, args: &RollbackArgs, db: &mut Db, inspector: &
             match table.as_mut() {
                 Some(table) => table.row(vec!["images".into(), image.id.clone(), key_id.clone(), result.into()])?,
                 None => rows_json.push(serde_json::json!({"table": "images", "id": image.id, "key_id": key_id, "result": result})),
+            }
+        }
+    }
+    if let (Some(nova), Some(ni)) = (&settings.nova, nova_inspector) {
+        let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+        for (cell, mut cell_db, keyed) in crate::nova::keyed_instances(&nova.conf, &nova.hosts, &nova.cwd, access)? {
+            for (instance, key_id) in keyed {
+                let project = instance.project_id.as_deref();
+                let result = match ni.state(&key_id, project)? {
+                    // Only the secrets keymigrate made for instances.
+                    SecretState::Ours { .. } if !is_secret_named(ni, &key_id, project, "keymigrate-nova-")? => continue,
+                    SecretState::NotOurs => continue,
+                    SecretState::Missing => {
+                        missing += 1;
+                        log::warn!("instance {} points at secret {key_id}, which does not exist: left alone", instance.uuid);
+                        "left alone: secret missing"
+                    }
+                    SecretState::Ours { holds_key: false, .. } | SecretState::Ours { place: Place::Unreadable, .. } => {
+                        refused += 1;
+                        log::error!("Not rolling back instance {}: secret {key_id} does not hold nova.conf's fixed key, or cannot be read", instance.uuid);
+                        "refused: secret does not hold nova.conf's fixed key"
+                    }
+                    SecretState::Ours { .. } if args.dry_run => {
+                        done += 1;
+                        "would roll back"
+                    }
+                    SecretState::Ours { place, .. } => {
+                        if cell_db.unswap(&instance.uuid, &key_id)? {
+                            done += 1;
+                            log::info!("Rolled back instance {} (cell {}) from Barbican key ID {key_id} to the all-zeros key ID", instance.uuid, cell.label());
+                            let barbican = ni.barbican_for(&place)?;
+                            let delete = |b: &crate::barbican::Barbican| b.delete(&key_id).map_err(|e| Error::Service(e.to_string()));
+                            if barbican.as_deref().map(delete).transpose()?.unwrap_or(false) {
+                                deleted += 1;
+                                log::info!("Deleted secret {key_id}");
+                            }
+                            "rolled back"
+                        } else {
+                            changed += 1;
+                            "changed meanwhile; left alone"
+                        }
+                    }
+                };
+                match table.as_mut() {
+                    Some(table) => table.row(vec!["instances".into(), instance.uuid.clone(), key_id.clone(), result.into()])?,
+                    None => rows_json.push(serde_json::json!({"table": "instances", "id": instance.uuid, "key_id": key_id, "result": result})),
+                }
             }
         }
     }

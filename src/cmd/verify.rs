@@ -23,13 +23,37 @@ pub fn run(settings: &Settings, args: &VerifyArgs, out: &mut dyn Write) -> Resul
     super::log_conditions(&settings.conditions);
     let (key, services, barbican) = connect(settings, "verify")?;
     let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
+    // Nova's instances are judged against nova.conf's key, which their disks were made with.
+    let nova_key = super::nova_key(settings)?;
+    let mut nova_inspector = nova_key.map(|k| Inspector::new(barbican.clone(), k, Some(services), &settings.scope, None, true));
     let mut inspector = Inspector::new(barbican, key, Some(services), &settings.scope, None, settings.owner == SecretOwner::Project);
-    let result = check(settings, args, &mut db, &mut inspector, out);
+    let result = check(settings, args, &mut db, (&mut inspector, nova_inspector.as_mut()), out);
     // Revoke the role grants made to look into the rows' projects, whatever happened.
-    let closed = inspector.close();
+    let closed = inspector.close().and(nova_inspector.as_mut().map_or(Ok(()), Inspector::close));
     let outcome = result?;
     closed?;
     Ok(outcome)
+}
+
+/// The verdict on an instance's secret: keymigrate made it in the instance's project, it holds
+/// exactly nova.conf's key, and the project's members may read it.
+fn judge_instance(instance: &crate::nova::Instance, facts: &SecretState) -> Option<&'static str> {
+    match facts {
+        SecretState::NotOurs => None,
+        SecretState::Missing => Some("secret missing"),
+        SecretState::Ours { place: Place::Unreadable, .. } => Some("secret unreadable in the service project and in the instance's project"),
+        SecretState::Ours { holds_key: false, .. } => Some("secret does not hold nova.conf's fixed key"),
+        SecretState::Ours { place: Place::Service { .. }, .. } => Some("secret is in Cinder's service project, not the instance's"),
+        SecretState::Ours { place: Place::Project { project, project_access, .. }, .. } => {
+            if instance.project_id.as_deref() != Some(project.as_str()) {
+                Some("secret is not in the instance's project")
+            } else if !project_access {
+                Some("project members cannot read the secret (its ACL turns project access off)")
+            } else {
+                Some("ok")
+            }
+        }
+    }
 }
 
 /// The images whose key property names anything but the all-zeros ID.
@@ -90,7 +114,13 @@ fn judge_image(image: &crate::glance::Image, facts: &SecretState, missing: &[Str
     }
 }
 
-fn check(settings: &Settings, args: &VerifyArgs, db: &mut Db, inspector: &mut Inspector<'_>, out: &mut dyn Write) -> Result<Outcome> {
+fn check(
+    settings: &Settings,
+    args: &VerifyArgs,
+    db: &mut Db,
+    (inspector, nova_inspector): (&mut Inspector<'_>, Option<&mut Inspector<'_>>),
+    out: &mut dyn Write,
+) -> Result<Outcome> {
     let format = args.output.format.unwrap_or(Format::Table);
     let (mut ok, mut bad, mut others) = (0u64, 0u64, 0u64);
     let mut rows_json = Vec::new();
@@ -145,6 +175,28 @@ fn check(settings: &Settings, args: &VerifyArgs, db: &mut Db, inspector: &mut In
                     Some(table) => table.row(vec!["images".into(), image.id.clone(), key_id, verdict.into()])?,
                     None => rows_json.push(serde_json::json!({"table": "images", "id": image.id, "key_id": key_id,
                         "result": verdict, "ok": verdict == "ok"})),
+                }
+            }
+        }
+        if let (Some(nova), Some(ni)) = (&settings.nova, nova_inspector) {
+            for (cell, _db, keyed) in crate::nova::keyed_instances(&nova.conf, &nova.hosts, &nova.cwd, Access::ReadOnly)? {
+                for (instance, key_id) in keyed {
+                    let facts = ni.state(&key_id, instance.project_id.as_deref())?;
+                    let Some(verdict) = judge_instance(&instance, &facts) else {
+                        others += 1;
+                        continue;
+                    };
+                    if verdict == "ok" {
+                        ok += 1;
+                    } else {
+                        bad += 1;
+                        log::error!("instance {} (cell {}): {verdict} (key ID {key_id})", instance.uuid, cell.label());
+                    }
+                    match table.as_mut() {
+                        Some(table) => table.row(vec!["instances".into(), instance.uuid.clone(), key_id, verdict.into()])?,
+                        None => rows_json.push(serde_json::json!({"table": "instances", "id": instance.uuid, "key_id": key_id,
+                            "result": verdict, "ok": verdict == "ok"})),
+                    }
                 }
             }
         }

@@ -52,7 +52,7 @@ impl Cells {
     fn get(&mut self, report: &NovaReport, cell: &str) -> Result<Option<&mut CellDb>> {
         if !self.open.contains_key(cell) {
             let Some(url) = report.cells.iter().find(|c| c.uuid == cell).and_then(|c| c.db.as_ref()) else { return Ok(None) };
-            self.open.insert(cell.to_string(), CellDb::open(url)?);
+            self.open.insert(cell.to_string(), CellDb::open(url, crate::db::Access::ReadWrite)?);
         }
         Ok(self.open.get_mut(cell))
     }
