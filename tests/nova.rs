@@ -208,8 +208,18 @@ fn an_unreachable_cell_is_named_and_a_templated_cell_url_is_filled() {
     assert_eq!((json["nova"]["instances"].as_u64(), json["nova"]["unreadable_cells"].as_u64()), (Some(1), Some(1)), "{}", out.stderr);
     assert!(cell(&json["nova"], "cell2")["error"].is_string());
     assert!(out.stderr.lines().any(|l| l.contains("Cannot read Nova cell cell2(")), "{}", out.stderr);
-    // Even with no instance anywhere else, an unreadable cell keeps status from done.
-    nova.cell("cell1").db.exec(&format!("UPDATE instances SET ephemeral_key_uuid = '{}' WHERE uuid = '{}'", uuid(), spec.uuid));
+    // migrate takes cell1's instance and leaves cell2 to an operator: exit 2 once nothing else
+    // is left.
+    let mut p = Project::new("nova-unreachable");
+    let owner = p.member("owner");
+    nova.cell("cell1").db.exec(&format!("UPDATE instances SET project_id = '{}', user_id = '{}' WHERE uuid = '{}'", p.id, owner.id, spec.uuid));
+    let state = stage.w.path("state");
+    let out = stage.migrate(&state, &[]);
+    out.assert_code(2);
+    let report = &out.json()["report"]["nova"];
+    assert_eq!((report["migrated"].as_u64(), report["unreadable_cells"].as_u64()), (Some(1), Some(1)), "{}", out.stdout);
+    assert_ne!(nova.ephemeral_key("cell1", &spec.uuid).as_deref(), Some(ZERO));
+    // With no instance anywhere else, an unreadable cell keeps status from done.
     let out = stage.run("status", &[]);
     out.assert_code(2);
     assert_eq!(out.json()["nova"]["done"], false);
@@ -426,4 +436,54 @@ fn verify_and_rollback_handle_migrated_instances() {
     let out = stage.run("status", &[]);
     out.assert_code(1);
     assert_eq!(out.json()["nova"]["instances"], 1);
+}
+
+/// Two runs at once from two machines (separate state directories) on the same instances: the
+/// compare-and-swap lets one secret win per instance; the other run deletes its own. Every
+/// instance ends on one secret holding the key, and no secret is left unused.
+#[test]
+fn two_runs_at_once_leave_each_instance_on_one_secret_and_none_unused() {
+    let cloud = Cloud::new();
+    let mut p = Project::new("nova-race");
+    let reader = p.member("reader");
+    let nova = NovaCloud::new(Backend::Mysql);
+    let specs: Vec<InstanceSpec> = (0..6).map(|_| InstanceSpec::new().key(Some(ZERO)).owner(&p.id, &reader.id)).collect();
+    for s in &specs {
+        nova.insert_instance("cell1", s);
+    }
+    let key = random_key();
+    let stage = Stage::new(&nova, &key, Some(&key), "barbican");
+    let states = [stage.w.path("state-a"), stage.w.path("state-b")];
+    let spawn = |state: &Path| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keymigrate"));
+        cmd.args(["--config-file", arg(&stage.conf), "migrate", "--nova", "--nova-config-file", arg(&stage.nova_conf), "--state-dir", arg(state), "-f", "json"])
+            .env("HOME", stage.w.dir.path())
+            .env_remove("RUST_LOG")
+            .env("KEYMIGRATE_SECRET_OWNER", "service")
+            .current_dir(stage.w.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.spawn().expect("spawn keymigrate")
+    };
+    let children: Vec<_> = states.iter().map(|s| spawn(s)).collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains(&key), "{stderr}");
+        // Done, or done by the other run.
+        assert!(matches!(out.status.code(), Some(0 | 1)), "exit {:?}:\n{stderr}", out.status.code());
+    }
+    // A second pass finishes whatever a run left for later.
+    for state in &states {
+        stage.migrate(state, &[]).assert_code(0);
+    }
+    let ids: Vec<(&str, &str)> = specs.iter().map(|s| ("cell1", s.uuid.as_str())).collect();
+    for state in &states {
+        assert_instances_done(&nova, &cloud, state, &p, &reader, &hex::decode(&key).expect("hex"), &ids);
+    }
 }
