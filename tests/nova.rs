@@ -352,8 +352,9 @@ fn a_run_killed_at_any_step_of_an_instance_is_finished_by_the_next() {
         let state = stage.w.path("state");
         let out = stage.migrate(&state, &[("KEYMIGRATE_FAULT", &format!("{point}=kill"))]);
         assert_eq!(out.code, -1, "{point}: the run should have been killed:\n{}", out.stderr);
-        let expected = usize::from(point.starts_with("nova-"));
-        assert_eq!(nova_files(&state).len(), expected, "{point}: instances in the journal");
+        // Killed at an instance's step: it (and the rest of its batch) is in the journal; at the
+        // grant's: nothing is.
+        assert_eq!(!nova_files(&state).is_empty(), point.starts_with("nova-"), "{point}: instances in the journal");
         let out = stage.migrate(&state, &[]);
         out.assert_code(0);
         let ids: Vec<(&str, &str)> = specs.iter().map(|s| ("cell1", s.uuid.as_str())).collect();
@@ -485,5 +486,31 @@ fn two_runs_at_once_leave_each_instance_on_one_secret_and_none_unused() {
     let ids: Vec<(&str, &str)> = specs.iter().map(|s| ("cell1", s.uuid.as_str())).collect();
     for state in &states {
         assert_instances_done(&nova, &cloud, state, &p, &reader, &hex::decode(&key).expect("hex"), &ids);
+    }
+}
+
+/// Figures, not a test: `cargo test --test integration nova::throughput -- --ignored --nocapture`
+/// migrates 200 instances of one project on SQLite with --workers 1 and 4 and prints the times.
+#[test]
+#[ignore]
+fn throughput_with_workers() {
+    let mut p = Project::new("nova-bench");
+    let reader = p.member("reader");
+    for workers in ["1", "4"] {
+        let nova = NovaCloud::new(Backend::Sqlite);
+        for _ in 0..200 {
+            nova.insert_instance("cell1", &InstanceSpec::new().key(Some(ZERO)).owner(&p.id, &reader.id));
+        }
+        let key = random_key();
+        let stage = Stage::new(&nova, &key, Some(&key), "barbican");
+        let state = stage.w.path("state");
+        let mut args = vec!["--config-file", arg(&stage.conf), "migrate", "--nova", "--nova-config-file", arg(&stage.nova_conf)];
+        args.extend(["--state-dir", arg(&state), "--workers", workers, "-f", "json"]);
+        let t = Instant::now();
+        let out = stage.w.run(&args);
+        let secs = t.elapsed().as_secs_f64();
+        out.assert_code(0);
+        assert_eq!(out.json()["report"]["nova"]["migrated"], 200);
+        eprintln!("--workers {workers}: 200 instances in {secs:.2} s ({:.1} instances/s)", 200.0 / secs);
     }
 }

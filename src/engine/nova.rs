@@ -14,8 +14,10 @@
 //! the disk right now).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use crate::barbican::Barbican;
+use crate::barbican::{Barbican, StoreFailed, Stored};
 use crate::conditions::FixedKey;
 use crate::error::{Error, Result};
 use crate::fault;
@@ -41,6 +43,57 @@ pub struct NovaRunReport {
     pub recovered: u64,
     /// Cells that could not be read or written.
     pub unreadable_cells: u64,
+}
+
+/// What reading a stored secret back showed.
+enum ReadBack {
+    /// Exactly the key.
+    Holds,
+    /// Other bytes: the secret is not to be used.
+    Other(String),
+    /// Barbican did not answer; the secret may still be good.
+    Failed(String),
+}
+
+fn read_back(barbican: &Barbican, secret: &str, key: &FixedKey) -> ReadBack {
+    match barbican.payload(secret) {
+        Ok(p) if p.as_slice() == key.bytes() => ReadBack::Holds,
+        Ok(p) => ReadBack::Other(format!("secret {secret} read back {} byte(s) that are not nova.conf's fixed key; not using it", p.len())),
+        Err(e) => ReadBack::Failed(e.to_string()),
+    }
+}
+
+/// One entry's secret, stored and read back, or why it was not stored.
+type Store = std::result::Result<(Stored, ReadBack), StoreFailed>;
+type Stores = Vec<Store>;
+
+/// Stores and reads back the secret of each entry on up to `workers` threads, in order.
+fn store_all(ready: &[(NovaEntry, Arc<Barbican>)], key: &FixedKey, workers: usize) -> Stores {
+    let slots: Vec<Mutex<Option<Store>>> = ready.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(ready.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((entry, barbican)) = ready.get(i) else { return };
+                let result = barbican.store(&entry.name, key).map(|stored| {
+                    let verdict = read_back(barbican, &stored.id, key);
+                    (stored, verdict)
+                });
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(result);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner().ok().flatten().unwrap_or_else(|| {
+                Err(StoreFailed { error: crate::barbican::ApiError::Rejected("a worker stopped before storing".into()), maybe_created: true })
+            })
+        })
+        .collect()
 }
 
 /// The open cell databases of one run, by cell mapping UUID.
@@ -77,25 +130,37 @@ impl Engine<'_> {
                 self.report.nova.recovered += 1;
             }
         }
+        // The instances this run takes, in cell order.
+        let mut todo: Vec<(String, nova::Instance)> = Vec::new();
         for cell in &report.cells {
             for instance in &cell.instances {
                 match nova::rule(instance) {
                     InstanceAction::Reported(reason) => {
                         self.report.nova.reported += 1;
                         log::warn!(target: LOG, "Not migrating instance {}: {reason}", instance.uuid);
-                        continue;
                     }
                     InstanceAction::Wait => {
                         self.report.nova.waiting += 1;
                         log::info!(target: LOG, "Leaving instance {} for a later run: task_state {}", instance.uuid, instance.task_state.as_deref().unwrap_or(""));
-                        continue;
                     }
-                    InstanceAction::NewSecret => {}
+                    InstanceAction::NewSecret => todo.push((cell.uuid.clone(), instance.clone())),
                 }
-                if self.opts.max_count.is_some_and(|m| self.report.migrated + self.report.images.migrated + self.report.nova.migrated >= m) {
-                    self.report.stopped_early = true;
-                    return Ok(());
-                }
+            }
+        }
+        if let Some(max) = self.opts.max_count {
+            let room = max.saturating_sub(self.report.migrated + self.report.images.migrated + self.report.nova.migrated);
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            if todo.len() > room {
+                todo.truncate(room);
+                self.report.stopped_early = true;
+            }
+        }
+        // A batch at a time: each instance journalled, its secret stored and read back on
+        // `--workers` threads, then the rows swapped one by one on this thread.
+        let workers = self.opts.workers.max(1);
+        for batch in todo.chunks(workers * 8) {
+            let mut ready: Vec<(NovaEntry, Arc<Barbican>)> = Vec::new();
+            for (cell, instance) in batch {
                 let Some(project) = instance.project_id.clone() else { continue };
                 let barbican = match self.in_project(&project)? {
                     Target::Job(t) => t.barbican,
@@ -107,12 +172,44 @@ impl Engine<'_> {
                 let tag: u32 = rand::random();
                 let entry = NovaEntry {
                     instance: instance.uuid.clone(),
-                    cell: cell.uuid.clone(),
+                    cell: cell.clone(),
                     project,
                     name: format!("keymigrate-nova-{}-{tag:08x}", instance.uuid),
                     secret: None,
                 };
-                self.migrate_instance(report, &mut cells, key, journal, &barbican, entry)?;
+                log::info!(target: LOG, "Migrating instance {} ephemeral encryption key to Barbican", entry.instance);
+                journal.write_entry(&entry)?;
+                fault::point("nova-journal");
+                ready.push((entry, barbican));
+            }
+            let results = store_all(&ready, key, workers);
+            for ((mut entry, barbican), result) in ready.into_iter().zip(results) {
+                match result {
+                    Err(f) => {
+                        if !f.maybe_created {
+                            journal.finish_entry(&entry.instance)?;
+                        }
+                        self.instance_failed(&entry.instance, &f.error.to_string())?;
+                    }
+                    Ok((stored, verdict)) => {
+                        self.report.secrets_created += 1;
+                        entry.secret = Some(stored.id.clone());
+                        journal.write_entry(&entry)?;
+                        fault::point("nova-recorded");
+                        match verdict {
+                            ReadBack::Holds => {
+                                fault::point("nova-verified");
+                                self.swap_instance(report, &mut cells, journal, &barbican, &entry, &stored.id, stored.maybe_orphaned)?;
+                            }
+                            ReadBack::Other(m) => {
+                                self.drop_instance_secret(journal, &barbican, &entry, &stored.id)?;
+                                self.instance_failed(&entry.instance, &m)?;
+                            }
+                            // Unknown: the entry stays; the next run reads it back again.
+                            ReadBack::Failed(m) => self.instance_failed(&entry.instance, &m)?,
+                        }
+                    }
+                }
                 if self.report.nova.failed > self.opts.max_errors {
                     self.report.stopped_early = true;
                     log::error!(target: LOG, "Aborting encryption key migration (too many errors).");
@@ -124,34 +221,6 @@ impl Engine<'_> {
             }
         }
         Ok(())
-    }
-
-    fn migrate_instance(
-        &mut self,
-        report: &NovaReport,
-        cells: &mut Cells,
-        key: &FixedKey,
-        journal: &NovaJournal,
-        barbican: &Barbican,
-        mut entry: NovaEntry,
-    ) -> Result<()> {
-        log::info!(target: LOG, "Migrating instance {} ephemeral encryption key to Barbican", entry.instance);
-        journal.write_entry(&entry)?;
-        fault::point("nova-journal");
-        let stored = match barbican.store(&entry.name, key) {
-            Ok(s) => s,
-            Err(f) => {
-                if !f.maybe_created {
-                    journal.finish_entry(&entry.instance)?;
-                }
-                return self.instance_failed(&entry.instance, &f.error.to_string());
-            }
-        };
-        self.report.secrets_created += 1;
-        entry.secret = Some(stored.id.clone());
-        journal.write_entry(&entry)?;
-        fault::point("nova-recorded");
-        self.finish_instance(report, cells, key, journal, barbican, &entry, &stored.id, stored.maybe_orphaned)
     }
 
     /// From a recorded secret to a swapped row: read back, compare-and-swap, look again when
@@ -168,17 +237,32 @@ impl Engine<'_> {
         secret: &str,
         sweep: bool,
     ) -> Result<()> {
-        let id = &entry.instance;
-        match barbican.payload(secret) {
-            Ok(p) if p.as_slice() == key.bytes() => {}
-            Ok(p) => {
-                let m = format!("secret {secret} read back {} byte(s) that are not nova.conf's fixed key; not using it", p.len());
+        match read_back(barbican, secret, key) {
+            ReadBack::Holds => {}
+            ReadBack::Other(m) => {
                 self.drop_instance_secret(journal, barbican, entry, secret)?;
-                return self.instance_failed(id, &m);
+                return self.instance_failed(&entry.instance, &m);
             }
-            Err(e) => return self.instance_failed(id, &e.to_string()),
+            ReadBack::Failed(m) => return self.instance_failed(&entry.instance, &m),
         }
         fault::point("nova-verified");
+        self.swap_instance(report, cells, journal, barbican, entry, secret, sweep)
+    }
+
+    /// The compare-and-swap of a verified secret into the instance's row; a swap that changes
+    /// nothing is looked at again.
+    #[allow(clippy::too_many_arguments)]
+    fn swap_instance(
+        &mut self,
+        report: &NovaReport,
+        cells: &mut Cells,
+        journal: &NovaJournal,
+        barbican: &Barbican,
+        entry: &NovaEntry,
+        secret: &str,
+        sweep: bool,
+    ) -> Result<()> {
+        let id = &entry.instance;
         let Some(cell) = cells.get(report, &entry.cell)? else {
             log::warn!(target: LOG, "Leaving instance {id} in the journal: its cell {} is not readable now", entry.cell);
             return Ok(());

@@ -44,6 +44,15 @@ fn raw(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> (u
     (status, subject, resp.body_mut().read_to_vec().unwrap_or_default())
 }
 
+/// How often a test's own Keystone request is retried after a 5xx or no answer.
+const RETRIES: u32 = 10;
+
+/// The wait before retry `attempt` (1-based): 250 ms more each time, at most 2 s; about 12 s
+/// in all.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(u64::from(attempt.min(8)) * 250)
+}
+
 /// Keystone's REST API as its admin, for what the tests set up and check by hand (`path` after
 /// `/v3`). Status 0 when no answer came; never panics.
 pub fn keystone_call(method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
@@ -52,10 +61,13 @@ pub fn keystone_call(method: &str, path: &str, token: &str, body: Option<Value>)
     let (status, bytes) = loop {
         let (status, _, bytes) = raw(method, &url, Some(token), body.as_ref());
         // The test Keystone keeps its data in SQLite: writes from tests running side by side
-        // sometimes meet "database is locked", answered 500 before anything was written.
-        if (status == 0 || status >= 500) && attempt < 5 {
+        // sometimes meet "database is locked", answered 500 before anything was written. A
+        // read transaction that must become a write while another writer commits gets that
+        // answer at once, whatever the busy timeout, so the busiest moments of a full run
+        // (several kill matrices granting and revoking roles) need a few seconds of retries.
+        if (status == 0 || status >= 500) && attempt < RETRIES {
             attempt += 1;
-            std::thread::sleep(Duration::from_millis(200 * attempt));
+            std::thread::sleep(backoff(attempt));
             continue;
         }
         break (status, bytes);
@@ -72,10 +84,10 @@ fn try_token(user: &str, password: &str, project: &str) -> Option<String> {
         "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"id": "default"}, "password": password}}},
         "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
     let url = format!("{}/auth/tokens", env("KEYMIGRATE_TEST_KEYSTONE_URL"));
-    for attempt in 1..=6 {
+    for attempt in 1..=RETRIES {
         match raw("POST", &url, None, Some(&body)) {
             (201, token, _) => return token,
-            (status, _, _) if status == 0 || status >= 500 => std::thread::sleep(Duration::from_millis(200 * attempt)),
+            (status, _, _) if status == 0 || status >= 500 => std::thread::sleep(backoff(attempt)),
             _ => return None,
         }
     }
