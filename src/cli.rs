@@ -34,7 +34,7 @@ Exit codes (the same for every command):
 /// reads cinder.conf the way Cinder does ([key_manager], [database], [keystone_authtoken],
 /// [barbican]).
 #[derive(Debug, Parser)]
-#[command(name = "keymigrate", version, after_help = EXIT_CODES, propagate_version = true)]
+#[command(name = "keymigrate", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KEYMIGRATE_COMMIT"), ")"), after_help = EXIT_CODES, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,

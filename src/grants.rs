@@ -278,7 +278,12 @@ impl Grants {
             }
             Err(e) => return Err(e.into()),
         };
-        let seen = self.inspect(Subject::Other(&token))?;
+        // Revoked between being issued and this check: another run revoked the role this run
+        // relied on (its own grant, made while both worked in the project).
+        let seen = match self.inspect_or_gone(Subject::Other(&token))? {
+            Ok(seen) => seen,
+            Err(_) => return Err(GrantError::NotScoped { project: project.to_string() }),
+        };
         if seen.project_id.as_deref() != Some(project) {
             return Err(Error::Service(format!(
                 "Keystone at {} gave a token scoped to project {} when asked for project {project}",
@@ -293,7 +298,20 @@ impl Grants {
     /// `GET /v3/auth/tokens?nocatalog` for `subject`.
     fn inspect(&self, subject: Subject<'_>) -> Result<Whoami> {
         let path = "/auth/tokens?nocatalog";
+        match self.inspect_or_gone(subject)? {
+            Ok(w) => Ok(w),
+            Err(r) => Err(self.refused("GET", path, &r)),
+        }
+    }
+
+    /// [`Grants::inspect`], with Keystone's 404 for a token it no longer has (revoked since it
+    /// was issued) as `Ok(Err(answer))`.
+    fn inspect_or_gone(&self, subject: Subject<'_>) -> Result<std::result::Result<Whoami, Response>> {
+        let path = "/auth/tokens?nocatalog";
         let r = self.call("GET", path, subject, Body::None)?;
+        if r.status == 404 {
+            return Ok(Err(r));
+        }
         if r.status != 200 {
             return Err(self.refused("GET", path, &r));
         }
@@ -316,12 +334,12 @@ impl Grants {
             name: String,
         }
         let a: Answer = self.answer(&r, "GET", path)?;
-        Ok(Whoami {
+        Ok(Ok(Whoami {
             user_id: a.token.user.id,
             project_id: a.token.project.map(|p| p.id),
             application_credential: a.token.application_credential.is_some(),
             roles: a.token.roles.into_iter().map(|r| r.name).collect(),
-        })
+        }))
     }
 
     /// One request with the admin identity's token, retried by `send_with_retries`,

@@ -164,6 +164,22 @@ impl Projects {
     }
 
     fn try_open(&mut self, project: &str) -> std::result::Result<Arc<Barbican>, GrantError> {
+        // A role held by another run's grant can go at any moment (that run revokes it when it
+        // is done with the project): a scope refused right after the role was seen, or a token
+        // revoked as soon as it was issued, is asked about again, a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_open_once(project) {
+                Err(GrantError::NotScoped { .. }) if attempt < 3 && !self.made.contains_key(project) => {
+                    log::info!("the role in project {project} went while it was being used (another run revoked its grant); asking again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_open_once(&mut self, project: &str) -> std::result::Result<Arc<Barbican>, GrantError> {
         // Asked again when a project is opened again: the role may have gone meanwhile (another
         // run on another host revoked the grant it made, which this run relied on).
         if let Some(grant) = self.grants.needed(&self.user, project, &self.accepted, &self.role)? {

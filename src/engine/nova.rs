@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::barbican::{Barbican, StoreFailed, Stored};
+use crate::barbican::{ApiError, Barbican, StoreFailed, Stored};
 use crate::conditions::FixedKey;
 use crate::error::{Error, Result};
 use crate::fault;
@@ -90,7 +90,7 @@ fn store_all(ready: &[(NovaEntry, Arc<Barbican>)], key: &FixedKey, workers: usiz
         .into_iter()
         .map(|m| {
             m.into_inner().ok().flatten().unwrap_or_else(|| {
-                Err(StoreFailed { error: crate::barbican::ApiError::Rejected("a worker stopped before storing".into()), maybe_created: true })
+                Err(StoreFailed { error: ApiError::Rejected("a worker stopped before storing".into()), maybe_created: true })
             })
         })
         .collect()
@@ -188,6 +188,13 @@ impl Engine<'_> {
                     Err(f) => {
                         if !f.maybe_created {
                             journal.finish_entry(&entry.instance)?;
+                        }
+                        // Refused in the project (another run revoked the role this run relied
+                        // on, say): the project is opened again for the instances after this.
+                        if matches!(f.error, ApiError::Forbidden(_) | ApiError::Fatal(_)) {
+                            if let Some(p) = self.projects.as_mut() {
+                                p.reopen(&entry.project, &barbican);
+                            }
                         }
                         self.instance_failed(&entry.instance, &f.error.to_string())?;
                     }
