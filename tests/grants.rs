@@ -47,31 +47,10 @@ fn admin() -> Grants {
     Grants::new(keystone("admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin"))
 }
 
-/// Keystone's REST API as its admin, for what the tests set up by hand; status 0 when no
+/// Keystone's REST API as its admin, for what the tests set up by hand (retried after a 5xx,
+/// as the test Keystone's SQLite sometimes answers "database is locked"); status 0 when no
 /// answer came.
-fn keystone_call(method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
-    let url = format!("{}{path}", env("KEYMIGRATE_TEST_KEYSTONE_URL"));
-    let req = ureq::http::Request::builder().method(method).uri(&url).header("X-Auth-Token", token);
-    let result = match body {
-        Some(b) => agent.run(
-            req.header("Content-Type", "application/json").body(serde_json::to_vec(&b).expect("JSON")).expect("request"),
-        ),
-        None => agent.run(req.body(()).expect("request")),
-    };
-    // No panic here: a Drop cleaning up after a failed test calls this too.
-    let mut resp = match result {
-        Ok(r) => r,
-        Err(e) => return (0, Value::String(format!("{method} {url}: {e}"))),
-    };
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_vec().unwrap_or_default();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
+use crate::support::tenancy::keystone_call;
 
 /// The admin's token, for the hand-made requests.
 fn admin_token() -> String {
