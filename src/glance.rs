@@ -231,6 +231,11 @@ impl Glance {
         Ok(Glance { http, keystone, base })
     }
 
+    /// The identity Glance is called with.
+    pub fn keystone(&self) -> &Arc<Keystone> {
+        &self.keystone
+    }
+
     /// Refuses an identity whose token carries no `admin` role: Glance would list only its
     /// own project's images and the public ones, and "no image left" would be a lie.
     pub fn require_admin(&self, source: &str) -> Result<()> {

@@ -111,14 +111,8 @@ impl Journal {
     /// Entries left by an earlier run that did not finish them.
     pub fn pending(&self) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
-        let read = fs::read_dir(&self.dir).map_err(|e| self.error(e))?;
-        for item in read {
-            let path = item.map_err(|e| self.error(e))?.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(|e| self.error(e))?;
-            match serde_json::from_slice::<Entry>(&bytes) {
+        for (path, parsed) in read_json::<Entry>(&self.dir).map_err(|e| self.error(e))? {
+            match parsed {
                 Ok(entry) => entries.push(entry),
                 // A torn write can only be an entry written before its secret was stored; the
                 // name-based sweep of that unit finds whatever the write was about.
@@ -134,12 +128,7 @@ impl Journal {
 
     /// Writes (or replaces) an entry and makes it durable before returning.
     pub fn write(&self, entry: &Entry) -> Result<()> {
-        let bytes = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
-        let path = self.path(entry.table, &entry.id);
-        let tmp = path.with_extension("tmp");
-        write_synced(&tmp, &bytes).map_err(|e| self.error(e))?;
-        fs::rename(&tmp, &path).map_err(|e| self.error(e))?;
-        sync_dir(&self.dir).map_err(|e| self.error(e))
+        write_json(&self.dir, &self.path(entry.table, &entry.id), entry).map_err(|e| self.error(e))
     }
 
     /// Removes a finished entry. Not synced: an entry whose removal a crash undoes is one whose
@@ -157,24 +146,14 @@ impl Journal {
     /// Records a role grant before it is made, durably: a run killed after the `PUT` leaves
     /// the next run what to revoke.
     pub fn write_grant(&self, grant: &Grant) -> Result<()> {
-        let bytes = serde_json::to_vec(grant).map_err(|e| Error::Internal(e.to_string()))?;
-        let path = self.grant_path(&grant.project);
-        let tmp = path.with_extension("tmp");
-        write_synced(&tmp, &bytes).map_err(|e| self.error(e))?;
-        fs::rename(&tmp, &path).map_err(|e| self.error(e))?;
-        sync_dir(&self.grants).map_err(|e| self.error(e))
+        write_json(&self.grants, &self.grant_path(&grant.project), grant).map_err(|e| self.error(e))
     }
 
     /// Grants made (or about to be made) and not yet revoked.
     pub fn grants(&self) -> Result<Vec<Grant>> {
         let mut grants = Vec::new();
-        for item in fs::read_dir(&self.grants).map_err(|e| self.error(e))? {
-            let path = item.map_err(|e| self.error(e))?.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(|e| self.error(e))?;
-            match serde_json::from_slice::<Grant>(&bytes) {
+        for (path, parsed) in read_json::<Grant>(&self.grants).map_err(|e| self.error(e))? {
+            match parsed {
                 Ok(grant) => grants.push(grant),
                 // Written to a temporary file and renamed: a torn entry is not one.
                 Err(e) => return Err(self.error(std::io::Error::other(format!("{}: {e}", path.display())))),
@@ -280,24 +259,14 @@ impl<E: SideEntry> SideJournal<E> {
 
     /// Writes (or replaces) an item's entry and makes it durable before returning.
     pub fn write_entry(&self, entry: &E) -> Result<()> {
-        let bytes = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
-        let path = self.entry_path(entry.item());
-        let tmp = path.with_extension("tmp");
-        write_synced(&tmp, &bytes).map_err(|e| self.error(e))?;
-        fs::rename(&tmp, &path).map_err(|e| self.error(e))?;
-        sync_dir(&self.dir).map_err(|e| self.error(e))
+        write_json(&self.dir, &self.entry_path(entry.item()), entry).map_err(|e| self.error(e))
     }
 
     /// Entries left by an earlier run, by item ID.
     pub fn pending_entries(&self) -> Result<Vec<E>> {
         let mut entries = Vec::new();
-        for item in fs::read_dir(&self.dir).map_err(|e| self.error(e))? {
-            let path = item.map_err(|e| self.error(e))?.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(|e| self.error(e))?;
-            match serde_json::from_slice::<E>(&bytes) {
+        for (path, parsed) in read_json::<E>(&self.dir).map_err(|e| self.error(e))? {
+            match parsed {
                 Ok(entry) => entries.push(entry),
                 Err(e) => return Err(self.error(std::io::Error::other(format!("{}: {e}", path.display())))),
             }
@@ -322,6 +291,31 @@ impl<E: SideEntry> SideJournal<E> {
     fn error(&self, e: std::io::Error) -> Error {
         Error::State { path: self.dir.clone(), message: e.to_string() }
     }
+}
+
+/// Writes `value` as JSON at `path` in `dir`, durably: a temporary file written and synced,
+/// renamed over `path`, then the directory synced.
+fn write_json<T: serde::Serialize>(dir: &Path, path: &Path, value: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    write_synced(&tmp, &bytes)?;
+    fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+/// Every `*.json` file of `dir`, parsed (or why it could not be), with its path: each caller
+/// decides what an unreadable one means.
+fn read_json<T: serde::de::DeserializeOwned>(dir: &Path) -> std::io::Result<Vec<(PathBuf, serde_json::Result<T>)>> {
+    let mut out = Vec::new();
+    for item in fs::read_dir(dir)? {
+        let path = item?.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let bytes = fs::read(&path)?;
+        out.push((path, serde_json::from_slice(&bytes)));
+    }
+    Ok(out)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -280,57 +280,6 @@ impl UrlParts {
     }
 }
 
-/// The live instances of one cell on the all-zeros ephemeral key ID, by `id`, a page at a
-/// time. Scoped to `hosts` when it is not empty.
-pub fn zero_instances(url: &DbUrl, hosts: &[String]) -> Result<Vec<Instance>> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Integer)]
-        id: i32,
-        #[diesel(sql_type = Text)]
-        uuid: String,
-        #[diesel(sql_type = Nullable<Text>)]
-        host: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        project_id: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        user_id: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        vm_state: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        task_state: Option<String>,
-    }
-    let mut conn: AnyConnection = db::open(url, Access::ReadOnly)?;
-    let zero = db::sql::exact(url.backend, "ephemeral_key_uuid", "=", ZERO_KEY_ID);
-    let sql = format!(
-        "SELECT id, uuid, host, project_id, user_id, vm_state, task_state FROM instances \
-         WHERE deleted = 0 AND {zero} AND id > $1 ORDER BY id LIMIT {PAGE}"
-    );
-    let sql = match url.backend {
-        Backend::Postgres => sql,
-        _ => sql.replace("$1", "?"),
-    };
-    let mut found = Vec::new();
-    let mut after = 0i32;
-    loop {
-        let page: Vec<Row> = diesel::sql_query(&sql)
-            .bind::<Integer, _>(after)
-            .load(&mut conn)
-            .map_err(|e| Error::Database { url: url.redacted.clone(), message: format!("reading instances: {e}") })?;
-        let full = page.len() as i64 == PAGE;
-        for r in page {
-            after = r.id;
-            // The comparison was the database's (bytewise); keymigrate checks it once more.
-            if hosts.is_empty() || r.host.as_ref().is_some_and(|h| hosts.contains(h)) {
-                found.push(Instance { uuid: r.uuid, host: r.host, project_id: r.project_id, user_id: r.user_id, vm_state: r.vm_state, task_state: r.task_state });
-            }
-        }
-        if !full {
-            return Ok(found);
-        }
-    }
-}
-
 /// A cell database opened for `migrate --nova`: the compare-and-swap of one instance's key ID,
 /// and the read that tells what became of it.
 pub struct CellDb {
@@ -395,11 +344,28 @@ impl CellDb {
         Ok(rows.into_iter().next().map(|r| (r.ephemeral_key_uuid, r.task_state)))
     }
 
+    /// The live instances on exactly the all-zeros ephemeral key ID; scoped to `hosts` when
+    /// it is not empty.
+    pub fn zero(&mut self, hosts: &[String]) -> Result<Vec<Instance>> {
+        let zero = db::sql::exact(self.url.backend, "ephemeral_key_uuid", "=", ZERO_KEY_ID);
+        Ok(self.live_instances(&zero, hosts)?.into_iter().map(|(i, _)| i).collect())
+    }
+
     /// Live instances whose key ID is not the all-zeros ID and not NULL: what verify and
     /// rollback look at.
     pub fn keyed(&mut self, hosts: &[String]) -> Result<Vec<(Instance, String)>> {
+        let not_zero = db::sql::exact(self.url.backend, "ephemeral_key_uuid", "<>", ZERO_KEY_ID);
+        let condition = format!("ephemeral_key_uuid IS NOT NULL AND {not_zero}");
+        Ok(self.live_instances(&condition, hosts)?.into_iter().filter_map(|(i, k)| Some((i, k?))).collect())
+    }
+
+    /// The live instances (`deleted = 0`) that meet `condition` (constant SQL), with their key
+    /// ID, by `id`, a page at a time; scoped to `hosts` when it is not empty.
+    fn live_instances(&mut self, condition: &str, hosts: &[String]) -> Result<Vec<(Instance, Option<String>)>> {
         #[derive(QueryableByName)]
         struct Row {
+            #[diesel(sql_type = Integer)]
+            id: i32,
             #[diesel(sql_type = Text)]
             uuid: String,
             #[diesel(sql_type = Nullable<Text>)]
@@ -412,23 +378,30 @@ impl CellDb {
             vm_state: Option<String>,
             #[diesel(sql_type = Nullable<Text>)]
             task_state: Option<String>,
-            #[diesel(sql_type = Text)]
-            ephemeral_key_uuid: String,
+            #[diesel(sql_type = Nullable<Text>)]
+            ephemeral_key_uuid: Option<String>,
         }
-        let not_zero = db::sql::exact(self.url.backend, "ephemeral_key_uuid", "<>", ZERO_KEY_ID);
-        let sql = format!(
-            "SELECT uuid, host, project_id, user_id, vm_state, task_state, ephemeral_key_uuid FROM instances \
-             WHERE deleted = 0 AND ephemeral_key_uuid IS NOT NULL AND {not_zero} ORDER BY id"
-        );
-        let rows: Vec<Row> = diesel::sql_query(sql).load(&mut self.conn).map_err(|e| self.fail("reading instances", e))?;
-        Ok(rows
-            .into_iter()
-            .filter(|r| hosts.is_empty() || r.host.as_ref().is_some_and(|h| hosts.contains(h)))
-            .map(|r| {
-                let i = Instance { uuid: r.uuid, host: r.host, project_id: r.project_id, user_id: r.user_id, vm_state: r.vm_state, task_state: r.task_state };
-                (i, r.ephemeral_key_uuid)
-            })
-            .collect())
+        let sql = self.placeholders(format!(
+            "SELECT id, uuid, host, project_id, user_id, vm_state, task_state, ephemeral_key_uuid FROM instances \
+             WHERE deleted = 0 AND {condition} AND id > $1 ORDER BY id LIMIT {PAGE}"
+        ));
+        let mut found = Vec::new();
+        let mut after = 0i32;
+        loop {
+            let page: Vec<Row> =
+                diesel::sql_query(&sql).bind::<Integer, _>(after).load(&mut self.conn).map_err(|e| self.fail("reading instances", e))?;
+            let full = page.len() as i64 == PAGE;
+            for r in page {
+                after = r.id;
+                if hosts.is_empty() || r.host.as_ref().is_some_and(|h| hosts.contains(h)) {
+                    let i = Instance { uuid: r.uuid, host: r.host, project_id: r.project_id, user_id: r.user_id, vm_state: r.vm_state, task_state: r.task_state };
+                    found.push((i, r.ephemeral_key_uuid));
+                }
+            }
+            if !full {
+                return Ok(found);
+            }
+        }
     }
 
     fn placeholders(&self, sql: String) -> String {
@@ -492,7 +465,7 @@ impl NovaReport {
         for cell in self::cells(nova, cwd)? {
             let label = cell.label();
             let (url, result) = match &cell.url {
-                Ok(url) => (Some(url.redacted.clone()), zero_instances(url, hosts).map_err(|e| e.to_string())),
+                Ok(url) => (Some(url.redacted.clone()), CellDb::open(url, Access::ReadOnly).and_then(|mut c| c.zero(hosts)).map_err(|e| e.to_string())),
                 Err(e) => (None, Err(e.clone())),
             };
             let (instances, error) = match result {

@@ -23,14 +23,20 @@ pub struct ImageReport {
     pub rows: Vec<Row>,
 }
 
+/// Glance, as the identity that lists every project's images, refused unless it is an admin.
+pub(super) fn admin_glance(images: &Images, retry: crate::http::RetryPolicy) -> Result<Glance> {
+    let keystone = Arc::new(Keystone::new(images.admin.keystone.clone(), retry)?);
+    let glance = Glance::connect(keystone, images.endpoint.as_deref(), "public", None)?;
+    glance.require_admin(&images.admin.source)?;
+    Ok(glance)
+}
+
 impl ImageReport {
     /// Lists the images: one Keystone authentication, two listings (visible and hidden
     /// images), and one members request per shared image.
     pub fn look(images: &Images) -> Result<ImageReport> {
         glance::check_key_manager(&images.glance_config);
-        let keystone = Arc::new(Keystone::new(images.admin.keystone.clone(), images.retry)?);
-        let glance = Glance::connect(keystone, images.endpoint.as_deref(), "public", None)?;
-        glance.require_admin(&images.admin.source)?;
+        let glance = admin_glance(images, images.retry)?;
         let mut rows = Vec::new();
         for image in glance.zero_images(&images.owners)? {
             let members = image.members.as_ref().map(Vec::len);

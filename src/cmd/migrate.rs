@@ -6,7 +6,6 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::barbican::Barbican;
-use crate::glance::Glance;
 
 use super::images::ImageReport;
 use crate::cinder::SecretOwner;
@@ -51,9 +50,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
             let glance = match &settings.images {
                 Some(images) => {
                     crate::glance::check_key_manager(&images.glance_config);
-                    let admin = Arc::new(Keystone::new(images.admin.keystone.clone(), services.retry)?);
-                    let glance = Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
-                    glance.require_admin(&images.admin.source)?;
+                    let glance = super::images::admin_glance(images, services.retry)?;
                     // Images belong to no host: one run at a time on this machine does them.
                     let journal = ImageJournal::open(&services.state_dir)?;
                     let zero = glance.zero_images(&images.owners)?;

@@ -17,9 +17,7 @@ use crate::plan;
 use crate::settings::Settings;
 
 use crate::cinder::ZERO_KEY_ID;
-use crate::glance::Glance;
 use crate::inspect::{connect, Inspector, Place, SecretState};
-use crate::keystone::Keystone;
 use std::sync::Arc;
 
 const HEADERS: [&str; 4] = ["Table", "ID", "Key ID", "Result"];
@@ -145,9 +143,7 @@ fn roll_back(
         }
     }
     if let Some(images) = &settings.images {
-        let admin = Arc::new(Keystone::new(images.admin.keystone.clone(), images.retry)?);
-        let glance = Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
-        glance.require_admin(&images.admin.source)?;
+        let glance = super::images::admin_glance(images, images.retry)?;
         for image in glance.keyed_images(&images.owners)? {
             let Some(key_id) = image.key.clone() else { continue };
             let result = match inspector.state(&key_id, image.owner.as_deref())? {

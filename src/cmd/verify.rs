@@ -56,25 +56,27 @@ fn judge_instance(instance: &crate::nova::Instance, facts: &SecretState) -> Opti
     }
 }
 
-/// The images whose key property names anything but the all-zeros ID.
-pub(super) fn keyed_images(images: &crate::settings::Images) -> Result<Vec<crate::glance::Image>> {
-    let admin = std::sync::Arc::new(crate::keystone::Keystone::new(images.admin.keystone.clone(), images.retry)?);
-    let glance = crate::glance::Glance::connect(admin, images.endpoint.as_deref(), "public", None)?;
-    glance.require_admin(&images.admin.source)?;
-    glance.keyed_images(&images.owners)
-}
-
 /// For a shared image whose secret's ACL names users (a `--shared-images acl` migration): the
-/// users of its member projects now whom the ACL does not name. Empty otherwise.
-fn members_missing(images: &crate::settings::Images, image: &crate::glance::Image, facts: &SecretState) -> Result<Vec<String>> {
+/// users of its member projects now whom the ACL does not name. Empty otherwise. `grants`: the
+/// admin identity's role-assignment API and its own user ID, made on first use.
+fn members_missing(
+    glance: &crate::glance::Glance,
+    grants: &mut Option<(crate::grants::Grants, String)>,
+    image: &crate::glance::Image,
+    facts: &SecretState,
+) -> Result<Vec<String>> {
     let SecretState::Ours { place: Place::Project { readers, .. }, .. } = facts else { return Ok(Vec::new()) };
     if readers.is_empty() || image.visibility != "shared" {
         return Ok(Vec::new());
     }
-    let admin = std::sync::Arc::new(crate::keystone::Keystone::new(images.admin.keystone.clone(), images.retry)?);
-    let glance = crate::glance::Glance::connect(admin.clone(), images.endpoint.as_deref(), "public", None)?;
-    let grants = crate::grants::Grants::new(admin);
-    let me = grants.whoami()?.user_id;
+    let (grants, me) = match grants {
+        Some(g) => g,
+        None => {
+            let g = crate::grants::Grants::new(glance.keystone().clone());
+            let me = g.whoami()?.user_id;
+            grants.insert((g, me))
+        }
+    };
     let mut missing = Vec::new();
     for member in glance.members(&image.id)? {
         let users = match grants.users_in(&member) {
@@ -82,7 +84,7 @@ fn members_missing(images: &crate::settings::Images, image: &crate::glance::Imag
             Err(crate::grants::GrantError::ProjectGone { .. }) => continue,
             Err(e) => return Err(Error::Service(e.to_string())),
         };
-        missing.extend(users.into_iter().filter(|u| *u != me && !readers.contains(u)));
+        missing.extend(users.into_iter().filter(|u| u != me && !readers.contains(u)));
     }
     missing.sort();
     missing.dedup();
@@ -150,10 +152,12 @@ fn check(
             }
         }
         if let Some(images) = &settings.images {
-            for image in keyed_images(images)? {
+            let glance = super::images::admin_glance(images, images.retry)?;
+            let mut grants = None;
+            for image in glance.keyed_images(&images.owners)? {
                 let Some(key_id) = image.key.clone() else { continue };
                 let facts = inspector.state(&key_id, image.owner.as_deref())?;
-                let missing = members_missing(images, &image, &facts)?;
+                let missing = members_missing(&glance, &mut grants, &image, &facts)?;
                 if !missing.is_empty() {
                     log::error!(
                         "image {}: user(s) {} of its member projects cannot read secret {key_id}; add them with `openstack acl user add --user USER_ID --operation-type read SECRET_HREF`",

@@ -79,14 +79,7 @@ impl Engine<'_> {
                         return Ok(());
                     }
                     self.migrate_image(glance, image, action == ImageAction::NewSecretForMembers)?;
-                    if self.report.images.failed > self.opts.max_errors {
-                        self.report.stopped_early = true;
-                        log::error!(target: LOG, "Aborting encryption key migration (too many errors).");
-                        return Err(Error::Aborted(format!(
-                            "aborted after {} failed image(s) (more than --max-errors {})",
-                            self.report.images.failed, self.opts.max_errors
-                        )));
-                    }
+                    self.budget(self.report.images.failed, "image(s)")?;
                 }
             }
         }

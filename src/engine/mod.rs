@@ -413,15 +413,18 @@ impl Engine<'_> {
 
     /// Cinder's rule: stop once more than `max_errors` units have failed.
     fn check_budget(&mut self) -> Result<()> {
-        if self.report.failed <= self.opts.max_errors {
+        self.budget(self.report.failed, "unit(s)")
+    }
+
+    /// The same rule for `failed` items of another kind (`what`: "image(s)", …), each kind with
+    /// a budget of its own.
+    fn budget(&mut self, failed: u64, what: &str) -> Result<()> {
+        if failed <= self.opts.max_errors {
             return Ok(());
         }
         self.report.stopped_early = true;
         log::error!(target: LOG, "Aborting encryption key migration (too many errors).");
-        Err(Error::Aborted(format!(
-            "aborted after {} failed unit(s) (more than --max-errors {})",
-            self.report.failed, self.opts.max_errors
-        )))
+        Err(Error::Aborted(format!("aborted after {failed} failed {what} (more than --max-errors {})", self.opts.max_errors)))
     }
 
     /// The readers the unit's secret must have: its owner, and for a volume the owners of the

@@ -96,15 +96,20 @@ fn store_all(ready: &[(NovaEntry, Arc<Barbican>)], key: &FixedKey, workers: usiz
         .collect()
 }
 
-/// The open cell databases of one run, by cell mapping UUID.
-struct Cells {
+/// What one run works from: the cells and their instances, nova.conf's key, the journal, and
+/// the cell databases opened so far (by cell mapping UUID).
+struct Run<'a> {
+    report: &'a NovaReport,
+    key: &'a FixedKey,
+    journal: &'a NovaJournal,
     open: HashMap<String, CellDb>,
 }
 
-impl Cells {
-    fn get(&mut self, report: &NovaReport, cell: &str) -> Result<Option<&mut CellDb>> {
+impl Run<'_> {
+    /// The cell's database, opened on first use; `None` when its URL could not be made.
+    fn cell(&mut self, cell: &str) -> Result<Option<&mut CellDb>> {
         if !self.open.contains_key(cell) {
-            let Some(url) = report.cells.iter().find(|c| c.uuid == cell).and_then(|c| c.db.as_ref()) else { return Ok(None) };
+            let Some(url) = self.report.cells.iter().find(|c| c.uuid == cell).and_then(|c| c.db.as_ref()) else { return Ok(None) };
             self.open.insert(cell.to_string(), CellDb::open(url, crate::db::Access::ReadWrite)?);
         }
         Ok(self.open.get_mut(cell))
@@ -123,10 +128,10 @@ impl Engine<'_> {
     }
 
     fn nova_inner(&mut self, report: &NovaReport, key: &FixedKey, journal: &NovaJournal) -> Result<()> {
-        let mut cells = Cells { open: HashMap::new() };
+        let mut run = Run { report, key, journal, open: HashMap::new() };
         self.report.nova.unreadable_cells = report.unreadable_cells() as u64;
         for entry in journal.pending_entries()? {
-            if self.recover_instance(report, &mut cells, key, journal, &entry)? {
+            if self.recover_instance(&mut run, &entry)? {
                 self.report.nova.recovered += 1;
             }
         }
@@ -206,7 +211,7 @@ impl Engine<'_> {
                         match verdict {
                             ReadBack::Holds => {
                                 fault::point("nova-verified");
-                                self.swap_instance(report, &mut cells, journal, &barbican, &entry, &stored.id, stored.maybe_orphaned)?;
+                                self.swap_instance(&mut run, &barbican, &entry, &stored.id, stored.maybe_orphaned)?;
                             }
                             ReadBack::Other(m) => {
                                 self.drop_instance_secret(journal, &barbican, &entry, &stored.id)?;
@@ -217,14 +222,7 @@ impl Engine<'_> {
                         }
                     }
                 }
-                if self.report.nova.failed > self.opts.max_errors {
-                    self.report.stopped_early = true;
-                    log::error!(target: LOG, "Aborting encryption key migration (too many errors).");
-                    return Err(Error::Aborted(format!(
-                        "aborted after {} failed instance(s) (more than --max-errors {})",
-                        self.report.nova.failed, self.opts.max_errors
-                    )));
-                }
+                self.budget(self.report.nova.failed, "instance(s)")?;
             }
         }
         Ok(())
@@ -232,45 +230,25 @@ impl Engine<'_> {
 
     /// From a recorded secret to a swapped row: read back, compare-and-swap, look again when
     /// the swap changed nothing.
-    #[allow(clippy::too_many_arguments)]
-    fn finish_instance(
-        &mut self,
-        report: &NovaReport,
-        cells: &mut Cells,
-        key: &FixedKey,
-        journal: &NovaJournal,
-        barbican: &Barbican,
-        entry: &NovaEntry,
-        secret: &str,
-        sweep: bool,
-    ) -> Result<()> {
-        match read_back(barbican, secret, key) {
+    fn finish_instance(&mut self, run: &mut Run<'_>, barbican: &Barbican, entry: &NovaEntry, secret: &str, sweep: bool) -> Result<()> {
+        match read_back(barbican, secret, run.key) {
             ReadBack::Holds => {}
             ReadBack::Other(m) => {
-                self.drop_instance_secret(journal, barbican, entry, secret)?;
+                self.drop_instance_secret(run.journal, barbican, entry, secret)?;
                 return self.instance_failed(&entry.instance, &m);
             }
             ReadBack::Failed(m) => return self.instance_failed(&entry.instance, &m),
         }
         fault::point("nova-verified");
-        self.swap_instance(report, cells, journal, barbican, entry, secret, sweep)
+        self.swap_instance(run, barbican, entry, secret, sweep)
     }
 
     /// The compare-and-swap of a verified secret into the instance's row; a swap that changes
     /// nothing is looked at again.
-    #[allow(clippy::too_many_arguments)]
-    fn swap_instance(
-        &mut self,
-        report: &NovaReport,
-        cells: &mut Cells,
-        journal: &NovaJournal,
-        barbican: &Barbican,
-        entry: &NovaEntry,
-        secret: &str,
-        sweep: bool,
-    ) -> Result<()> {
+    fn swap_instance(&mut self, run: &mut Run<'_>, barbican: &Barbican, entry: &NovaEntry, secret: &str, sweep: bool) -> Result<()> {
         let id = &entry.instance;
-        let Some(cell) = cells.get(report, &entry.cell)? else {
+        let journal = run.journal;
+        let Some(cell) = run.cell(&entry.cell)? else {
             log::warn!(target: LOG, "Leaving instance {id} in the journal: its cell {} is not readable now", entry.cell);
             return Ok(());
         };
@@ -328,7 +306,8 @@ impl Engine<'_> {
     }
 
     /// `Ok(false)`: left for a later run (its project is blocked, or its cell unreadable).
-    fn recover_instance(&mut self, report: &NovaReport, cells: &mut Cells, key: &FixedKey, journal: &NovaJournal, entry: &NovaEntry) -> Result<bool> {
+    fn recover_instance(&mut self, run: &mut Run<'_>, entry: &NovaEntry) -> Result<bool> {
+        let journal = run.journal;
         let barbican = match self.in_project(&entry.project)? {
             Target::Job(t) => t.barbican,
             _ => {
@@ -343,11 +322,11 @@ impl Engine<'_> {
             journal.finish_entry(&entry.instance)?;
             return Ok(true);
         };
-        if cells.get(report, &entry.cell)?.is_none() {
+        if run.cell(&entry.cell)?.is_none() {
             log::warn!(target: LOG, "Leaving instance {} in the journal: its cell {} is not readable now", entry.instance, entry.cell);
             return Ok(false);
         }
-        self.finish_instance(report, cells, key, journal, &barbican, entry, &secret, true)?;
+        self.finish_instance(run, &barbican, entry, &secret, true)?;
         Ok(true)
     }
 
