@@ -3,7 +3,7 @@
 //! of a long run with several workers, and several runs on disjoint hosts at once. After each,
 //! the invariant holds (checked through Barbican by `Fixture::check`).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -16,31 +16,14 @@ use crate::support::*;
 
 /// Starts `keymigrate migrate` in the background with the fixture's configuration.
 fn spawn(f: &Fixture, extra: &[&str], vars: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymigrate"));
-    cmd.args(["--config-file", f.conf(), "migrate"]).args(extra);
-    cmd.env("HOME", f.w.path(".")).env_remove("RUST_LOG").stdout(Stdio::piped()).stderr(Stdio::piped());
-    // Cinder's model, as every run of this fixture (tests/support/mod.rs `run_binary`).
-    cmd.env("KEYMIGRATE_SECRET_OWNER", "service");
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn keymigrate")
+    let mut args = vec!["--config-file", f.conf(), "migrate"];
+    args.extend(extra);
+    f.w.spawn_env(&args, vars)
 }
 
 /// Waits for a background run; its output is checked for leaks like every other run's.
 fn finish(f: &Fixture, child: Child) -> Output {
-    let out = child.wait_with_output().expect("wait");
-    f.w.assert_no_raw_leak(&out.stdout, "stdout");
-    f.w.assert_no_raw_leak(&out.stderr, "stderr");
-    let output = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    f.w.assert_no_leak(&output.stdout, "stdout");
-    f.w.assert_no_leak(&output.stderr, "stderr");
-    assert!(!output.stderr.contains("panicked"), "keymigrate panicked:\n{}", output.stderr);
-    output
+    f.w.finish(child)
 }
 
 /// Waits until a run pauses at its `wait:` fault point.

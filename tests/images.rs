@@ -12,7 +12,7 @@
 //! directly and looks at its own rows among whatever else is there.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -81,34 +81,12 @@ impl Stage {
 
     /// A run in the background, with its own state directory.
     fn spawn(&self, state: &Path, vars: &[(&str, &str)]) -> Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymigrate"));
-        cmd.args(self.args("migrate", state, &["-f", "json"])).env("HOME", self.w.dir.path()).env_remove("RUST_LOG").current_dir(self.w.dir.path());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("OS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("KEYMIGRATE_SECRET_OWNER", "service");
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn keymigrate")
+        self.w.spawn_env(&self.args("migrate", state, &["-f", "json"]), vars)
     }
 
     /// Waits for a background run; its output is checked for leaks like every other run's.
     fn finish(&self, child: Child) -> Output {
-        let out = child.wait_with_output().expect("wait");
-        self.w.assert_no_raw_leak(&out.stdout, "stdout");
-        self.w.assert_no_raw_leak(&out.stderr, "stderr");
-        let output = Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        self.w.assert_no_leak(&output.stdout, "stdout");
-        self.w.assert_no_leak(&output.stderr, "stderr");
-        assert!(!output.stderr.contains("panicked"), "keymigrate panicked:\n{}", output.stderr);
-        output
+        self.w.finish(child)
     }
 
     fn fixed_key(&self) -> Vec<u8> {
@@ -552,21 +530,8 @@ fn a_run_whose_last_read_is_stale_still_leaves_the_image_on_a_secret_holding_the
     b_glance.rule("GET", &format!("/v2/images/{image}"), 1, Fault::Stall(Duration::from_secs(10)));
     let b_state = stage.w.path("state-b");
     let gate = stage.w.path("gate");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymigrate"));
-    cmd.args(["--config-file", arg(&stage.conf), "migrate", "--images", "--glance-endpoint", &b_glance.url, "--state-dir", arg(&b_state)])
-        .args(["-f", "json"])
-        .env("HOME", stage.w.dir.path())
-        .env_remove("RUST_LOG")
-        .env("KEYMIGRATE_FAULT", format!("image-verified=wait:{}", gate.display()))
-        .current_dir(stage.w.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OS_") {
-            cmd.env_remove(k);
-        }
-    }
-    let b = cmd.spawn().expect("spawn keymigrate");
+    let b_args = ["--config-file", arg(&stage.conf), "migrate", "--images", "--glance-endpoint", &b_glance.url, "--state-dir", arg(&b_state), "-f", "json"];
+    let b = stage.w.spawn_env(&b_args, &[("KEYMIGRATE_FAULT", &format!("image-verified=wait:{}", gate.display()))]);
     let reached = stage.w.path("gate.reached");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !reached.exists() && Instant::now() < deadline {

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use crate::support::castellan::{self, CastellanRead, TestUser};
@@ -119,34 +119,12 @@ impl Run {
 
     /// Starts the run in the background, as [`Workdir::run_env`] would run it.
     fn spawn(&self, extra: &[&str], vars: &[(&str, &str)]) -> Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymigrate"));
-        cmd.args(self.args(extra)).env("HOME", self.w.dir.path()).env_remove("RUST_LOG").current_dir(self.w.dir.path());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("OS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("KEYMIGRATE_SECRET_OWNER", "service");
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn keymigrate")
+        self.w.spawn_env(&self.args(extra), vars)
     }
 
     /// Waits for a background run; its output is checked for leaks like every other run's.
     fn finish(&self, child: Child) -> Output {
-        let out = child.wait_with_output().expect("wait");
-        self.w.assert_no_raw_leak(&out.stdout, "stdout");
-        self.w.assert_no_raw_leak(&out.stderr, "stderr");
-        let output = Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        self.w.assert_no_leak(&output.stdout, "stdout");
-        self.w.assert_no_leak(&output.stderr, "stderr");
-        assert!(!output.stderr.contains("panicked"), "keymigrate panicked:\n{}", output.stderr);
-        output
+        self.w.finish(child)
     }
 }
 
@@ -617,18 +595,8 @@ fn runs_on_several_hosts_in_one_project_at_once_finish_and_leave_no_role() {
             .iter()
             .zip(&states)
             .map(|(h, state)| {
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymigrate"));
-                cmd.args(["--config-file", arg(&run.conf), "migrate", "--secret-owner", "project", "--workers", "2"])
-                    .args(["--state-dir", arg(state), "--host", h])
-                    .env("HOME", run.w.dir.path())
-                    .env_remove("RUST_LOG")
-                    .current_dir(run.w.dir.path());
-                for (k, _) in std::env::vars() {
-                    if k.starts_with("OS_") {
-                        cmd.env_remove(k);
-                    }
-                }
-                cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn keymigrate")
+                let args = ["--config-file", arg(&run.conf), "migrate", "--secret-owner", "project", "--workers", "2", "--state-dir", arg(state), "--host", h];
+                run.w.spawn_env(&args, &[])
             })
             .collect();
         for child in children {

@@ -349,6 +349,24 @@ impl Workdir {
     /// Runs another build of keymigrate (the release binary) the way [`Workdir::run_env`] runs
     /// the tests' own build, which has the fault points.
     pub fn run_binary(&self, binary: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        self.checked(self.command(binary, args, vars).output().expect("run keymigrate"))
+    }
+
+    /// Starts keymigrate in the background as [`Workdir::run_env`] runs it; [`Workdir::finish`]
+    /// waits for it.
+    pub fn spawn_env(&self, args: &[&str], vars: &[(&str, &str)]) -> std::process::Child {
+        let mut cmd = self.command(Path::new(env!("CARGO_BIN_EXE_keymigrate")), args, vars);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn keymigrate")
+    }
+
+    /// Waits for a background run; its output is checked like every other run's.
+    pub fn finish(&self, child: std::process::Child) -> Output {
+        self.checked(child.wait_with_output().expect("wait"))
+    }
+
+    /// The command every run of the tests uses: the work directory as home and working
+    /// directory, no `RUST_LOG` or `OS_*` from the test's own environment, then `vars`.
+    fn command(&self, binary: &Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(binary);
         cmd.args(args).env("HOME", self.dir.path()).env_remove("RUST_LOG").current_dir(self.dir.path());
         for (k, _) in std::env::vars() {
@@ -363,7 +381,11 @@ impl Workdir {
         for (k, v) in vars {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run keymigrate");
+        cmd
+    }
+
+    /// A finished run's output, checked for leaked secrets (raw and as text) and panics.
+    fn checked(&self, out: std::process::Output) -> Output {
         self.assert_no_raw_leak(&out.stdout, "stdout");
         self.assert_no_raw_leak(&out.stderr, "stderr");
         let output = Output {
