@@ -55,7 +55,10 @@ BARBICAN_PW=barbican-svc-pw
 APPCRED_NAME=keymigrate-test
 GLANCE_USER=glance     # its password is random, made once per testenv: see glance_password
 
-APT_PACKAGES=(mariadb-server mariadb-client libmariadb-dev postgresql libpq-dev pkg-config)
+# The second line: what building and checking the Debian package needs (scripts/package.sh,
+# tests/package.rs): dpkg-shlibdeps, readelf, man, systemctl and systemd-analyze.
+APT_PACKAGES=(mariadb-server mariadb-client libmariadb-dev postgresql libpq-dev pkg-config
+              dpkg-dev binutils man-db systemd)
 CINDER_PKGS="cinder==29.0.0 PyMySQL psycopg2-binary"
 KEYSTONE_PKGS="keystone==30.0.0 gunicorn"
 BARBICAN_PKGS="barbican==23.0.0 gunicorn PyMySQL"

@@ -19,6 +19,7 @@ mod images;
 mod images_cinder;
 pub mod migrate;
 mod owners;
+mod package;
 mod projects;
 mod rehome;
 mod release;

@@ -16,6 +16,9 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use rand::Rng;
 
+/// Held by every test that runs dpkg (installs or removes keymigrate's package): one at a time.
+pub static DPKG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub const ZERO: &str = "00000000-0000-0000-0000-000000000000";
 
 /// A variable `scripts/testenv.sh up` exports; the suite cannot run without it.
