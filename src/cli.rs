@@ -68,6 +68,11 @@ pub struct GlobalOpts {
     #[arg(long = "log-file", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 
+    /// Seconds the database may take to accept a connection or answer one query before
+    /// keymigrate stops with exit 2, 1 to 86400 [default: 120].
+    #[arg(long = "db-timeout", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT), allow_negative_numbers = true)]
+    pub db_timeout: Option<u64>,
+
     /// `--config-file` and `--config-dir` from both places, in the order given: oslo.config
     /// reads each when it meets it, so the order decides which value wins.
     #[arg(skip)]
@@ -487,6 +492,9 @@ impl Cli {
             // Like any repeated option, the last one given wins.
             if after.log_file.is_some() {
                 cli.global.log_file.clone_from(&after.log_file);
+            }
+            if after.db_timeout.is_some() {
+                cli.global.db_timeout = after.db_timeout;
             }
         }
         cli.global.config = config;

@@ -97,6 +97,8 @@ pub fn run(argv: Vec<OsString>) -> u8 {
         return e.exit_code();
     }
     let to_file = cli.global.log_file.is_some();
+    let db_timeout = cli.global.db_timeout.unwrap_or(db::watch::DEFAULT_SECS);
+    db::watch::arm(std::time::Duration::from_secs(db_timeout), to_file);
     let settings = match Settings::load(&cli, std::env::vars()) {
         Ok(s) => s,
         Err(e) => return report(&e, to_file),

@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod clouds;
 mod crash;
+mod dbstall;
 mod docs;
 mod errors;
 mod faults;

@@ -8,6 +8,7 @@ use diesel::sql_types::BigInt;
 use diesel::{MysqlConnection, PgConnection, SqliteConnection};
 
 use super::schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
+use super::watch::Watch;
 use super::{Backend, DbUrl};
 use crate::error::{Error, Result};
 
@@ -143,9 +144,13 @@ fn mysql_session_is_encrypted(conn: &mut MysqlConnection) -> bool {
 /// Opens a connection to any of the three backends, read-only enforced by the database itself
 /// where asked; no check of whose tables these are (Cinder's: [`Db::connect`]; Nova's:
 /// `crate::nova`).
+///
+/// Every round trip, connecting included, is bounded by `--db-timeout` ([`super::watch`]).
 pub fn open(url: &DbUrl, access: Access) -> Result<AnyConnection> {
     let fail = |message: String| Error::Database { url: url.redacted.clone(), message };
-    let conn = match url.backend {
+    let watch = Watch::new(&url.redacted);
+    watch.begin();
+    let mut conn = match url.backend {
         Backend::Sqlite => {
             configure_sqlite();
             let path = std::path::Path::new(url.connection_string());
@@ -187,6 +192,8 @@ pub fn open(url: &DbUrl, access: Access) -> Result<AnyConnection> {
             AnyConnection::Postgresql(conn)
         }
     };
+    watch.end();
+    conn.set_instrumentation(watch);
     Ok(conn)
 }
 

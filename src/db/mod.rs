@@ -17,6 +17,7 @@ pub(crate) mod sql;
 pub mod swap;
 pub mod text;
 pub mod url;
+pub mod watch;
 
 pub use connect::{open, Access, AnyConnection, Db, MultiBackend};
 pub use pages::Cursor;

@@ -468,6 +468,7 @@ pub mod cloud;
 pub mod glance;
 pub mod nova;
 pub mod proxy;
+pub mod stall;
 pub mod tenancy;
 
 /// A random UUID-shaped id, so tests sharing one Barbican never collide.
