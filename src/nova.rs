@@ -65,6 +65,8 @@ impl NovaConf {
         })?;
         let api_url = db::url::translate(api.value.expose(), cwd)
             .map_err(|e| Error::config_value("[api_database] connection", format!("{e} ({})", api.origin)))?;
+        // Refused before any command runs; a cell's URL is checked when it is opened.
+        db::require_built_in(&api_url)?;
         let database = conf.get(&CELL_CONNECTION)?.filter(|v| !v.value.is_empty()).map(|v| v.value);
         let backend = conf.get(&conf::KEY_MANAGER_BACKEND)?.map(|v| v.value.expose().trim().to_string()).unwrap_or_default();
         let key = match conf.get(&conf::FIXED_KEY)?.filter(|v| !v.value.is_empty()) {

@@ -217,7 +217,7 @@ fn secret_owner(given: Option<SecretOwner>, env: &[(String, String)]) -> Result<
     }
 }
 
-/// `[database] connection`, translated from SQLAlchemy's URL form.
+/// `[database] connection`, translated from SQLAlchemy's URL form, for a backend this build has.
 fn database_url(conf: &Conf) -> Result<DbUrl> {
     let Some(value) = conf.get(&conf::DB_CONNECTION)? else {
         return Err(Error::config_value("[database] connection", "is not set"));
@@ -231,5 +231,7 @@ fn database_url(conf: &Conf) -> Result<DbUrl> {
     for key in &url.ignored {
         log::debug!("[database] connection: ignoring SQLAlchemy-only query option '{key}'");
     }
+    // A backend this build lacks is refused here, before any command does anything.
+    db::require_built_in(&url)?;
     Ok(url)
 }

@@ -1,22 +1,91 @@
-//! Opening Cinder's database: one diesel connection type for the three backends, read-only
-//! enforced by the database itself, and a check that the tables are Cinder's before anything is
-//! read.
+//! Opening Cinder's database: one diesel connection type for the backends this build has,
+//! read-only enforced by the database itself, and a check that the tables are Cinder's before
+//! anything is read.
+//!
+//! SQLite is always built in; MySQL/MariaDB and PostgreSQL are the cargo features `mysql` and
+//! `postgres` (each links its client library). Here: [`AnyConnection`]'s variants for each
+//! combination, [`Backend::is_built_in`], and the message a URL for a missing one gets. Elsewhere
+//! only what cannot be otherwise: `text` and `sql` leave out what names a missing backend's
+//! types, and build.rs lists the backends for `--version`.
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use diesel::{MysqlConnection, PgConnection, SqliteConnection};
+use diesel::SqliteConnection;
+#[cfg(feature = "mysql")]
+use diesel::MysqlConnection;
+#[cfg(feature = "postgres")]
+use diesel::PgConnection;
 
 use super::schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
 use super::watch::Watch;
 use super::{Backend, DbUrl};
 use crate::error::{Error, Result};
 
-#[derive(diesel::MultiConnection)]
-pub enum AnyConnection {
-    Postgresql(PgConnection),
-    Mysql(MysqlConnection),
-    Sqlite(SqliteConnection),
+/// Declares [`AnyConnection`] with the given variants. diesel's `MultiConnection` derive does not
+/// honour `#[cfg]` on a variant, so each combination of features names its own list below.
+macro_rules! any_connection {
+    ($($variant:ident($conn:ty)),+) => {
+        /// A connection to any backend built in, chosen from the URL's scheme.
+        #[derive(diesel::MultiConnection)]
+        pub enum AnyConnection {
+            $($variant($conn)),+
+        }
+    };
+}
+
+#[cfg(all(feature = "mysql", feature = "postgres"))]
+any_connection!(Postgresql(PgConnection), Mysql(MysqlConnection), Sqlite(SqliteConnection));
+#[cfg(all(feature = "mysql", not(feature = "postgres")))]
+any_connection!(Mysql(MysqlConnection), Sqlite(SqliteConnection));
+#[cfg(all(not(feature = "mysql"), feature = "postgres"))]
+any_connection!(Postgresql(PgConnection), Sqlite(SqliteConnection));
+#[cfg(not(any(feature = "mysql", feature = "postgres")))]
+any_connection!(Sqlite(SqliteConnection));
+
+impl Backend {
+    /// The database as operators call it, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Mysql => "MySQL/MariaDB",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// The cargo feature that builds this backend in; `None` for SQLite, which always is.
+    pub fn feature(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Mysql => Some("mysql"),
+            Backend::Postgres => Some("postgres"),
+        }
+    }
+
+    /// Whether this build of keymigrate can open this backend's databases.
+    pub fn is_built_in(self) -> bool {
+        match self {
+            Backend::Sqlite => true,
+            Backend::Mysql => cfg!(feature = "mysql"),
+            Backend::Postgres => cfg!(feature = "postgres"),
+        }
+    }
+}
+
+/// Refuses a URL whose backend this build does not have, naming the cargo feature it lacks.
+/// Settings call it for every configured URL before any command runs, so that nothing at all is
+/// done; [`open`] calls it again for the URLs only found at run time (Nova's cells).
+pub fn require_built_in(url: &DbUrl) -> Result<()> {
+    match url.backend.feature() {
+        Some(feature) if !url.backend.is_built_in() => Err(Error::Database {
+            url: url.redacted.clone(),
+            message: format!(
+                "this keymigrate was built without {} support (cargo feature `{feature}`); install a build with it",
+                url.backend.name()
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,78 +194,96 @@ type SnapshotCheck = (String, Option<bool>, Option<String>, Option<String>, Opti
 type BackupCheck = (String, Option<bool>, Option<String>, Option<String>, Option<String>, Option<String>, Ts);
 type GlanceCheck = (i32, Option<bool>, Option<String>, Option<String>, Option<String>, Option<String>, Ts);
 
+#[cfg(feature = "mysql")]
 #[derive(QueryableByName)]
 struct SessionStatus {
     #[diesel(sql_type = diesel::sql_types::Text, column_name = "Value")]
     value: String,
 }
 
+#[cfg(feature = "mysql")]
 fn mysql_session_is_encrypted(conn: &mut MysqlConnection) -> bool {
     diesel::sql_query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
         .load::<SessionStatus>(conn)
         .is_ok_and(|rows| rows.iter().any(|r| !r.value.is_empty()))
 }
 
-/// Sets SQLite's process-wide options once, before the first connection: no global memory
-/// statistics (a lock around every allocation SQLite makes) and no per-connection mutex (every
-/// row read locks it otherwise). Each diesel connection is used by one thread at a time, which is
-/// all SQLite's multi-thread mode asks.
-/// Opens a connection to any of the three backends, read-only enforced by the database itself
-/// where asked; no check of whose tables these are (Cinder's: [`Db::connect`]; Nova's:
+/// Opens a connection to any backend built in, read-only enforced by the database itself where
+/// asked; no check of whose tables these are (Cinder's: [`Db::connect`]; Nova's:
 /// `crate::nova`).
 ///
 /// Every round trip, connecting included, is bounded by `--db-timeout` ([`super::watch`]).
 pub fn open(url: &DbUrl, access: Access) -> Result<AnyConnection> {
-    let fail = |message: String| Error::Database { url: url.redacted.clone(), message };
+    require_built_in(url)?;
     let watch = Watch::new(&url.redacted);
     watch.begin();
     let mut conn = match url.backend {
-        Backend::Sqlite => {
-            configure_sqlite();
-            let path = std::path::Path::new(url.connection_string());
-            if !path.is_file() {
-                return Err(fail(format!("no such file: {}", path.display())));
-            }
-            let target = match access {
-                Access::ReadOnly => sqlite_read_only_uri(path),
-                Access::ReadWrite => url.connection_string().to_string(),
-            };
-            let mut conn = SqliteConnection::establish(&target).map_err(|e| fail(e.to_string()))?;
-            // Cinder writes while we run: wait for its locks instead of failing at once.
-            // A small page cache (256 KiB, SQLite's default is 2 MB): keymigrate reads each
-            // table once in order and looks rows up at random, so a bigger cache holds
-            // pages that are not read again, and the memory stays ours for the whole run
-            // (5 MB less for a report, 10 MB less for migrate's counts on a million
-            // volumes; no slower, as the kernel's page cache still holds the file).
-            conn.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA cache_size = -256;").map_err(|e| fail(e.to_string()))?;
-            AnyConnection::Sqlite(conn)
-        }
-        Backend::Mysql => {
-            let mut conn =
-                MysqlConnection::establish(url.connection_string()).map_err(|e| fail(e.to_string()))?;
-            if url.require_tls && !mysql_session_is_encrypted(&mut conn) {
-                // libmariadb ignores diesel's ssl_mode: check what the session really is.
-                return Err(fail("TLS was requested but the connection is not encrypted".into()));
-            }
-            if access == Access::ReadOnly {
-                conn.batch_execute("SET SESSION TRANSACTION READ ONLY").map_err(|e| fail(e.to_string()))?;
-            }
-            AnyConnection::Mysql(conn)
-        }
-        Backend::Postgres => {
-            let mut conn = PgConnection::establish(url.connection_string()).map_err(|e| fail(e.to_string()))?;
-            if access == Access::ReadOnly {
-                conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-                    .map_err(|e| fail(e.to_string()))?;
-            }
-            AnyConnection::Postgresql(conn)
-        }
-    };
+        Backend::Sqlite => open_sqlite(url, access),
+        #[cfg(feature = "mysql")]
+        Backend::Mysql => open_mysql(url, access),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => open_postgres(url, access),
+        // `require_built_in` has refused the others.
+        #[cfg(not(all(feature = "mysql", feature = "postgres")))]
+        other => Err(Error::Internal(format!("{} is not built in", other.name()))),
+    }?;
     watch.end();
     conn.set_instrumentation(watch);
     Ok(conn)
 }
 
+/// A database error on `url`, for the `open_*` functions.
+fn failed(url: &DbUrl, message: impl std::fmt::Display) -> Error {
+    Error::Database { url: url.redacted.clone(), message: message.to_string() }
+}
+
+fn open_sqlite(url: &DbUrl, access: Access) -> Result<AnyConnection> {
+    configure_sqlite();
+    let path = std::path::Path::new(url.connection_string());
+    if !path.is_file() {
+        return Err(failed(url, format!("no such file: {}", path.display())));
+    }
+    let target = match access {
+        Access::ReadOnly => sqlite_read_only_uri(path),
+        Access::ReadWrite => url.connection_string().to_string(),
+    };
+    let mut conn = SqliteConnection::establish(&target).map_err(|e| failed(url, e))?;
+    // Cinder writes while we run: wait for its locks instead of failing at once.
+    // A small page cache (256 KiB, SQLite's default is 2 MB): keymigrate reads each
+    // table once in order and looks rows up at random, so a bigger cache holds
+    // pages that are not read again, and the memory stays ours for the whole run
+    // (5 MB less for a report, 10 MB less for migrate's counts on a million
+    // volumes; no slower, as the kernel's page cache still holds the file).
+    conn.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA cache_size = -256;").map_err(|e| failed(url, e))?;
+    Ok(AnyConnection::Sqlite(conn))
+}
+
+#[cfg(feature = "mysql")]
+fn open_mysql(url: &DbUrl, access: Access) -> Result<AnyConnection> {
+    let mut conn = MysqlConnection::establish(url.connection_string()).map_err(|e| failed(url, e))?;
+    if url.require_tls && !mysql_session_is_encrypted(&mut conn) {
+        // libmariadb ignores diesel's ssl_mode: check what the session really is.
+        return Err(failed(url, "TLS was requested but the connection is not encrypted"));
+    }
+    if access == Access::ReadOnly {
+        conn.batch_execute("SET SESSION TRANSACTION READ ONLY").map_err(|e| failed(url, e))?;
+    }
+    Ok(AnyConnection::Mysql(conn))
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &DbUrl, access: Access) -> Result<AnyConnection> {
+    let mut conn = PgConnection::establish(url.connection_string()).map_err(|e| failed(url, e))?;
+    if access == Access::ReadOnly {
+        conn.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY").map_err(|e| failed(url, e))?;
+    }
+    Ok(AnyConnection::Postgresql(conn))
+}
+
+/// Sets SQLite's process-wide options once, before the first connection: no global memory
+/// statistics (a lock around every allocation SQLite makes) and no per-connection mutex (every
+/// row read locks it otherwise). Each diesel connection is used by one thread at a time, which is
+/// all SQLite's multi-thread mode asks.
 fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

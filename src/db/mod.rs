@@ -19,7 +19,7 @@ pub mod text;
 pub mod url;
 pub mod watch;
 
-pub use connect::{open, Access, AnyConnection, Db, MultiBackend};
+pub use connect::{open, require_built_in, Access, AnyConnection, Db, MultiBackend};
 pub use pages::Cursor;
 pub use rows::{
     BackupRow, Detail, GlanceOnly, GlanceRow, Keys, Live, SnapshotOnly, SnapshotRef, SnapshotRow, TableCounts, VolumeFacts, VolumeRef,

@@ -153,6 +153,8 @@ macro_rules! with_conn {
                 type $backend = diesel::sqlite::Sqlite;
                 (|| -> $ret { $body })()
             }
+            // The other backends, in a build that has any.
+            #[cfg(any(feature = "mysql", feature = "postgres"))]
             $conn => {
                 type $backend = $crate::db::MultiBackend;
                 (|| -> $ret { $body })()

@@ -138,7 +138,8 @@ fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
 
 /// Copies a text value out of the database's buffer while it is alive: diesel lends its bytes
 /// as a pointer into the row, valid for the duration of this call only. Bytes that are not
-/// UTF-8 are an error, as for a `String`.
+/// UTF-8 are an error, as for a `String`. (MySQL and PostgreSQL; SQLite lends a slice.)
+#[cfg(any(feature = "mysql", feature = "postgres"))]
 fn from_raw(bytes: *const [u8]) -> deserialize::Result<Text> {
     // SAFETY: diesel's `*const [u8]` points into the raw value passed to `from_sql`, which
     // outlives this call; it is read here and not kept.
@@ -164,12 +165,14 @@ impl FromSql<sql_types::Text, diesel::sqlite::Sqlite> for Text {
     }
 }
 
+#[cfg(feature = "mysql")]
 impl FromSql<sql_types::Text, diesel::mysql::Mysql> for Text {
     fn from_sql(value: diesel::mysql::MysqlValue<'_>) -> deserialize::Result<Text> {
         from_raw(<*const [u8] as FromSql<sql_types::Binary, diesel::mysql::Mysql>>::from_sql(value)?)
     }
 }
 
+#[cfg(feature = "postgres")]
 impl FromSql<sql_types::Text, diesel::pg::Pg> for Text {
     fn from_sql(value: diesel::pg::PgValue<'_>) -> deserialize::Result<Text> {
         from_raw(<*const [u8] as FromSql<sql_types::Binary, diesel::pg::Pg>>::from_sql(value)?)
@@ -194,7 +197,11 @@ macro_rules! queryable {
     )*};
 }
 
-queryable!(crate::db::MultiBackend, diesel::sqlite::Sqlite, diesel::mysql::Mysql, diesel::pg::Pg);
+queryable!(crate::db::MultiBackend, diesel::sqlite::Sqlite);
+#[cfg(feature = "mysql")]
+queryable!(diesel::mysql::Mysql);
+#[cfg(feature = "postgres")]
+queryable!(diesel::pg::Pg);
 
 #[cfg(test)]
 mod tests {
