@@ -25,6 +25,11 @@ Exit codes (the same for every command):
   127  bad command line or configuration; nothing was written
   255  a bug in keymigrate";
 
+/// `--version`: one line, with the commit and the database backends built in (see build.rs), e.g.
+/// `keymigrate 0.1.0 (commit 0123456789ab; backends sqlite, mysql, postgres)`.
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KEYMIGRATE_COMMIT"), "; backends ", env!("KEYMIGRATE_BACKENDS"), ")");
+
 /// Move Cinder volumes off the ConfKeyManager's fixed_key and into Barbican.
 ///
 /// Every volume, snapshot, backup and glance-metadata row that still uses the all-zeros key ID
@@ -34,7 +39,7 @@ Exit codes (the same for every command):
 /// reads cinder.conf the way Cinder does ([key_manager], [database], [keystone_authtoken],
 /// [barbican]).
 #[derive(Debug, Parser)]
-#[command(name = "keymigrate", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KEYMIGRATE_COMMIT"), ")"), after_help = EXIT_CODES, propagate_version = true)]
+#[command(name = "keymigrate", version = VERSION, after_help = EXIT_CODES, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,

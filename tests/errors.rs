@@ -17,12 +17,13 @@ fn usage_errors_exit_127_and_help_exits_0() {
     let out = w.run(&["migrate", "--help"]);
     out.assert_code(0);
     assert!(out.stdout.contains("--max-count"));
-    // The version and the commit it was built from.
+    // The version, the commit it was built from and the database backends built in (the
+    // tests' build has the default features; tests/features.rs checks an SQLite-only one).
     let out = w.run(&["--version"]);
     out.assert_code(0);
     let commit = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()
         .filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|| "unknown".into());
-    assert_eq!(out.stdout.trim(), format!("keymigrate {} (commit {commit})", env!("CARGO_PKG_VERSION")), "{}", out.stdout);
+    assert_eq!(out.stdout.trim(), format!("keymigrate {} (commit {commit}; backends sqlite, mysql, postgres)", env!("CARGO_PKG_VERSION")), "{}", out.stdout);
 }
 
 #[test]
