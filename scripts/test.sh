@@ -7,6 +7,11 @@
 # The tests' build of keymigrate has fault points (the `fault-injection` feature, which only the
 # tests turn on); the release binary must not. It is built here exactly as operators build it,
 # and tests/release.rs runs it with KEYMIGRATE_FAULT set.
+#
+# The database backends are cargo features (`mysql`, `postgres`, both on by default; SQLite is
+# always built in). Each combination is built: the SQLite-only binary for real (tests/features.rs
+# runs it), and every combination other than the default is linted by clippy (which also
+# type-checks the two with one server backend).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -16,6 +21,11 @@ scripts/testenv.sh up
 source "${KEYMIGRATE_TESTENV:-$ROOT/.cache/testenv}/env.sh"
 
 cargo build --all-targets --locked
+# Without the default features first, copied aside: the default build below puts its own binary
+# back at target/release/keymigrate.
+cargo build --release --locked --no-default-features
+cp target/release/keymigrate target/release/keymigrate-sqlite-only
+export KEYMIGRATE_SQLITE_ONLY_BIN="$ROOT/target/release/keymigrate-sqlite-only"
 cargo build --release --locked
 export KEYMIGRATE_RELEASE_BIN="$ROOT/target/release/keymigrate"
 # The Debian package of that binary; tests/package.rs installs it with dpkg and removes it.
@@ -24,5 +34,8 @@ export KEYMIGRATE_DEB
 cargo clippy --all-targets --locked -- -D warnings
 # The library and binary without the tests' features, as released.
 cargo clippy --locked -- -D warnings
+cargo clippy --locked --no-default-features -- -D warnings
+cargo clippy --locked --no-default-features --features mysql -- -D warnings
+cargo clippy --locked --no-default-features --features postgres -- -D warnings
 # Servers are shared; a few parallel tests keep the 2-core machine responsive.
 cargo test --locked -- --test-threads "${KEYMIGRATE_TEST_THREADS:-4}" "$@"

@@ -11,6 +11,7 @@ mod dbstall;
 mod docs;
 mod errors;
 mod faults;
+mod features;
 mod glance_stack;
 mod nova;
 mod nova_stack;

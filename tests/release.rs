@@ -42,6 +42,11 @@ fn a_release_binary_ignores_keymigrate_fault() {
         release.display()
     );
 
+    // The default features: every backend (scripts/test.sh builds an SQLite-only binary just
+    // before this one, in the same target directory).
+    let version = Workdir::new().run_binary(&release, &["--version"], &[]);
+    assert!(version.stdout.trim().ends_with("; backends sqlite, mysql, postgres)"), "{}", version.stdout);
+
     let cloud = Cloud::new();
     let kill = [("KEYMIGRATE_FAULT", "stored=kill")];
     // The tests' own build dies at the point: the fault spec below is a live one.
