@@ -1,7 +1,7 @@
-//! The fleet rollout of `docs/examples/ansible/`: the playbook run by ansible-core (the test
+//! The fleet examples of `docs/examples/`: the Ansible playbook run by ansible-core (the test
 //! stack's `ansible` venv) against three cinder-volume "hosts" that are all this machine
 //! (`ansible_connection=local`), each with its own cinder.conf and state directory, on one
-//! MariaDB Cinder database.
+//! MariaDB Cinder database; and the Kubernetes manifests checked against Kubernetes' schemas.
 //!
 //! The playbook installs the package `scripts/package.sh` built (`KEYMIGRATE_DEB`) and runs
 //! `/usr/bin/keymigrate`. Outside CI, `KEYMIGRATE_TEST_ANSIBLE_NO_INSTALL=1` runs it with the
@@ -311,4 +311,22 @@ fn the_playbook_migrates_every_host_and_stops_at_exit_2() {
         assert!(!Path::new("/usr/bin/keymigrate").exists());
     }
     eprintln!("ansible: the stopped play took {first:?}, the full play {second:?}");
+}
+
+/// The Kubernetes example (openstack-helm) is valid against Kubernetes' own schemas, strictly
+/// (no field Kubernetes does not know), with the schemas kubernetes-validate carries: offline.
+#[test]
+fn the_kubernetes_manifests_are_valid() {
+    let dir = example("kubernetes");
+    let manifests: Vec<PathBuf> = walk(&dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    assert!(!manifests.is_empty(), "no manifests in {}", dir.display());
+    let out = Command::new(env("KEYMIGRATE_TEST_KUBERNETES_VALIDATE"))
+        .arg("--strict")
+        .args(&manifests)
+        .output()
+        .expect("run kubernetes-validate");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "kubernetes-validate --strict:\n{text}");
+    // One "passed" line per resource: nothing was skipped as an unknown kind.
+    assert!(text.matches(" passed for resource ").count() >= manifests.len(), "{text}");
 }
