@@ -34,7 +34,8 @@ fn install() -> Option<Install> {
         Some(deb) => {
             let deb = PathBuf::from(deb);
             assert!(deb.is_file(), "KEYMIGRATE_DEB={} is not a file", deb.display());
-            Some(Install::Deb(deb))
+            // The playbook runs in the test's own directory: a path relative to the repository would not do.
+            Some(Install::Deb(std::fs::canonicalize(&deb).expect("KEYMIGRATE_DEB's absolute path")))
         }
         None if ci => panic!("KEYMIGRATE_DEB is not set: in CI the playbook must install the package scripts/package.sh builds"),
         None if std::env::var("KEYMIGRATE_TEST_ANSIBLE_NO_INSTALL").is_ok_and(|v| v == "1") => Some(Install::Nothing),
