@@ -2,7 +2,8 @@
 # testenv.sh - the real servers keymigrate's tests run against, on 127.0.0.1 only.
 #
 #   scripts/testenv.sh install          Debian packages + Python venvs (Cinder, Keystone, Barbican,
-#                                       Glance, Nova)
+#                                       Glance, Nova; ansible-core and kubernetes-validate for the
+#                                       fleet examples in docs/examples/)
 #   scripts/testenv.sh up               install if needed, start MariaDB, PostgreSQL, Keystone,
 #                                       Barbican and Glance, build the Cinder and Nova template
 #                                       databases, write env.sh, self-check; idempotent (running
@@ -56,14 +57,19 @@ APPCRED_NAME=keymigrate-test
 GLANCE_USER=glance     # its password is random, made once per testenv: see glance_password
 
 # The second line: what building and checking the Debian package needs (scripts/package.sh,
-# tests/package.rs): dpkg-shlibdeps, readelf, man, systemctl and systemd-analyze.
+# tests/package.rs): dpkg-shlibdeps, readelf, man, systemctl and systemd-analyze. The third:
+# the system Python that Ansible's apt module runs under on tests/ansible.rs's hosts.
 APT_PACKAGES=(mariadb-server mariadb-client libmariadb-dev postgresql libpq-dev pkg-config
-              dpkg-dev binutils man-db systemd)
+              dpkg-dev binutils man-db systemd
+              python3-apt)
 CINDER_PKGS="cinder==29.0.0 PyMySQL psycopg2-binary"
 KEYSTONE_PKGS="keystone==30.0.0 gunicorn"
 BARBICAN_PKGS="barbican==23.0.0 gunicorn PyMySQL"
 GLANCE_PKGS="glance==33.0.0 gunicorn"
 NOVA_PKGS="nova==34.0.0 PyMySQL psycopg2-binary"
+# ansible-core 2.18 runs its controller on Debian 12's Python 3.11 (2.20 needs 3.12);
+# kubernetes-validate carries the Kubernetes schemas, so checking a manifest needs no network.
+ANSIBLE_PKGS="ansible-core==2.18.19 kubernetes-validate==1.37.0"
 
 MY_DIR=$T/mariadb
 MY_SOCK=$MY_DIR/mysqld.sock
@@ -214,6 +220,7 @@ install_needed() {
     venv_ready barbican "$BARBICAN_PKGS" || return 0
     venv_ready glance "$GLANCE_PKGS" || return 0
     venv_ready nova "$NOVA_PKGS" || return 0
+    venv_ready ansible "$ANSIBLE_PKGS" || return 0
     return 1
 }
 
@@ -233,13 +240,14 @@ cmd_install() {
     local -A pids=() logs=()
     local name pkgs
     mkdir -p "$VENVS"
-    for name in cinder keystone barbican glance nova; do
+    for name in cinder keystone barbican glance nova ansible; do
         case $name in
             cinder) pkgs=$CINDER_PKGS ;;
             keystone) pkgs=$KEYSTONE_PKGS ;;
             barbican) pkgs=$BARBICAN_PKGS ;;
             glance) pkgs=$GLANCE_PKGS ;;
             nova) pkgs=$NOVA_PKGS ;;
+            ansible) pkgs=$ANSIBLE_PKGS ;;
         esac
         venv_ready "$name" "$pkgs" && continue
         log "creating venv $VENVS/$name ($pkgs)"
@@ -955,6 +963,8 @@ write_env() {
             "KEYMIGRATE_TEST_MYSQL_BIN=$mysql_bin" \
             "KEYMIGRATE_TEST_CINDER_MANAGE=$VENVS/cinder/bin/cinder-manage" \
             "KEYMIGRATE_TEST_NOVA_MANAGE=$VENVS/nova/bin/nova-manage" \
+            "KEYMIGRATE_TEST_ANSIBLE_PLAYBOOK=$VENVS/ansible/bin/ansible-playbook" \
+            "KEYMIGRATE_TEST_KUBERNETES_VALIDATE=$VENVS/ansible/bin/kubernetes-validate" \
             "KEYMIGRATE_TEST_TESTENV_DIR=$T"; do
             k=${kv%%=*} v=${kv#*=}
             echo "export $k=$(sq "$v")"

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod ansible;
 mod cli;
 mod clouds;
 mod crash;

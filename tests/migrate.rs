@@ -27,6 +27,41 @@ pub struct Fixture {
     names: BTreeMap<(String, String), String>,
 }
 
+/// Tokens of the service user and of the rows' owners (alice, bob), to read what a
+/// service-mode `migrate` made.
+pub struct Owners {
+    cinder: String,
+    owners: [(String, String); 2],
+}
+
+impl Owners {
+    pub fn new(cloud: &Cloud) -> Owners {
+        Owners {
+            cinder: cloud.cinder(),
+            owners: [(env("KEYMIGRATE_TEST_ALICE_ID"), cloud.alice()), (env("KEYMIGRATE_TEST_BOB_ID"), cloud.bob())],
+        }
+    }
+
+    /// The row's key ID is a secret in the service project holding exactly `key` (AES-256,
+    /// symmetric), with `owner` (alice's or bob's user ID) on its ACL and able to read it.
+    pub fn assert_migrated(&self, cloud: &Cloud, db: &CinderDb, table: &str, id: &str, owner: &str, key: &[u8]) {
+        let cinder = &self.cinder;
+        let secret = db.key_of(table, id).unwrap_or_else(|| panic!("{table} {id} has no key"));
+        assert_ne!(secret, ZERO, "{table} {id} was not migrated ({:?})", db.backend);
+        let payload = cloud.payload(cinder, &secret);
+        assert_eq!(payload.status, 200, "{table} {id}: secret {secret} unreadable");
+        assert_eq!(payload.body, key, "{table} {id}: secret {secret} does not hold the fixed key");
+        assert!(cloud.acl_users(cinder, &secret).iter().any(|u| u == owner), "{table} {id}: owner not in the ACL");
+        let token = &self.owners.iter().find(|(o, _)| o == owner).expect("owner").1;
+        let as_owner = cloud.payload(token, &secret);
+        assert_eq!((as_owner.status, as_owner.body.as_slice()), (200, key), "{table} {id}: the owner cannot read the key");
+        let meta = cloud.metadata(cinder, &secret);
+        assert_eq!(meta["algorithm"], "AES");
+        assert_eq!(meta["bit_length"], 256);
+        assert_eq!(meta["secret_type"], "symmetric");
+    }
+}
+
 static NEXT_GLANCE_ID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
 
 pub fn k(table: &str, id: &str) -> (String, String) {
@@ -140,23 +175,10 @@ impl Fixture {
 
     /// Every migrated row resolves to the fixed key, readable by its owner; the rest unchanged.
     pub fn check_rows(&self, cloud: &Cloud) {
-        let cinder = cloud.cinder();
-        let owners = [(self.alice.clone(), cloud.alice()), (self.bob.clone(), cloud.bob())];
+        let owners = Owners::new(cloud);
         let key = hex::decode(&self.key).expect("hex");
         for ((table, id), owner) in &self.migrated {
-            let secret = self.db.key_of(table, id).unwrap_or_else(|| panic!("{table} {id} has no key"));
-            assert_ne!(secret, ZERO, "{table} {id} was not migrated ({:?})", self.db.backend);
-            let payload = cloud.payload(&cinder, &secret);
-            assert_eq!(payload.status, 200, "{table} {id}: secret {secret} unreadable");
-            assert_eq!(payload.body, key, "{table} {id}: secret {secret} does not hold the fixed key");
-            assert!(cloud.acl_users(&cinder, &secret).contains(owner), "{table} {id}: owner not in the ACL");
-            let token = &owners.iter().find(|(o, _)| o == owner).expect("owner").1;
-            let as_owner = cloud.payload(token, &secret);
-            assert_eq!((as_owner.status, &as_owner.body), (200, &key), "{table} {id}: the owner cannot read the key");
-            let meta = cloud.metadata(&cinder, &secret);
-            assert_eq!(meta["algorithm"], "AES");
-            assert_eq!(meta["bit_length"], 256);
-            assert_eq!(meta["secret_type"], "symmetric");
+            owners.assert_migrated(cloud, &self.db, table, id, owner, &key);
         }
         for ((table, id), key) in &self.untouched {
             assert_eq!(&self.db.key_of(table, id), key, "{table} {id} must not change");
