@@ -422,7 +422,9 @@ fn hostile_row_values_are_migrated_byte_for_byte_or_reported() {
 
 /// Rolling a row back compares its key ID byte for byte: on MySQL the collation alone would
 /// also match the secret's ID in upper case or with a trailing space, a row keymigrate never
-/// pointed at that secret.
+/// pointed at that secret. So does the question whether a row still uses the secret, asked
+/// before deleting it: such look-alikes (and the exact ID under a look-alike glance key) reach no
+/// secret, and must not keep one alive.
 #[test]
 fn rollback_compares_the_secret_id_byte_for_byte() {
     let secret = "6f1d2c3b-4a59-4e8f-9d7c-0b1a2c3d4e5f";
@@ -435,7 +437,8 @@ fn rollback_compares_the_secret_id_byte_for_byte() {
         db.volume("v-upper", Some("h"), Some("u"), Some(&upper)).volume("v-exact", Some("h"), Some("u"), Some(secret));
         db.glance(7, Some("v-upper"), None, "cinder_encryption_key_id", &upper, false)
             .glance(8, Some("v-exact"), None, "cinder_encryption_key_id", secret, false)
-            .glance(9, Some("v-exact"), None, "cinder_encryption_key_id", &spaced, false);
+            .glance(9, Some("v-exact"), None, "cinder_encryption_key_id", &spaced, false)
+            .glance(10, Some("v-exact"), None, "CINDER_ENCRYPTION_KEY_ID", secret, false);
         let url = keymigrate::db::url::translate(&db.url, std::path::Path::new("/")).expect("url");
         let mut conn = keymigrate::db::Db::connect(&url, keymigrate::db::Access::ReadWrite).expect("connect");
         let unswap = |conn: &mut keymigrate::db::Db, table, id: &str| conn.unswap(table, id, secret).expect("unswap");
@@ -443,8 +446,12 @@ fn rollback_compares_the_secret_id_byte_for_byte() {
         assert!(!unswap(&mut conn, Table::Volumes, "v-upper"), "{backend:?}: upper case");
         assert!(!unswap(&mut conn, Table::VolumeGlanceMetadata, "7"), "{backend:?}: glance, upper case");
         assert!(!unswap(&mut conn, Table::VolumeGlanceMetadata, "9"), "{backend:?}: glance, trailing space");
+        assert!(!unswap(&mut conn, Table::VolumeGlanceMetadata, "10"), "{backend:?}: glance, upper-case key");
+        assert!(conn.is_referenced(secret).expect("is_referenced"), "{backend:?}");
         assert!(unswap(&mut conn, Table::Volumes, "v-exact"), "{backend:?}: the exact ID");
+        assert!(conn.is_referenced(secret).expect("is_referenced"), "{backend:?}: glance 8 still uses it");
         assert!(unswap(&mut conn, Table::VolumeGlanceMetadata, "8"), "{backend:?}: glance, the exact ID");
+        assert!(!conn.is_referenced(secret).expect("is_referenced"), "{backend:?}: only look-alikes are left");
         assert_eq!(db.key_of("volumes", "v-upper").as_deref(), Some(upper.as_str()), "{backend:?}");
         assert_eq!(db.key_of("volumes", "v-exact").as_deref(), Some(ZERO), "{backend:?}");
     }
