@@ -231,8 +231,8 @@ fn a_quota_403_on_store_stops_the_run_and_a_403_on_the_acl_deletes_the_stored_se
     let before = f.db.fingerprint();
     let args = ["--host", "hostAC", "--barbican-endpoint", proxy.url.as_str(), "--workers", "1"];
     let out = f.migrate(&args);
-    out.assert_error(2, "Barbican refused (quota or policy)");
-    assert!(out.stderr.contains("a quota has been reached"), "{}", out.stderr);
+    out.assert_error(2, "Barbican's secret quota of the [keystone_authtoken] identity's project is reached (POST ");
+    out.assert_error(2, "a quota has been reached");
     assert_nothing_written(&f, &before);
 
     // Stored, then refused the ACL: the secret is deleted, the row never written.
