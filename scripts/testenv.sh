@@ -628,6 +628,10 @@ EOF
 
 # ---------------------------------------------------------------------------------------- Barbican
 
+# Barbican enforces per-project quotas whatever its configuration ([quotas] only sets the
+# defaults, -1: no limit). Tests set a project's with PUT /v1/project-quotas/<id> as Keystone's
+# admin: Barbican 23's default policy (oslo.policy's new defaults) asks for role admin in a
+# project-scoped token; key-manager:service-admin is only its legacy rule, so no role is made.
 start_barbican() {
     mkdir -p "$BB_HOME/.barbican"
     if [[ ! -s $BB_DIR/kek ]]; then

@@ -74,8 +74,13 @@ impl BarbicanSettings {
 pub enum ApiError {
     /// Still failing after every retry: connection errors, timeouts, 5xx.
     Transient(String),
-    /// 403: quota or policy. Retrying will not help; the run stops.
+    /// 403: policy (or a quota, in words keymigrate does not know). Retrying will not help; the
+    /// run stops.
     Forbidden(String),
+    /// 403 because a quota of Barbican's is reached (its answer says so, as Barbican's
+    /// `QuotaReached` does): nothing more can be created in that project until an operator
+    /// raises the quota.
+    Quota(String),
     /// Any other refusal, or an answer keymigrate cannot use.
     Rejected(String),
     /// Stop the run: Keystone rejected the credentials, or Barbican a freshly issued token.
@@ -85,7 +90,9 @@ pub enum ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ApiError::Transient(m) | ApiError::Forbidden(m) | ApiError::Rejected(m) | ApiError::Fatal(m) => f.write_str(m),
+            ApiError::Transient(m) | ApiError::Forbidden(m) | ApiError::Quota(m) | ApiError::Rejected(m) | ApiError::Fatal(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -280,7 +287,11 @@ impl Barbican {
             )),
         })?;
         match r.status {
-            403 => Err(ApiError::Forbidden(format!("{method} {}: {}", self.redacted(path), r.error_text()))),
+            403 => {
+                let text = r.error_text();
+                let m = format!("{method} {}: {text}", self.redacted(path));
+                Err(if names_a_quota(&text) { ApiError::Quota(m) } else { ApiError::Forbidden(m) })
+            }
             _ => Ok(r),
         }
     }
@@ -393,6 +404,14 @@ fn parse_answer<T: serde::de::DeserializeOwned>(r: &Response, method: &str, reda
     r.json().map_err(|e| format!("{method} {redacted_url}: {e}"))
 }
 
+/// Whether a 403's text says a quota is reached: Barbican's `QuotaReached` answers
+/// `Creation not allowed because a quota has been reached` (after `Secret creation issue seen - `
+/// for a secret); its policy refusals (`… not allowed - please review your user/project
+/// privileges`) never mention a quota.
+fn names_a_quota(text: &str) -> bool {
+    text.to_lowercase().contains("quota")
+}
+
 /// `http://host/v1` from a versionless or versioned endpoint URL.
 pub fn versioned(url: &str, version: &str) -> String {
     let trimmed = url.trim_end_matches('/');
@@ -473,6 +492,17 @@ mod tests {
         assert_eq!(v["payload_content_encoding"], "base64");
         assert_eq!(v["payload_content_type"], "application/octet-stream");
         assert_eq!(v.as_object().map(|o| o.len()), Some(7));
+    }
+
+    #[test]
+    fn only_a_403_that_says_so_is_a_quota() {
+        let text = |body: &str| Response { status: 403, subject_token: None, body: body.as_bytes().to_vec().into() }.error_text();
+        // Barbican 23's answers to a secret POST over the project's quota, and refused by policy.
+        let quota = r#"{"code": 403, "title": "Forbidden", "description": "Secret creation issue seen - Creation not allowed because a quota has been reached."}"#;
+        let policy = r#"{"code": 403, "title": "Forbidden", "description": "Secret creation attempt not allowed - please review your user/project privileges"}"#;
+        assert!(names_a_quota(&text(quota)));
+        assert!(!names_a_quota(&text(policy)));
+        assert!(!names_a_quota(&text("<html>Forbidden</html>")));
     }
 
     #[test]

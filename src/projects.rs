@@ -128,6 +128,16 @@ impl Projects {
         }
     }
 
+    /// Blocks a project that was opened, for the rest of the run: its units are left, with
+    /// `reason` (one line). The grant made there stays until [`Projects::close_all`], so that
+    /// the units still in flight there finish as they would have. Logged once per project.
+    pub fn block(&mut self, project: &str, reason: &str) {
+        if self.is_blocked(project).is_none() {
+            log::warn!("Not migrating the rows of project {project}: {reason}");
+            self.open.insert(project.to_string(), Opened::Blocked(reason.to_string()));
+        }
+    }
+
     /// Forgets the project's client, so the next use opens it again: after its token was
     /// refused mid-run (another run revoked the role it relied on, say). Returns whether
     /// `client` was the project's current one: the jobs that were already given an older

@@ -67,7 +67,7 @@ fn an_answer_lost_after_barbican_stored_the_secret_leaves_no_orphan() {
 /// What every fault must leave: no migrated row points at a secret that does not hold the fixed
 /// key (rows still on the all-zeros ID are fine), and nothing else in the database moved.
 fn assert_nothing_wrong_written(f: &Fixture, cloud: &Cloud) {
-    let cinder = cloud.cinder();
+    let cinder = f.service_token(cloud);
     let key = hex::decode(&f.key).expect("hex");
     for (table, id) in f.migrated.keys() {
         let secret = f.db.key_of(table, id).unwrap_or_else(|| panic!("{table} {id} has no key"));
@@ -231,8 +231,8 @@ fn a_quota_403_on_store_stops_the_run_and_a_403_on_the_acl_deletes_the_stored_se
     let before = f.db.fingerprint();
     let args = ["--host", "hostAC", "--barbican-endpoint", proxy.url.as_str(), "--workers", "1"];
     let out = f.migrate(&args);
-    out.assert_error(2, "Barbican refused (quota or policy)");
-    assert!(out.stderr.contains("a quota has been reached"), "{}", out.stderr);
+    out.assert_error(2, "Barbican's secret quota of the [keystone_authtoken] identity's project is reached (POST ");
+    out.assert_error(2, "a quota has been reached");
     assert_nothing_written(&f, &before);
 
     // Stored, then refused the ACL: the secret is deleted, the row never written.
@@ -245,6 +245,50 @@ fn a_quota_403_on_store_stops_the_run_and_a_403_on_the_acl_deletes_the_stored_se
 
     f.migrate(&args).assert_code(0);
     f.check(&Cloud::new());
+}
+
+/// Barbican's own per-project secret quota (`PUT /v1/project-quotas/{id}`), not a proxy, under
+/// `--secret-owner service`: the `[keystone_authtoken]` identity is a member of a project made
+/// for the test (Cinder's own service project is shared by every test), whose quota allows 2
+/// secrets for 5 units. The run stops at Barbican's refusal with one line naming the quota; the
+/// 2 units done are on secrets that hold the key, no other secret is left, nothing is left in
+/// the journal. Once the quota is raised, the next run finishes.
+#[test]
+fn barbicans_own_secret_quota_stops_a_service_run_until_it_is_raised() {
+    use crate::support::tenancy::{Project, Secrets};
+    let cloud = Cloud::new();
+    let mut p = Project::new("svcquota");
+    let svc = p.member("svc");
+    let mut f = Fixture::new(Backend::Postgres, "password");
+    f.seed_host("hostAI");
+    f.act_as(&svc.name, svc.password(), &p.name);
+    p.set_secret_quota(2);
+    let mut litter = Secrets::new();
+    let args = ["--host", "hostAI", "--workers", "1"];
+    let out = f.migrate(&args);
+    litter.of_rows(&f.db);
+    out.assert_error(2, "Barbican's secret quota of the [keystone_authtoken] identity's project is reached (POST ");
+    out.assert_error(2, "Creation not allowed because a quota has been reached");
+    assert_eq!(out.stderr.matches("a quota has been reached").count(), 1, "{}", out.stderr);
+    assert!(!out.stderr.contains("check the [keystone_authtoken] user's roles"), "a quota is not a policy:\n{}", out.stderr);
+    // Two units done (a volume's secret may also serve its snapshot and glance row), every
+    // secret of the project in use, the rest still on the all-zeros ID.
+    let token = f.service_token(&cloud);
+    let used: std::collections::BTreeSet<String> =
+        f.migrated.keys().filter_map(|(t, id)| f.db.key_of(t, id)).filter(|k| k != ZERO).collect();
+    assert_eq!(used.len(), 2, "{used:?}");
+    let listed: std::collections::BTreeSet<String> = cloud.named_like(&token, "keymigrate-").into_iter().collect();
+    assert_eq!(listed, used, "the project's keymigrate secrets are exactly those the rows use");
+    assert_nothing_wrong_written(&f, &cloud);
+    assert_eq!(journal_entries(&f), 0);
+    f.check_no_litter(&cloud, &token);
+
+    p.set_secret_quota(20);
+    let out = f.migrate(&["--host", "hostAI", "--workers", "1", "-f", "json"]);
+    litter.of_rows(&f.db);
+    out.assert_code(0);
+    assert_eq!(out.json()["report"]["secrets_created"], 3, "the 3 units left: {}", out.stdout);
+    f.check(&cloud);
 }
 
 #[test]

@@ -625,3 +625,86 @@ fn runs_on_several_hosts_in_one_project_at_once_finish_and_leave_no_role() {
         run.w.assert_state_clean(state);
     }
 }
+
+
+/// Barbican's own per-project secret quota (`PUT /v1/project-quotas/{id}`), not a proxy: project
+/// Q may hold 2 secrets and has 5 units (4 volumes, a backup); project O has one. The first run
+/// migrates 2 of Q's and O's, then Barbican refuses Q's third: Q is blocked with one line naming
+/// Barbican's quota answer, its units left are not tried, and the run exits 1 (it moved rows).
+/// The next run, quota unchanged, moves nothing and exits 2 naming the quota. Neither leaves a
+/// secret no row uses, a row on a missing secret, a role or a journal entry. Once the quota is
+/// raised, the next run finishes.
+#[test]
+fn a_project_at_barbicans_secret_quota_is_blocked_and_finished_once_the_quota_is_raised() {
+    let cloud = Cloud::new();
+    let mut q = Project::new("quota");
+    let qowner = q.member("owner");
+    let mut o = Project::new("roomy");
+    let oowner = o.member("owner");
+    let run = Run::new(Backend::Mysql);
+    let qv: Vec<String> = (0..4).map(|_| run.volume(&q.id, Some(&qowner.id))).collect();
+    let qb = run.backup(&qv[0], &q.id, Some(&qowner.id));
+    let ov = run.volume(&o.id, Some(&oowner.id));
+    let mut qrows: Vec<(&str, &str)> = qv.iter().map(|v| ("volumes", v.as_str())).collect();
+    qrows.push(("backups", &qb));
+    q.set_secret_quota(2);
+    let mut litter = Secrets::new();
+
+    // What must hold after every run: Q's secrets are exactly those its rows use (at most the
+    // quota), each holding the key for a member; every other row of Q still on the all-zeros ID.
+    let assert_consistent = |run: &Run, migrated: usize| {
+        let listed: BTreeSet<String> = tenancy::keymigrate_secrets(&cloud, &qowner.token()).into_iter().collect();
+        let used: BTreeSet<String> = qrows.iter().map(|(t, id)| run.key_of(t, id)).filter(|k| k != ZERO).collect();
+        assert_eq!(listed, used, "project Q's secrets are exactly those its rows use");
+        assert_eq!(used.len(), migrated, "{used:?}");
+        for secret in &used {
+            let payload = cloud.payload(&qowner.token(), secret);
+            assert!(payload.status == 200 && payload.body == run.fixed_key(), "secret {secret} does not give the member the key");
+        }
+        assert_eq!(q.roles_of(&tenancy::cinder_user_id()), Vec::<String>::new(), "Cinder's user keeps a role in Q");
+        assert_eq!(tenancy::grant_files(&run.state), Vec::<PathBuf>::new(), "grants left in the journal");
+        let pending: Vec<PathBuf> = walk(&run.state).into_iter().filter(|f| f.components().any(|c| c.as_os_str() == "pending")).collect();
+        assert_eq!(pending, Vec::<PathBuf>::new(), "units left in the journal");
+        run.w.assert_state_clean(&run.state);
+    };
+    let quota_lines = |out: &Output| -> Vec<String> {
+        out.stderr.lines().filter(|l| l.contains("a quota has been reached")).map(String::from).collect()
+    };
+
+    let out = run.migrate(&["--workers", "1", "-f", "json"]);
+    litter.of_rows(&run.db);
+    out.assert_code(1);
+    let report = &out.json()["report"];
+    assert_eq!((report["migrated"].as_u64(), report["failed"].as_u64()), (Some(3), Some(0)), "2 of Q's, O's: {}", out.stdout);
+    assert_eq!(report["blocked_units"], 3, "{}", out.stdout);
+    let reason = report["blocked_projects"][&q.id].as_str().unwrap_or_default();
+    assert!(reason.starts_with("Barbican's secret quota of the project is reached (POST "), "{reason}");
+    assert!(reason.contains("Creation not allowed because a quota has been reached"), "Barbican's own words: {reason}");
+    let lines = quota_lines(&out);
+    assert_eq!(lines.len(), 2, "one line when Q is blocked, one in the summary:\n{}", out.stderr);
+    assert!(lines[0].contains(&format!("Not migrating the rows of project {}: Barbican's secret quota", q.id)), "{}", lines[0]);
+    assert!(lines[1].contains(&format!("Project {} is blocked: Barbican's secret quota", q.id)), "{}", lines[1]);
+    assert!(!out.stderr.contains("Error migrating"), "{}", out.stderr);
+    // Q's units after the refused one were never sent to Barbican.
+    assert_eq!(out.stderr.matches("encryption key to Barbican\n").count(), 4, "2 + 1 refused of Q's, 1 of O's:\n{}", out.stderr);
+    assert_consistent(&run, 2);
+    assert_project_done(&run, &cloud, &o, &oowner, &[("volumes", &ov)]);
+
+    // The quota unchanged: nothing moves, and the run says why.
+    let before = run.db.fingerprint();
+    let out = run.migrate(&["--workers", "3", "-f", "json"]);
+    out.assert_code(2);
+    let report = &out.json()["report"];
+    assert_eq!((report["migrated"].as_u64(), report["failed"].as_u64(), report["blocked_units"].as_u64()), (Some(0), Some(0), Some(3)), "{}", out.stdout);
+    assert_eq!(quota_lines(&out).len(), 2, "{}", out.stderr);
+    assert_eq!(run.db.fingerprint(), before, "nothing is written");
+    assert_consistent(&run, 2);
+
+    // Raised: the next run finishes.
+    q.set_secret_quota(10);
+    let out = run.migrate(&[]);
+    litter.of_rows(&run.db);
+    out.assert_code(0);
+    assert_project_done(&run, &cloud, &q, &qowner, &qrows);
+    assert_consistent(&run, 5);
+}

@@ -302,15 +302,38 @@ impl Db {
     }
 
     /// Whether any row, live or deleted, points at `secret_id`. A secret that a row points at is
-    /// never deleted. Deliberately not byte-exact: on MySQL the collation also counts the ID in
-    /// another case or with trailing spaces, which can only keep a secret, never lose one.
+    /// never deleted. Byte for byte, as Cinder and Barbican compare: Barbican answers 404 to an ID
+    /// in any other case or with spaces (it takes only the canonical form), and Cinder reads a
+    /// glance row's key only under the exact name `cinder_encryption_key_id`. On MySQL the
+    /// collation alone would also count such look-alikes, which reach no secret, and a rollback
+    /// would leave their secret behind, unused.
     pub fn is_referenced(&mut self, secret_id: &str) -> Result<bool> {
+        let backend = self.backend;
         let conn = &mut self.conn;
         let r = (|| -> QueryResult<bool> {
-            let v: i64 = volumes::table.filter(volumes::encryption_key_id.eq(secret_id)).count().get_result(conn)?;
-            let s: i64 = snapshots::table.filter(snapshots::encryption_key_id.eq(secret_id)).count().get_result(conn)?;
-            let b: i64 = backups::table.filter(backups::encryption_key_id.eq(secret_id)).count().get_result(conn)?;
-            let g: i64 = vgm::table.filter(vgm::key.eq(GLANCE_KEY)).filter(vgm::value.eq(secret_id)).count().get_result(conn)?;
+            // The typed `eq` keeps the index; `holds` makes it exact.
+            let v: i64 = volumes::table
+                .filter(volumes::encryption_key_id.eq(secret_id))
+                .filter(holds(backend, "volumes.encryption_key_id", secret_id))
+                .count()
+                .get_result(conn)?;
+            let s: i64 = snapshots::table
+                .filter(snapshots::encryption_key_id.eq(secret_id))
+                .filter(holds(backend, "snapshots.encryption_key_id", secret_id))
+                .count()
+                .get_result(conn)?;
+            let b: i64 = backups::table
+                .filter(backups::encryption_key_id.eq(secret_id))
+                .filter(holds(backend, "backups.encryption_key_id", secret_id))
+                .count()
+                .get_result(conn)?;
+            let g: i64 = vgm::table
+                .filter(vgm::key.eq(GLANCE_KEY))
+                .filter(ConstSql::<Bool>::new(exact(backend, "volume_glance_metadata.key", "=", GLANCE_KEY)))
+                .filter(vgm::value.eq(secret_id))
+                .filter(holds(backend, "volume_glance_metadata.value", secret_id))
+                .count()
+                .get_result(conn)?;
             Ok(v + s + b + g > 0)
         })();
         r.map_err(|e| self.error("looking for rows that use a secret", e))

@@ -150,9 +150,12 @@ enum UnitError {
     /// Stops the run (database unusable, 403 from Barbican, journal unwritable).
     Fatal(Error),
     /// A project's Barbican refused its token or its request (the role it relied on was
-    /// revoked by another run, the project's quota, …): counted against the error budget, and
-    /// the project is opened again before its next unit.
+    /// revoked by another run, its policy, …): counted against the error budget, and the
+    /// project is opened again before its next unit.
     Project(String),
+    /// The row's project is at Barbican's secret quota: no unit of it can succeed until an
+    /// operator raises the quota, so the project is blocked for the rest of the run.
+    Quota(String),
 }
 
 impl From<Error> for UnitError {
@@ -166,6 +169,7 @@ impl From<Error> for UnitError {
 fn project_api(e: ApiError) -> UnitError {
     match e {
         ApiError::Forbidden(m) => UnitError::Project(format!("Barbican refused (quota or policy): {m}")),
+        ApiError::Quota(m) => UnitError::Quota(m),
         ApiError::Fatal(m) => UnitError::Project(m),
         e => api(e),
     }
@@ -175,6 +179,10 @@ fn api(e: ApiError) -> UnitError {
     match e {
         ApiError::Forbidden(m) => UnitError::Fatal(Error::Service(format!(
             "Barbican refused (quota or policy): {m}; check the [keystone_authtoken] user's roles and the project's secret quota"
+        ))),
+        // Every secret of the run goes to that one project: nothing more can be done.
+        ApiError::Quota(m) => UnitError::Fatal(Error::Service(format!(
+            "Barbican's secret quota of the [keystone_authtoken] identity's project is reached ({m}); raise it, or delete the secrets that project no longer needs, then run migrate again"
         ))),
         ApiError::Fatal(m) => UnitError::Fatal(Error::Credentials(m)),
         ApiError::Transient(m) | ApiError::Rejected(m) => UnitError::Failed(m),
@@ -372,6 +380,17 @@ impl Engine<'_> {
                             first_error.get_or_insert(e);
                         }
                     }
+                    // Another unit of a project already at its quota, sent before it was
+                    // blocked: left, like the project's units still waiting for a worker.
+                    Err(UnitError::Quota(_)) if self.blocked(&job) => self.report.blocked_units += 1,
+                    Err(UnitError::Quota(m)) => match &job.target.holder {
+                        Holder::Project(project) => self.quota_reached(project, &m, &queue),
+                        // Only a project's Barbican reports a quota this way.
+                        Holder::Readers(_) => {
+                            stop.store(true, Ordering::SeqCst);
+                            first_error.get_or_insert(Error::Internal(format!("a quota answer outside a project: {m}")));
+                        }
+                    },
                     Err(UnitError::Project(m)) => {
                         let news = match (&mut self.projects, &job.target.holder) {
                             (Some(p), Holder::Project(project)) => p.reopen(project, &job.target.barbican),
@@ -409,6 +428,31 @@ impl Engine<'_> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Whether the job's project is blocked in this run.
+    fn blocked(&self, job: &Job) -> bool {
+        match (&self.projects, &job.target.holder) {
+            (Some(p), Holder::Project(project)) => p.is_blocked(project).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Barbican refused a unit of `project` because the project's secret quota is reached:
+    /// the project is blocked for the rest of the run (its grant is revoked when the pass
+    /// ends, once the jobs still in flight are done), and its units still waiting for a worker
+    /// are left, without asking Barbican again.
+    fn quota_reached(&mut self, project: &str, answer: &str, queue: &Mutex<VecDeque<Job>>) {
+        let reason = format!("Barbican's secret quota of the project is reached ({answer}); raise it, then run migrate again");
+        self.report.blocked_units += 1;
+        if let Some(p) = &mut self.projects {
+            p.block(project, &reason);
+        }
+        self.report.blocked_projects.entry(project.to_string()).or_insert(reason);
+        let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = queue.len();
+        queue.retain(|j| !matches!(&j.target.holder, Holder::Project(p) if p == project));
+        self.report.blocked_units += u64::try_from(waiting - queue.len()).unwrap_or(u64::MAX);
     }
 
     /// Cinder's rule: stop once more than `max_errors` units have failed.
@@ -577,7 +621,7 @@ impl Engine<'_> {
             match self.recover_one(&entry) {
                 Ok(true) => self.report.recovered += 1,
                 Ok(false) => {}
-                Err(UnitError::Failed(m) | UnitError::Project(m)) => {
+                Err(UnitError::Failed(m) | UnitError::Project(m) | UnitError::Quota(m)) => {
                     self.report.failed += 1;
                     log::error!(target: LOG, "Error finishing {} {} left by an interrupted run: {m}", entry.table.noun(), entry.id);
                     if let (Some(p), Some(project)) = (&mut self.projects, &entry.project) {

@@ -237,6 +237,82 @@ impl CinderDb {
             .expect("glance");
         format!("{v:?}\n{s:?}\n{b:?}\n{g:?}")
     }
+
+    /// Every row of the four tables, by (table, id): every column keymigrate's schema declares
+    /// (ids, hosts, owners, projects, the key ID or glance key and value, `deleted`,
+    /// `updated_at`), written out so that two equal strings mean the same bytes.
+    pub fn rows(&self) -> std::collections::BTreeMap<(String, String), String> {
+        use keymigrate::db::schema::*;
+        type Text = Option<String>;
+        type Stamp = Option<chrono::NaiveDateTime>;
+        // id, deleted, the text columns, updated_at.
+        type Row<Id> = (Id, Option<bool>, Text, Text, Text, Text, Stamp);
+        type VolumeRow = (String, Option<bool>, Text, Text, Text, Text, Text, Stamp);
+        let mut c = self.conn();
+        let mut out = std::collections::BTreeMap::new();
+        let v: Vec<VolumeRow> = volumes::table
+            .select((
+                volumes::id,
+                volumes::deleted,
+                volumes::host,
+                volumes::cluster_name,
+                volumes::user_id,
+                volumes::project_id,
+                volumes::encryption_key_id,
+                volumes::updated_at,
+            ))
+            .load(&mut c)
+            .expect("volumes");
+        for r in v {
+            out.insert(("volumes".to_string(), r.0.clone()), format!("{r:?}"));
+        }
+        let s: Vec<Row<String>> = snapshots::table
+            .select((
+                snapshots::id,
+                snapshots::deleted,
+                snapshots::volume_id,
+                snapshots::user_id,
+                snapshots::project_id,
+                snapshots::encryption_key_id,
+                snapshots::updated_at,
+            ))
+            .load(&mut c)
+            .expect("snapshots");
+        for r in s {
+            out.insert(("snapshots".to_string(), r.0.clone()), format!("{r:?}"));
+        }
+        let b: Vec<Row<String>> = backups::table
+            .select((
+                backups::id,
+                backups::deleted,
+                backups::host,
+                backups::user_id,
+                backups::project_id,
+                backups::encryption_key_id,
+                backups::updated_at,
+            ))
+            .load(&mut c)
+            .expect("backups");
+        for r in b {
+            out.insert(("backups".to_string(), r.0.clone()), format!("{r:?}"));
+        }
+        let g: Vec<Row<i32>> = volume_glance_metadata::table
+            .select((
+                volume_glance_metadata::id,
+                volume_glance_metadata::deleted,
+                volume_glance_metadata::volume_id,
+                volume_glance_metadata::snapshot_id,
+                volume_glance_metadata::key,
+                volume_glance_metadata::value,
+                volume_glance_metadata::updated_at,
+            ))
+            .load(&mut c)
+            .expect("glance");
+        for r in g {
+            out.insert(("volume_glance_metadata".to_string(), r.0.to_string()), format!("{r:?}"));
+        }
+        out
+    }
 }
 
 impl Drop for CinderDb {

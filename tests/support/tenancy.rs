@@ -140,6 +140,27 @@ pub fn admin_call(method: &str, path: &str, body: Option<Value>) -> (u16, Value)
     }
 }
 
+/// Barbican's REST API (`path` after the endpoint) as Keystone's admin, whose `admin` role in
+/// project `admin` Barbican's policy accepts for project quotas; once more with a new token
+/// after a 401. Never panics: a `Drop` calls it.
+pub fn barbican_admin_call(method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("{}{path}", env("KEYMIGRATE_TEST_BARBICAN_URL"));
+    let mut answer = (0, Value::String("no token for Keystone's admin".into()));
+    for _ in 0..2 {
+        let Some(token) = cached(&ADMIN_TOKEN, || try_token("admin", &env("KEYMIGRATE_TEST_ADMIN_PASSWORD"), "admin")) else {
+            return answer;
+        };
+        let (status, _, bytes) = raw(method, &url, Some(&token), body.as_ref());
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        answer = (status, value);
+        if status != 401 {
+            break;
+        }
+        forget(&ADMIN_TOKEN, &token);
+    }
+    answer
+}
+
 /// Deletes a Barbican secret as Cinder's service user, whose `admin` role lets it delete any
 /// project's secret; never panics.
 fn delete_secret(id: &str) {
@@ -193,6 +214,11 @@ impl Member {
         TestUser::new(&self.name, &self.password, &self.project)
     }
 
+    /// The member's password, for a configuration that logs in as it.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
     /// A token scoped to the member's project.
     pub fn token(&self) -> String {
         self.token
@@ -208,6 +234,8 @@ pub struct Project {
     pub id: String,
     pub name: String,
     members: Vec<Member>,
+    /// Whether a Barbican quota was set here, to delete with the project.
+    quota: std::sync::atomic::AtomicBool,
 }
 
 impl Project {
@@ -217,7 +245,7 @@ impl Project {
         let (status, answer) = admin_call("POST", "/projects", Some(body));
         assert_eq!(status, 201, "create project {name}: {answer}");
         let id = answer["project"]["id"].as_str().expect("project id").to_string();
-        Project { id, name, members: Vec::new() }
+        Project { id, name, members: Vec::new(), quota: Default::default() }
     }
 
     /// A new user holding `member` in this project only.
@@ -239,6 +267,15 @@ impl Project {
         let role = role_id(role);
         let (status, answer) = admin_call("PUT", &format!("/projects/{}/users/{user}/roles/{role}", self.id), None);
         assert_eq!(status, 204, "grant {role} to {user} in {}: {answer}", self.id);
+    }
+
+    /// Barbican's quota of secrets for this project (`PUT /v1/project-quotas/{id}`), set as
+    /// Keystone's admin: Barbican 23's policy (oslo.policy's new defaults) asks for `admin` in
+    /// a project-scoped token, not the legacy `key-manager:service-admin`.
+    pub fn set_secret_quota(&self, secrets: i64) {
+        let (status, answer) = barbican_admin_call("PUT", &format!("/v1/project-quotas/{}", self.id), Some(json!({"project_quotas": {"secrets": secrets}})));
+        assert_eq!(status, 204, "set the secret quota of {}: {answer}", self.id);
+        self.quota.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The names of the roles `user` holds here, effective ones included (through a group,
@@ -280,6 +317,13 @@ impl Drop for Project {
         }
         // Everything is attempted before a failure is reported.
         let mut failed: Vec<String> = self.members.iter().filter_map(|m| delete(&format!("/users/{}", m.id))).collect();
+        if self.quota.load(std::sync::atomic::Ordering::SeqCst) {
+            // Barbican keeps a project's quota after Keystone deletes the project.
+            let (status, answer) = barbican_admin_call("DELETE", &format!("/v1/project-quotas/{}", self.id), None);
+            if status != 204 && status != 404 {
+                failed.push(format!("DELETE the quota of {}: {status} {answer}", self.id));
+            }
+        }
         failed.extend(delete(&format!("/projects/{}", self.id)));
         if !failed.is_empty() && !std::thread::panicking() {
             panic!("cleaning up project {}: {}", self.name, failed.join("; "));
