@@ -24,7 +24,14 @@ fn conf_through(f: &Fixture, backend: Backend, proxy: &StallProxy) -> String {
     let text = std::fs::read_to_string(&f.conf).expect("read cinder.conf");
     let direct = format!("127.0.0.1:{}/", port(backend));
     assert!(text.contains(&direct), "the fixture's cinder.conf does not name {direct}");
-    let path = f.w.write("cinder-stalled.conf", &text.replace(&direct, &format!("127.0.0.1:{}/", proxy.port)));
+    let mut text = text.replace(&direct, &format!("127.0.0.1:{}/", proxy.port));
+    if backend == Backend::Postgres {
+        // The proxy stalls on the SQL it sees: keep libpq from negotiating TLS (its default is
+        // `prefer`, and the test PostgreSQL offers TLS).
+        let line = text.lines().find(|l| l.starts_with("connection = ")).expect("connection line").to_string();
+        text = text.replace(&line, &format!("{line}?sslmode=disable"));
+    }
+    let path = f.w.write("cinder-stalled.conf", &text);
     path.to_str().expect("path").to_string()
 }
 
