@@ -9,9 +9,9 @@
 # and tests/release.rs runs it with KEYMIGRATE_FAULT set.
 #
 # The database backends are cargo features (`mysql`, `postgres`, both on by default; SQLite is
-# always built in). Each combination is built: the SQLite-only binary for real (tests/features.rs
-# runs it), and every combination other than the default is linted by clippy (which also
-# type-checks the two with one server backend).
+# always built in). Each combination is built and linted: the SQLite-only release binary is also
+# run (tests/features.rs), the two with one server backend are debug builds, made first so that
+# the default build after them puts the tests' binary back.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -20,6 +20,8 @@ scripts/testenv.sh up
 # shellcheck disable=SC1091
 source "${KEYMIGRATE_TESTENV:-$ROOT/.cache/testenv}/env.sh"
 
+cargo build --locked --no-default-features --features mysql
+cargo build --locked --no-default-features --features postgres
 cargo build --all-targets --locked
 # Without the default features first, copied aside: the default build below puts its own binary
 # back at target/release/keymigrate.
