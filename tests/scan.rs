@@ -587,3 +587,34 @@ fn a_volumes_project_swap_rewrites_exactly_the_rows_planned_to_share_it() {
         assert_eq!(state.project.as_deref(), Some("proj-1"), "{backend:?}: a volume's glance row is in the volume's project");
     }
 }
+
+/// A host scope that names no volume or backup at all (a pod's host name, say) while rows
+/// elsewhere are left is said to be suspicious; a real host with nothing left is not.
+#[test]
+fn status_warns_when_the_scope_names_no_row_at_all() {
+    let db = CinderDb::new(Backend::Sqlite);
+    db.volume("v-elsewhere", Some("node1@lvm#pool"), Some("alice"), Some(ZERO))
+        .volume("v-done", Some("node2@lvm#pool"), Some("alice"), Some("11111111-2222-3333-4444-555555555555"))
+        .backup("b-done", "v-done", Some("node3"), Some("alice"), Some("11111111-2222-3333-4444-555555555555"), false);
+    let mut w = Workdir::new();
+    let conf = w.conf(&db, Some(&random_key()), "");
+    let conf = arg(&conf);
+    let warning = "names no volume or backup in the database";
+
+    // cinder.conf's own host (`testhost`) holds nothing: done in scope, but said to be odd.
+    let out = w.run(&["--config-file", conf, "status"]);
+    out.assert_code(0);
+    let line = out.stderr.lines().find(|l| l.contains(warning)).unwrap_or_else(|| panic!("no warning:\n{}", out.stderr));
+    assert!(line.contains("WARNING") && line.contains("testhost") && line.contains("--host"), "{line}");
+
+    // A host whose volumes are all migrated, or one with only backups: done, nothing odd.
+    for host in ["node2", "node3"] {
+        let out = w.run(&["--config-file", conf, "status", "--host", host]);
+        out.assert_code(0);
+        assert!(!out.stderr.contains(warning), "{host}: {}", out.stderr);
+    }
+    // The host with work left is not done, and not odd either.
+    let out = w.run(&["--config-file", conf, "status", "--host", "node1"]);
+    out.assert_code(1);
+    assert!(!out.stderr.contains(warning), "{}", out.stderr);
+}

@@ -101,3 +101,25 @@ pub fn conditions_json(conditions: &Conditions) -> serde_json::Value {
         "message": conditions.message(),
     })
 }
+
+/// Warns when a host scope with nothing left to migrate names no volume or backup at all, while
+/// rows elsewhere still use the all-zeros ID: the host name keymigrate derived is probably not
+/// the one Cinder stores (a container's or pod's host name), and "done" would be said of nothing.
+/// Only a warning: a new host, or one whose volumes are all gone, is rightly done.
+pub fn warn_if_scope_names_no_row(db: &mut crate::db::Db, scope: &crate::scope::Scope, units: i64, left_elsewhere: i64) {
+    if scope.all || units > 0 || left_elsewhere == 0 {
+        return;
+    }
+    match db.scope_names_a_row(scope) {
+        Ok(true) => {}
+        Ok(false) => log::warn!(
+            "Scope [{}] names no volume or backup in the database, migrated or not, while {} row(s) elsewhere still use the all-zeros key ID: \
+             if this host runs cinder-volume, Cinder stores it under another name (a container's or pod's host name is not it); \
+             name the scope with --host or --cluster",
+            scope.describe(),
+            left_elsewhere
+        ),
+        // The check is advice: a database it cannot read this way changes nothing else.
+        Err(e) => log::debug!("could not check whether the scope names any row: {e}"),
+    }
+}

@@ -21,6 +21,7 @@ pub fn run(settings: &Settings, args: &StatusArgs, out: &mut dyn Write) -> Resul
     let mut db = Db::connect(&settings.database, Access::ReadOnly)?;
     let (tally, census) = plan::tally(&mut db, scope, settings.owner, plan::Lookup::Index)?;
     let (database, deleted) = (census.live, census.deleted);
+    super::warn_if_scope_names_no_row(&mut db, scope, tally.units(), database.total());
     let images = settings.images.as_ref().map(ImageReport::look).transpose()?;
     let nova = super::look_nova(settings)?;
     let outcome = with_images(super::outcome(conditions, &tally), conditions.is_ready(), &tally, images.as_ref());

@@ -119,6 +119,28 @@ impl Db {
         Ok(db)
     }
 
+    /// Whether any volume or backup row, live or deleted, whatever its key, belongs to `scope`:
+    /// one pass over the distinct hosts (and clusters) the two tables name.
+    pub fn scope_names_a_row(&mut self, scope: &crate::scope::Scope) -> Result<bool> {
+        if scope.all {
+            return Ok(true);
+        }
+        let hosts = volumes::table
+            .select((volumes::host, volumes::cluster_name))
+            .distinct()
+            .load::<(Option<String>, Option<String>)>(&mut self.conn)
+            .map_err(|e| self.error("reading the volumes' hosts", e))?;
+        if hosts.iter().any(|(h, c)| scope.volume_in_scope(h.as_deref(), c.as_deref())) {
+            return Ok(true);
+        }
+        let hosts = backups::table
+            .select(backups::host)
+            .distinct()
+            .load::<Option<String>>(&mut self.conn)
+            .map_err(|e| self.error("reading the backups' hosts", e))?;
+        Ok(hosts.iter().any(|h| scope.backup_in_scope(h.as_deref())))
+    }
+
     /// A second connection to the same database, with the same access.
     pub fn another(&self) -> Result<Db> {
         Db::connect(&self.source, self.access)
