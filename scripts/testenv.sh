@@ -4,10 +4,13 @@
 #   scripts/testenv.sh install          Debian packages + Python venvs (Cinder, Keystone, Barbican,
 #                                       Glance, Nova; ansible-core and kubernetes-validate for the
 #                                       fleet examples in docs/examples/)
-#   scripts/testenv.sh up               install if needed, start MariaDB, PostgreSQL, Keystone,
-#                                       Barbican and Glance, build the Cinder and Nova template
-#                                       databases, write env.sh, self-check; idempotent (running
-#                                       servers are left alone, built templates are kept)
+#   scripts/testenv.sh up               install if needed, make the test CA and certificates,
+#                                       start MariaDB and PostgreSQL (TLS on), Keystone, Barbican,
+#                                       Glance and stunnel (HTTPS in front of the three), build the
+#                                       Cinder and Nova template databases, write env.sh,
+#                                       self-check; idempotent (running servers are left alone,
+#                                       except a MariaDB without TLS, restarted once; built
+#                                       templates are kept)
 #   scripts/testenv.sh down             stop every server `up` started (data is kept)
 #   scripts/testenv.sh reset            down, then delete the testenv directory (not the venvs)
 #   scripts/testenv.sh restart-mariadb  stop and start MariaDB (tests use it to kill the DB mid-run)
@@ -41,6 +44,10 @@ BB_PORT=19311          # Barbican "public"
 BB_PORT2=19312         # Barbican "internal" (same server)
 BB_PORT_NOWHERE=19319  # RegionTwo public: nothing listens there
 GL_PORT=19292          # Glance (public and internal)
+# HTTPS: stunnel in front of Keystone, Barbican and Glance, with the testenv's own CA
+KS_TLS_PORT=15443
+BB_TLS_PORT=19411
+GL_TLS_PORT=19392
 
 DB_USER=kmtest
 DB_PW=kmtest-pw
@@ -55,13 +62,21 @@ BARBICAN_USER=barbican
 BARBICAN_PW=barbican-svc-pw
 APPCRED_NAME=keymigrate-test
 GLANCE_USER=glance     # its password is random, made once per testenv: see glance_password
+# Users that may connect only over TLS, beside kmtest (which may do either): MariaDB REQUIRE SSL
+# and PostgreSQL hostssl-only with a password; with the client certificate (CN kmcert) alone,
+# MariaDB REQUIRE SUBJECT and PostgreSQL's `cert` method
+DB_TLS_USER=kmtls
+DB_TLS_PW=kmtls-pw
+DB_CERT_USER=kmcert
 
 # The second line: what building and checking the Debian package needs (scripts/package.sh,
 # tests/package.rs): dpkg-shlibdeps, readelf, man, systemctl and systemd-analyze. The third:
-# the system Python that Ansible's apt module runs under on tests/ansible.rs's hosts.
+# the system Python that Ansible's apt module runs under on tests/ansible.rs's hosts. The
+# fourth: the testenv's CA and certificates, the HTTPS terminator.
 APT_PACKAGES=(mariadb-server mariadb-client libmariadb-dev postgresql libpq-dev pkg-config
               dpkg-dev binutils man-db systemd
-              python3-apt)
+              python3-apt
+              openssl stunnel4)
 CINDER_PKGS="cinder==29.0.0 PyMySQL psycopg2-binary"
 KEYSTONE_PKGS="keystone==30.0.0 gunicorn"
 BARBICAN_PKGS="barbican==23.0.0 gunicorn PyMySQL"
@@ -89,6 +104,9 @@ GL_HOME=$GL_DIR/home
 GL_PID=$GL_DIR/gunicorn.pid
 CI_DIR=$T/cinder
 NV_DIR=$T/nova         # Nova's template builds: throwaway nova.conf files, logs, .done markers
+TLS_DIR=$T/tls         # the CA, the servers' certificate (127.0.0.1, localhost), a client's
+ST_DIR=$T/stunnel
+ST_PID=$ST_DIR/stunnel.pid
 
 log() { printf '[testenv %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -292,6 +310,7 @@ start_mariadb() {
         --datadir="$MY_DIR/data" --bind-address=$HOST --port=$MY_PORT \
         --socket="$MY_SOCK" --pid-file="$MY_PID" --log-error="$MY_DIR/mariadbd.log" \
         --skip-name-resolve --max-connections=500 \
+        --ssl-ca="$TLS_DIR/ca.pem" --ssl-cert="$TLS_DIR/server.pem" --ssl-key="$TLS_DIR/server.key" \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
         --innodb-flush-log-at-trx-commit=2)
     wait_for MariaDB 60 "$MY_DIR/mariadbd.log" "$pid" \
@@ -376,6 +395,146 @@ stop_postgres() {
             stop_pid PostgreSQL "$PG_DATA/postmaster.pid" postgres
     fi
 }
+
+
+# ------------------------------------------------------------------------------------ TLS material
+# Made once per testenv with openssl (P-256 keys): ca.pem/ca.key, server.pem/server.key (SAN
+# IP:127.0.0.1 and DNS:localhost), client.pem/client.key (CN kmcert, clientAuth). Ten years.
+
+make_tls() {
+    [[ -s $TLS_DIR/client.pem && -s $TLS_DIR/server.pem && -s $TLS_DIR/ca.pem ]] && return 0
+    log "making the testenv's CA and certificates in $TLS_DIR"
+    rm -rf "$TLS_DIR.tmp"
+    mkdir -p "$TLS_DIR.tmp"
+    (
+        cd "$TLS_DIR.tmp"
+        ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+        openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 3650 -subj "/CN=keymigrate test CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+        openssl req "${ec[@]}" -keyout server.key -out server.csr -subj "/CN=127.0.0.1"
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile server.ext -out server.pem
+        openssl req "${ec[@]}" -keyout client.key -out client.csr -subj "/CN=$DB_CERT_USER"
+        printf 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n' >client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile client.ext -out client.pem
+        cat server.pem server.key >server-bundle.pem
+        rm -f ./*.csr ./*.ext ca.srl
+        # libpq takes a client key only when no one else may read it
+        chmod 0644 ./*.pem
+        chmod 0600 ./*.key server-bundle.pem
+    ) >"$T/tls.log" 2>&1 || die_log "$T/tls.log" "openssl could not make the test certificates"
+    rm -rf "$TLS_DIR"
+    mv "$TLS_DIR.tmp" "$TLS_DIR"
+}
+
+# A MariaDB started before this script had TLS has no certificate: restarted once.
+mariadb_tls() {
+    if [[ $(my_root -N -e "SELECT @@have_ssl") != YES ]]; then
+        log "MariaDB runs without TLS: restarting it with the testenv's certificate"
+        stop_mariadb
+        start_mariadb
+    fi
+    [[ $(my_root -N -e "SELECT @@have_ssl") == YES ]] || die_log "$MY_DIR/mariadbd.log" "MariaDB has no TLS"
+    my_root -e "
+        CREATE USER IF NOT EXISTS '$DB_TLS_USER'@'127.0.0.1' IDENTIFIED BY '$DB_TLS_PW' REQUIRE SSL;
+        ALTER USER '$DB_TLS_USER'@'127.0.0.1' IDENTIFIED BY '$DB_TLS_PW' REQUIRE SSL;
+        GRANT ALL PRIVILEGES ON *.* TO '$DB_TLS_USER'@'127.0.0.1';
+        CREATE USER IF NOT EXISTS '$DB_CERT_USER'@'127.0.0.1' REQUIRE SUBJECT '/CN=$DB_CERT_USER';
+        ALTER USER '$DB_CERT_USER'@'127.0.0.1' REQUIRE SUBJECT '/CN=$DB_CERT_USER';
+        GRANT ALL PRIVILEGES ON *.* TO '$DB_CERT_USER'@'127.0.0.1';" ||
+        die_log "$MY_DIR/mariadbd.log" "creating MariaDB's TLS users failed"
+}
+
+# PostgreSQL's TLS settings change with a reload, no restart: ALTER SYSTEM, pg_hba.conf's lines
+# for the TLS-only users first, pg_reload_conf(). Idempotent.
+postgres_tls() {
+    local keydir=$PG_DIR/tls hba=$PG_DATA/pg_hba.conf i
+    mkdir -p "$keydir"
+    install -o postgres -g postgres -m 0600 "$TLS_DIR/server.key" "$keydir/server.key"
+    install -o postgres -g postgres -m 0644 "$TLS_DIR/server.pem" "$keydir/server.pem"
+    install -o postgres -g postgres -m 0644 "$TLS_DIR/ca.pem" "$keydir/ca.pem"
+    chown postgres:postgres "$keydir"
+    if ! grep -q '^# keymigrate-tls$' "$hba"; then
+        {
+            echo "# keymigrate-tls"
+            echo "hostssl   all $DB_TLS_USER  127.0.0.1/32 scram-sha-256"
+            echo "hostnossl all $DB_TLS_USER  0.0.0.0/0    reject"
+            echo "hostssl   all $DB_CERT_USER 127.0.0.1/32 cert"
+            echo "hostnossl all $DB_CERT_USER 0.0.0.0/0    reject"
+            cat "$hba"
+        } >"$hba.tmp"
+        chown postgres:postgres "$hba.tmp"
+        mv "$hba.tmp" "$hba"
+    fi
+    pg_sql -d postgres -c "ALTER SYSTEM SET ssl = on" \
+        -c "ALTER SYSTEM SET ssl_cert_file = '$keydir/server.pem'" \
+        -c "ALTER SYSTEM SET ssl_key_file = '$keydir/server.key'" \
+        -c "ALTER SYSTEM SET ssl_ca_file = '$keydir/ca.pem'" \
+        -c "SELECT pg_reload_conf()" >/dev/null ||
+        die_log "$PG_DIR/log/postgres.log" "switching PostgreSQL's TLS on failed"
+    for ((i = 0; i < 50; i++)); do
+        [[ $(pg_sql -d postgres -tA -c "SHOW ssl") == on ]] && break
+        sleep 0.2
+    done
+    [[ $(pg_sql -d postgres -tA -c "SHOW ssl") == on ]] ||
+        die_log "$PG_DIR/log/postgres.log" "PostgreSQL's ssl is not on after a reload"
+    pg_sql -d postgres -c "DO \$\$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$DB_TLS_USER') THEN
+                CREATE ROLE $DB_TLS_USER;
+            END IF;
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$DB_CERT_USER') THEN
+                CREATE ROLE $DB_CERT_USER;
+            END IF;
+        END \$\$;" -c "ALTER ROLE $DB_TLS_USER WITH SUPERUSER LOGIN PASSWORD '$DB_TLS_PW';" \
+        -c "ALTER ROLE $DB_CERT_USER WITH SUPERUSER LOGIN;" >/dev/null ||
+        die_log "$PG_DIR/log/postgres.log" "creating PostgreSQL's TLS roles failed"
+}
+
+# ------------------------------------------------------------------------------ HTTPS (stunnel)
+# One stunnel in front of Keystone, Barbican and Glance: TLS with the testenv's server
+# certificate on the *_TLS_PORTs, plain HTTP to the servers. Keystone's catalog names them in
+# RegionTLS. (Barbican's secret_ref keeps its host_href, http://…:19311: keymigrate takes only
+# the secret's ID from it and confirms it at the endpoint it used.)
+
+stunnel_running() { pidfile_alive "$ST_PID" stunnel && port_open $KS_TLS_PORT; }
+
+start_stunnel() {
+    local p pid
+    mkdir -p "$ST_DIR"
+    cat >"$ST_DIR/stunnel.conf.tmp" <<EOF
+foreground = yes
+pid = $ST_PID
+output = $ST_DIR/stunnel.log
+cert = $TLS_DIR/server-bundle.pem
+[keystone]
+accept = $HOST:$KS_TLS_PORT
+connect = $HOST:$KS_PORT
+[barbican]
+accept = $HOST:$BB_TLS_PORT
+connect = $HOST:$BB_PORT
+[glance]
+accept = $HOST:$GL_TLS_PORT
+connect = $HOST:$GL_PORT
+EOF
+    mv "$ST_DIR/stunnel.conf.tmp" "$ST_DIR/stunnel.conf"
+    if stunnel_running; then
+        log "stunnel already running on $HOST:$KS_TLS_PORT, $BB_TLS_PORT and $GL_TLS_PORT"
+        return 0
+    fi
+    for p in $KS_TLS_PORT $BB_TLS_PORT $GL_TLS_PORT; do
+        port_open "$p" && die "port $p is taken by a process this script did not start"
+    done
+    rm -f "$ST_PID"
+    pid=$(launch "$ST_DIR/stunnel.out" stunnel4 "$ST_DIR/stunnel.conf")
+    for p in $KS_TLS_PORT $BB_TLS_PORT $GL_TLS_PORT; do
+        wait_for stunnel 30 "$ST_DIR/stunnel.out" "$pid" port_open "$p"
+    done
+    log "stunnel up on $HOST:$KS_TLS_PORT, $BB_TLS_PORT and $GL_TLS_PORT (pid $pid)"
+}
+
+stop_stunnel() { stop_pid stunnel "$ST_PID" stunnel; }
 
 # ---------------------------------------------------------------------------------------- Keystone
 
@@ -464,7 +623,7 @@ keystone_setup() {
     KS_URL=http://$HOST:$KS_PORT/v3 ADMIN_PW=$ADMIN_PW CINDER_USER=$CINDER_USER CINDER_PW=$CINDER_PW \
         SERVICE_PROJECT=$SERVICE_PROJECT DEMO_PROJECT=$DEMO_PROJECT ALICE_PW=$ALICE_PW BOB_PW=$BOB_PW \
         BARBICAN_USER=$BARBICAN_USER BARBICAN_PW=$BARBICAN_PW APPCRED_NAME=$APPCRED_NAME \
-        ENDPOINTS="RegionOne public http://$HOST:$BB_PORT;RegionOne internal http://$HOST:$BB_PORT2;RegionTwo public http://$HOST:$BB_PORT_NOWHERE;RegionTwo internal http://$HOST:$BB_PORT2" \
+        ENDPOINTS="RegionOne public http://$HOST:$BB_PORT;RegionOne internal http://$HOST:$BB_PORT2;RegionTwo public http://$HOST:$BB_PORT_NOWHERE;RegionTwo internal http://$HOST:$BB_PORT2;RegionTLS public https://$HOST:$BB_TLS_PORT;RegionTLS internal https://$HOST:$BB_TLS_PORT" \
         GLANCE_USER=$GLANCE_USER GLANCE_PW_FILE=$GL_DIR/service-pw \
         IMAGE_ENDPOINTS="RegionOne public http://$HOST:$GL_PORT;RegionOne internal http://$HOST:$GL_PORT" \
         OUT=$KS_DIR/ids.env \
@@ -546,6 +705,7 @@ def grant(project_id, user_id, role_id):
 
 ensure_region("RegionOne")
 ensure_region("RegionTwo")
+ensure_region("RegionTLS")
 service_p = ensure_project(E["SERVICE_PROJECT"])
 demo_p = ensure_project(E["DEMO_PROJECT"])
 roles = {n: ensure_role(n) for n in ("reader", "member", "admin", "service")}
@@ -969,7 +1129,16 @@ write_env() {
             "KEYMIGRATE_TEST_NOVA_MANAGE=$VENVS/nova/bin/nova-manage" \
             "KEYMIGRATE_TEST_ANSIBLE_PLAYBOOK=$VENVS/ansible/bin/ansible-playbook" \
             "KEYMIGRATE_TEST_KUBERNETES_VALIDATE=$VENVS/ansible/bin/kubernetes-validate" \
-            "KEYMIGRATE_TEST_TESTENV_DIR=$T"; do
+            "KEYMIGRATE_TEST_TESTENV_DIR=$T" \
+            "KEYMIGRATE_TEST_TLS_CA=$TLS_DIR/ca.pem" \
+            "KEYMIGRATE_TEST_TLS_CLIENT_CERT=$TLS_DIR/client.pem" \
+            "KEYMIGRATE_TEST_TLS_CLIENT_KEY=$TLS_DIR/client.key" \
+            "KEYMIGRATE_TEST_KEYSTONE_TLS_URL=https://$HOST:$KS_TLS_PORT/v3" \
+            "KEYMIGRATE_TEST_BARBICAN_TLS_URL=https://$HOST:$BB_TLS_PORT" \
+            "KEYMIGRATE_TEST_GLANCE_TLS_URL=https://$HOST:$GL_TLS_PORT" \
+            "KEYMIGRATE_TEST_DB_TLS_USER=$DB_TLS_USER" \
+            "KEYMIGRATE_TEST_DB_TLS_PASSWORD=$DB_TLS_PW" \
+            "KEYMIGRATE_TEST_DB_CERT_USER=$DB_CERT_USER"; do
             k=${kv%%=*} v=${kv#*=}
             echo "export $k=$(sq "$v")"
         done
@@ -1024,8 +1193,10 @@ cinder, body = pw(E["KEYMIGRATE_TEST_CINDER_USER"], E["KEYMIGRATE_TEST_CINDER_PA
                   E["KEYMIGRATE_TEST_CINDER_PROJECT"])
 eps = sorted((e["region_id"], e["interface"], e["url"]) for s in body.get("catalog", [])
              if s["type"] == "key-manager" for e in s["endpoints"])
+BBTLS = E["KEYMIGRATE_TEST_BARBICAN_TLS_URL"]
 want = sorted([("RegionOne", "internal", BB2), ("RegionOne", "public", BB),
-               ("RegionTwo", "internal", BB2), ("RegionTwo", "public", "http://127.0.0.1:19319")])
+               ("RegionTwo", "internal", BB2), ("RegionTwo", "public", "http://127.0.0.1:19319"),
+               ("RegionTLS", "internal", BBTLS), ("RegionTLS", "public", BBTLS)])
 if eps != want:
     fail(f"key-manager catalog is {eps}, wanted {want}")
 appcred, body = token({"methods": ["application_credential"], "application_credential": {
@@ -1078,8 +1249,20 @@ if st != 204:
 st, _, _ = call("GET", f"{BB}/v1/secrets/{sid}", token=cinder, headers={"Accept": "application/json"})
 if st != 404:
     fail(f"deleted secret still answers {st}")
+import ssl
+ctx = ssl.create_default_context(cafile=E["KEYMIGRATE_TEST_TLS_CA"])
+for url in (E["KEYMIGRATE_TEST_KEYSTONE_TLS_URL"], BBTLS + "/", E["KEYMIGRATE_TEST_GLANCE_TLS_URL"] + "/"):
+    try:
+        with urllib.request.urlopen(url, timeout=30, context=ctx) as r:
+            st = r.status
+    except urllib.error.HTTPError as e:
+        st = e.code
+    except Exception as e:
+        fail(f"GET {url} over TLS with the testenv's CA: {e}")
+    if st >= 500:
+        fail(f"GET {url} over TLS: HTTP {st}")
 print("[testenv] self-check passed: tokens (password, application credential), POST secret, "
-      "ACL, payload as cinder/appcred/alice, bob 403, list, DELETE", file=sys.stderr)
+      "ACL, payload as cinder/appcred/alice, bob 403, list, DELETE, HTTPS", file=sys.stderr)
 EOF
     ) || die_log "$BB_DIR/barbican.log" "self-check failed"
     glance_self_check
@@ -1191,6 +1374,8 @@ cmd_up() {
     local j f
     keystone_configure
     glance_password
+    make_tls
+    start_stunnel
     # Glance's first start (schema, loading its WSGI app) is slow and needs no other server
     start_glance >"$GL_DIR/start.out" 2>&1 9>&- &
     local gl_job=$!
@@ -1200,7 +1385,9 @@ cmd_up() {
         jobs[keystone-bootstrap]=$!
     fi
     start_mariadb
+    mariadb_tls
     start_postgres
+    postgres_tls
     log "checking/building the Cinder templates in the background"
     build_sqlite_template >"$CI_DIR/sqlite.log" 2>&1 9>&- &
     jobs[sqlite-template]=$!
@@ -1255,6 +1442,7 @@ cmd_up() {
 
 cmd_down() {
     take_lock
+    stop_stunnel
     stop_glance
     stop_barbican
     stop_keystone
@@ -1275,7 +1463,7 @@ case ${1:-} in
     up) cmd_up ;;
     down) cmd_down ;;
     reset) cmd_reset ;;
-    restart-mariadb) take_lock; stop_mariadb; start_mariadb ;;
+    restart-mariadb) take_lock; make_tls; stop_mariadb; start_mariadb ;;
     restart-postgres) take_lock; stop_postgres; start_postgres ;;
     *)
         sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -57,6 +57,7 @@ impl BarbicanSettings {
             ca_file: text(&b::VERIFY_SSL_PATH)?.map(Into::into),
             insecure: !verify,
             ca_option: format!("[barbican] {}", b::VERIFY_SSL_PATH.name),
+            insecure_option: format!("[barbican] {} = false", b::VERIFY_SSL.name),
         };
         Ok(BarbicanSettings {
             endpoint,

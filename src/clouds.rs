@@ -436,6 +436,7 @@ impl CloudIdentity {
                 ca_file: self.tls.ca_file.clone(),
                 insecure: self.tls.insecure,
                 ca_option: format!("{}: clouds.{}.cacert", self.origin, self.name),
+                insecure_option: format!("{}: clouds.{} (insecure or verify: false)", self.origin, self.name),
             },
             timeout,
         })

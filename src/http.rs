@@ -22,6 +22,9 @@ pub struct Tls {
     /// The option `ca_file` came from (`[barbican] verify_ssl_path`, a clouds.yaml key), which
     /// an unusable CA file's error names.
     pub ca_option: String,
+    /// The option that turned verification off (`[keystone_authtoken] insecure`), which the
+    /// warning names.
+    pub insecure_option: String,
 }
 
 /// How hard to try before a request counts as failed.
@@ -83,6 +86,9 @@ pub struct TransportError {
     pub message: String,
     /// The request may have reached the server (e.g. a timeout waiting for the answer).
     pub maybe_sent: bool,
+    /// Trying again cannot help: the server's certificate was refused, or the server does not
+    /// speak TLS. The request never left this machine.
+    pub permanent: bool,
 }
 
 /// Why a request sent with retries has no usable answer: the last attempt failed on the
@@ -93,11 +99,16 @@ pub struct GaveUp {
     pub attempts: u32,
     /// The last answer when it was a 5xx; `None` after a transport error.
     pub last: Option<Response>,
+    /// Not retried: see [`TransportError::permanent`].
+    pub permanent: bool,
 }
 
 impl GaveUp {
-    /// `<reason> (gave up after <n> attempts)`.
+    /// `<reason> (gave up after <n> attempts)`, or the reason alone when retrying could not help.
     pub fn message(&self) -> String {
+        if self.permanent {
+            return self.reason.clone();
+        }
         format!("{} (gave up after {} attempts)", self.reason, self.attempts)
     }
 }
@@ -123,6 +134,7 @@ impl Client {
         use ureq::tls::{RootCerts, TlsConfig};
         let mut tls_config = TlsConfig::builder();
         if tls.insecure {
+            warn_insecure(&tls.insecure_option);
             tls_config = tls_config.disable_verification(true);
         } else if let Some(path) = &tls.ca_file {
             let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
@@ -160,12 +172,17 @@ impl Client {
         headers: &[(&str, &str)],
         body: Body<'_>,
     ) -> Result<Response, TransportError> {
-        let fail = |e: ureq::Error, maybe_sent: bool| TransportError { message: describe(&e), maybe_sent };
+        let fail = |e: ureq::Error, maybe_sent: bool| {
+            let (message, permanent) = describe(&e, url);
+            TransportError { message, maybe_sent: maybe_sent && !permanent, permanent }
+        };
         let request = ureq::http::Request::builder().method(method).uri(url);
         let request = headers.iter().fold(request, |r, (k, v)| r.header(*k, *v));
         let result = match body {
             Body::None => {
-                let req = request.body(()).map_err(|e| TransportError { message: format!("bad request: {e}"), maybe_sent: false })?;
+                let req = request
+                    .body(())
+                    .map_err(|e| TransportError { message: format!("bad request: {e}"), maybe_sent: false, permanent: true })?;
                 self.agent.run(req)
             }
             Body::Json(bytes) | Body::Typed(_, bytes) => {
@@ -176,7 +193,7 @@ impl Client {
                 let req = request
                     .header("Content-Type", media)
                     .body(bytes)
-                    .map_err(|e| TransportError { message: format!("bad request: {e}"), maybe_sent: false })?;
+                    .map_err(|e| TransportError { message: format!("bad request: {e}"), maybe_sent: false, permanent: true })?;
                 self.agent.run(req)
             }
         };
@@ -220,13 +237,16 @@ impl Client {
                     (r.error_text(), Some(r))
                 }
                 Ok(r) => return Ok(r),
+                Err(e) if e.permanent => {
+                    return Err(GaveUp { reason: e.message, attempts: attempt + 1, last: None, permanent: true })
+                }
                 Err(e) => {
                     *maybe_sent |= e.maybe_sent;
                     (e.message, None)
                 }
             };
             if attempt >= self.retry.retries {
-                return Err(GaveUp { reason, attempts: attempt + 1, last });
+                return Err(GaveUp { reason, attempts: attempt + 1, last, permanent: false });
             }
             let delay = self.retry.delay(attempt);
             log::warn!("{method} {}: {reason}; retrying in {} ms", redact_url(url), delay.as_millis());
@@ -236,15 +256,72 @@ impl Client {
     }
 }
 
+/// `insecure = true` or `verify_ssl = false`: one warning per option and process, however many
+/// clients it configures.
+fn warn_insecure(option: &str) {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut warned) = WARNED.lock() else { return };
+    if warned.iter().any(|o| o == option) {
+        return;
+    }
+    warned.push(option.to_string());
+    let option = if option.is_empty() { "a TLS option" } else { option };
+    log::warn!("{option} turns TLS certificate verification off: anyone on the network path can read the keys and tokens sent");
+}
+
 /// A transport error in one line, with the URL's credentials never included (ureq's messages
-/// name the host at most).
-fn describe(e: &ureq::Error) -> String {
-    match e {
+/// name the host at most), and whether it is permanent: a refused certificate, or a server that
+/// does not speak TLS, answers the same way every time.
+fn describe(e: &ureq::Error, url: &str) -> (String, bool) {
+    let tls = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    if let Some(tls) = tls {
+        return (describe_tls(tls), true);
+    }
+    let message = match e {
         ureq::Error::Timeout(t) => format!("timed out ({t:?})"),
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::ConnectionFailed => "connection refused or failed".into(),
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof && url.starts_with("http://") => {
+            "the server closed the connection without answering (is it a TLS port? then the URL is https://)".into()
+        }
         ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
+        ureq::Error::Tls(what) => return (format!("TLS: {what}"), true),
         other => other.to_string().chars().take(200).collect(),
+    };
+    (message, false)
+}
+
+/// A TLS failure in the operator's words, with rustls's name for it.
+fn describe_tls(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => {
+            let why = match c {
+                C::UnknownIssuer => "is not signed by a CA keymigrate trusts (set the CA file option, or install the CA in the system's trust store)",
+                C::NotValidForName | C::NotValidForNameContext { .. } => "is not valid for the host name in the URL",
+                C::Expired | C::ExpiredContext { .. } => "has expired",
+                C::NotValidYet | C::NotValidYetContext { .. } => "is not valid yet",
+                C::Revoked => "is revoked",
+                C::BadSignature | C::BadEncoding => "is malformed or badly signed",
+                _ => "is refused",
+            };
+            let name = match c {
+                C::NotValidForNameContext { .. } => "NotValidForName".to_string(),
+                C::ExpiredContext { .. } => "Expired".to_string(),
+                C::NotValidYetContext { .. } => "NotValidYet".to_string(),
+                other => format!("{other:?}").chars().take(60).collect(),
+            };
+            format!("TLS: the server's certificate {why} ({name})")
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateHandshakeMessage { .. } | rustls::Error::InappropriateMessage { .. } => {
+            "TLS: the server did not answer in TLS (is it a plain HTTP port? then the URL is http://)".into()
+        }
+        rustls::Error::AlertReceived(alert) => format!("TLS: the server ended the handshake ({alert:?})"),
+        other => format!("TLS handshake failed: {}", other.to_string().chars().take(160).collect::<String>()),
     }
 }
 

@@ -155,6 +155,7 @@ impl KeystoneSettings {
         let tls = Tls {
             ca_file: get(&k::CAFILE)?.map(Into::into),
             ca_option: name(&k::CAFILE),
+            insecure_option: format!("{} = true", name(&k::INSECURE)),
             insecure: if section.is_some() {
                 conf.get_from(group, &k::INSECURE)?.is_some_and(|v| conf::parse_bool(v.value.expose()) == Some(true))
             } else {

@@ -28,3 +28,4 @@ mod rehome;
 mod release;
 mod scan;
 mod scan_oracle;
+mod tls;

@@ -223,6 +223,15 @@ struct SessionStatus {
     value: String,
 }
 
+/// Whether the translated `mysql://` URL gives libmariadb a CA, certificate or key (its query
+/// follows the last `?`: the database name never holds one).
+#[cfg(feature = "mysql")]
+fn mysql_has_tls_files(conn: &str) -> bool {
+    conn.rsplit_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| ["ssl_ca=", "ssl_cert=", "ssl_key="].iter().any(|k| pair.starts_with(k)))
+    })
+}
+
 #[cfg(feature = "mysql")]
 fn mysql_session_is_encrypted(conn: &mut MysqlConnection) -> bool {
     diesel::sql_query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
@@ -282,7 +291,24 @@ fn open_sqlite(url: &DbUrl, access: Access) -> Result<AnyConnection> {
 
 #[cfg(feature = "mysql")]
 fn open_mysql(url: &DbUrl, access: Access) -> Result<AnyConnection> {
-    let mut conn = MysqlConnection::establish(url.connection_string()).map_err(|e| failed(url, e))?;
+    if url.require_tls && !mysql_has_tls_files(url.connection_string()) {
+        // libmariadb starts TLS only when given a CA, a certificate or a key; ssl_mode alone is
+        // ignored, and the server would see a plain connection.
+        return Err(failed(
+            url,
+            "TLS is asked for (ssl_mode=REQUIRED or ssl=true) without ssl_ca, \
+             which the MariaDB client library needs to start TLS at all: add ssl_ca=<the server's CA file>",
+        ));
+    }
+    let mut conn = MysqlConnection::establish(url.connection_string()).map_err(|e| {
+        let mut message = e.to_string();
+        if !url.require_tls && message.starts_with("Access denied") {
+            // MariaDB refuses a user that must use TLS (REQUIRE SSL) in the same words as a
+            // wrong password.
+            message.push_str(" (if this user must connect over TLS, add ssl_ca=<the server's CA file> to [database] connection)");
+        }
+        failed(url, message)
+    })?;
     if url.require_tls && !mysql_session_is_encrypted(&mut conn) {
         // libmariadb ignores diesel's ssl_mode: check what the session really is.
         return Err(failed(url, "TLS was requested but the connection is not encrypted"));

@@ -401,6 +401,11 @@ impl Workdir {
 
     /// A cinder.conf for `db` with `fixed_key` and anything in `extra` (whole sections).
     pub fn conf(&mut self, db: &CinderDb, fixed_key: Option<&str>, extra: &str) -> PathBuf {
+        self.conf_url(&db.url, fixed_key, extra)
+    }
+
+    /// A cinder.conf whose `[database] connection` is `url`, otherwise as [`Workdir::conf`].
+    pub fn conf_url(&mut self, url: &str, fixed_key: Option<&str>, extra: &str) -> PathBuf {
         let key = match fixed_key {
             Some(k) => {
                 if !k.is_empty() && hex::decode(k).is_ok() {
@@ -412,7 +417,7 @@ impl Workdir {
         };
         self.write(
             "cinder.conf",
-            &format!("[DEFAULT]\nhost = testhost\n\n[database]\nconnection = {}\n\n[key_manager]\nbackend = barbican\n{key}\n{extra}", db.url),
+            &format!("[DEFAULT]\nhost = testhost\n\n[database]\nconnection = {url}\n\n[key_manager]\nbackend = barbican\n{key}\n{extra}"),
         )
     }
 
@@ -546,6 +551,7 @@ pub mod nova;
 pub mod proxy;
 pub mod stall;
 pub mod tenancy;
+pub mod tls;
 
 /// A random UUID-shaped id, so tests sharing one Barbican never collide.
 pub fn uuid() -> String {

@@ -148,7 +148,7 @@ fn stop(shared: &Shared) {
 
 /// Closes with RST instead of FIN: what the client sees when a middlebox or a crashed server
 /// drops the connection.
-fn reset(stream: TcpStream) {
+pub fn reset(stream: TcpStream) {
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: setsockopt on a socket this function owns, with a correctly sized linger value.
     unsafe {
@@ -299,7 +299,7 @@ fn serve(mut client: TcpStream, upstream: &str, shared: &Shared) {
 }
 
 /// Reads one request: the head (request line and headers) and a body of Content-Length bytes.
-fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+pub fn read_request(stream: &mut impl Read) -> Option<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -317,7 +317,7 @@ fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
 
 /// Sends the request upstream on a fresh connection (`Connection: close`) and returns the
 /// answer's head (status line and headers, without the framing ones) and its body.
-fn forward(upstream: &str, head: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
+pub fn forward(upstream: &str, head: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
     let mut up = TcpStream::connect(upstream).ok()?;
     let mut request: String = head
         .lines()
