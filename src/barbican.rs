@@ -86,14 +86,20 @@ pub enum ApiError {
     Rejected(String),
     /// Stop the run: Keystone rejected the credentials, or Barbican a freshly issued token.
     Fatal(String),
+    /// Stop the run: Barbican cannot be spoken to at all, whatever the unit (its certificate is
+    /// refused, or it does not speak TLS).
+    Unusable(String),
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ApiError::Transient(m) | ApiError::Forbidden(m) | ApiError::Quota(m) | ApiError::Rejected(m) | ApiError::Fatal(m) => {
-                f.write_str(m)
-            }
+            ApiError::Transient(m)
+            | ApiError::Forbidden(m)
+            | ApiError::Quota(m)
+            | ApiError::Rejected(m)
+            | ApiError::Fatal(m)
+            | ApiError::Unusable(m) => f.write_str(m),
         }
     }
 }
@@ -279,6 +285,9 @@ impl Barbican {
             AuthorizedError::Token(Error::Service(m)) => ApiError::Transient(m),
             AuthorizedError::Token(Error::Credentials(m)) => ApiError::Fatal(m),
             AuthorizedError::Token(other) => ApiError::Rejected(other.to_string()),
+            AuthorizedError::GaveUp(gave_up) if gave_up.permanent => {
+                ApiError::Unusable(format!("cannot use Barbican at {}: {}", http::redact_url(&self.base), gave_up.message()))
+            }
             AuthorizedError::GaveUp(gave_up) => ApiError::Transient(format!("{method} {}: {}", self.redacted(path), gave_up.message())),
             // A fresh token refused too: no unit can succeed, so the run stops.
             AuthorizedError::Refused(r) => ApiError::Fatal(format!(

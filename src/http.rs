@@ -285,8 +285,12 @@ fn describe(e: &ureq::Error, url: &str) -> (String, bool) {
         ureq::Error::Timeout(t) => format!("timed out ({t:?})"),
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::ConnectionFailed => "connection refused or failed".into(),
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof && url.starts_with("http://") => {
-            "the server closed the connection without answering (is it a TLS port? then the URL is https://)".into()
+        // A TLS server reading a plain request resets or closes the connection without a word.
+        ureq::Error::Io(io)
+            if url.starts_with("http://")
+                && matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset) =>
+        {
+            format!("connection error: {} before any answer (is it a TLS port? then the URL is https://)", io.kind())
         }
         ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
         ureq::Error::Tls(what) => return (format!("TLS: {what}"), true),

@@ -4,9 +4,15 @@
 //! selects whom to trust; and every way TLS fails, each one error line, a documented exit code
 //! and nothing written (bad certificates, stalls and resets from a rustls front made by the test).
 
+use std::time::{Duration, Instant};
+
+use keymigrate::clouds;
+use keymigrate::http::RetryPolicy;
+use keymigrate::keystone::Keystone;
+
 use crate::migrate::Fixture;
 use crate::support::cloud::Cloud;
-use crate::support::tls::TestCa;
+use crate::support::tls::{Handshake, TestCa, TlsFront};
 use crate::support::*;
 
 fn ca() -> String {
@@ -177,5 +183,231 @@ fn the_databases_tls_failures_are_one_line_and_write_nothing() {
         assert!(out.stderr.contains("***"), "{backend:?} {query}: the URL is not shown with its password hidden:\n{}", out.stderr);
         assert_eq!(f.db.fingerprint(), before, "{backend:?} {query}: written");
         assert!(walk(&f.state).iter().all(|p| !p.to_string_lossy().contains("journal") || std::fs::read(p).map(|b| b.len() < 3).unwrap_or(true)), "a journal entry");
+    }
+}
+
+/// A SQLite fixture for host `host` with `sections` for Keystone and Barbican.
+fn https_fixture(host: &str, sections: &str) -> Fixture {
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    f.seed_host(host);
+    f.conf = f.w.conf(&f.db, Some(&f.key.clone()), sections);
+    f
+}
+
+/// The lines of a run that warn about verification being off.
+fn insecure_warnings(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.contains("turns TLS certificate verification off")).collect()
+}
+
+/// The other ways to trust the servers: verification off (each option warns once, however many
+/// requests follow) and the system's trust store by default (here `SSL_CERT_FILE`, which the
+/// platform verifier reads on Linux, naming the testenv's CA).
+#[test]
+fn insecure_and_the_system_roots_work_over_https() {
+    let cloud = Cloud::new();
+    let f = https_fixture("hostI", &https_sections(&keystone_tls_root(), "insecure = true", "verify_ssl = false"));
+    let out = f.migrate(&["--host", "hostI"]);
+    out.assert_code(0);
+    let warnings = insecure_warnings(&out.stderr);
+    assert_eq!(warnings.len(), 2, "one warning per option:\n{}", out.stderr);
+    assert!(warnings[0].contains("WARNING"), "{}", warnings[0]);
+    assert!(warnings.iter().any(|l| l.contains("[keystone_authtoken] insecure = true")), "{warnings:?}");
+    assert!(warnings.iter().any(|l| l.contains("[barbican] verify_ssl = false")), "{warnings:?}");
+    f.check(&cloud);
+
+    let f = https_fixture("hostR", &https_sections(&keystone_tls_root(), "", ""));
+    let out = f.migrate_env(&["--host", "hostR"], &[("SSL_CERT_FILE", &ca())]);
+    out.assert_code(0);
+    assert!(insecure_warnings(&out.stderr).is_empty(), "{}", out.stderr);
+    f.check(&cloud);
+}
+
+/// clouds.yaml's TLS keys, as openstacksdk reads them: `cacert`, `verify: <CA file>`,
+/// `insecure: true`; without any, the testenv's private CA is unknown.
+#[test]
+fn clouds_yaml_cacert_verify_and_insecure_work_over_https() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = ca();
+    for (tls, works) in [
+        (format!("    cacert: {ca}\n"), true),
+        (format!("    verify: {ca}\n"), true),
+        ("    insecure: true\n".to_string(), true),
+        ("    verify: false\n".to_string(), true),
+        (String::new(), false),
+    ] {
+        let yaml = format!(
+            "clouds:\n  km-tls:\n    auth:\n      auth_url: {}\n      username: admin\n      password: {}\n      \
+             project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n{tls}",
+            keystone_tls_root(),
+            serde_json::to_string(&env("KEYMIGRATE_TEST_ADMIN_PASSWORD")).expect("JSON"),
+        );
+        std::fs::write(dir.path().join("clouds.yaml"), yaml).expect("write");
+        let identity = clouds::load("km-tls", Vec::new(), dir.path(), None).expect("load the cloud");
+        let settings = identity.keystone_settings(Duration::from_secs(30)).expect("settings");
+        let retry = RetryPolicy { retries: 1, ..RetryPolicy::default() };
+        let keystone = Keystone::new(settings, retry).expect("client");
+        match keystone.token() {
+            Ok(_) => assert!(works, "{tls}: a token without trusting the CA"),
+            Err(e) => {
+                assert!(!works, "{tls}: {e}");
+                let shown = e.to_string();
+                assert!(shown.contains("not signed by a CA keymigrate trusts") && !shown.contains('\n'), "{shown}");
+                assert_eq!(e.exit_code(), 2);
+            }
+        }
+    }
+}
+
+/// One way HTTPS can fail, and what keymigrate must say.
+struct Failure {
+    what: &'static str,
+    /// `[keystone_authtoken]` auth_url and TLS options
+    keystone: String,
+    keystone_tls: String,
+    /// `[barbican]`'s TLS options, and `--barbican-endpoint` if set
+    barbican_tls: String,
+    barbican: Option<String>,
+    code: i32,
+    needle: &'static str,
+    /// keeps a TLS front alive for the run
+    _front: Option<TlsFront>,
+}
+
+/// Every way TLS to Keystone or Barbican fails: one error line with a documented exit code, no
+/// row written, no secret left in Barbican, nothing in the journal; a certificate refused is not
+/// retried, a stalled or reset handshake is (here once) and then given up.
+#[test]
+fn every_https_failure_is_one_line_and_writes_nothing() {
+    let cloud = Cloud::new();
+    let cinder = cloud.cinder();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keystone_up = env("KEYMIGRATE_TEST_KEYSTONE_URL");
+    let barbican_up = env("KEYMIGRATE_TEST_BARBICAN_URL");
+    // A CA the client is told to trust, and one it is not.
+    let trusted = TestCa::new("trusted test CA");
+    let trusted_file = trusted.write(dir.path(), "trusted.pem");
+    let stranger = TestCa::new("unknown test CA");
+    let front = |up: &str, handshake: Handshake| TlsFront::start(up, handshake);
+    let ks_cafile = |p: &std::path::Path| format!("cafile = {}", p.display());
+    let bb_ca = format!("verify_ssl_path = {}", ca());
+    let testenv_ca = std::path::PathBuf::from(ca());
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("not-pem.pem");
+    std::fs::write(&not_pem, "-----BEGIN NOTHING-----\nxx\n").expect("write");
+    let mut cases = Vec::new();
+    let keystone_case = |what, f: TlsFront, ca: &std::path::Path, needle| Failure {
+        what,
+        keystone: f.url.clone(),
+        keystone_tls: ks_cafile(ca),
+        barbican_tls: bb_ca.clone(),
+        barbican: None,
+        code: 2,
+        needle,
+        _front: Some(f),
+    };
+    cases.push(keystone_case(
+        "Keystone: unknown CA",
+        front(&keystone_up, Handshake::Serve(stranger.server(&["127.0.0.1"], false))),
+        &trusted_file,
+        "not signed by a CA keymigrate trusts",
+    ));
+    cases.push(keystone_case(
+        "Keystone: host name mismatch",
+        front(&keystone_up, Handshake::Serve(trusted.server(&["keystone.example.net"], false))),
+        &trusted_file,
+        "not valid for the host name",
+    ));
+    cases.push(keystone_case(
+        "Keystone: expired",
+        front(&keystone_up, Handshake::Serve(trusted.server(&["127.0.0.1"], true))),
+        &trusted_file,
+        "has expired",
+    ));
+    cases.push(keystone_case("Keystone: handshake stalls", front(&keystone_up, Handshake::Stall), &trusted_file, "timed out"));
+    cases.push(keystone_case("Keystone: reset mid-handshake", front(&keystone_up, Handshake::Reset), &trusted_file, "connection"));
+    for (what, tls, needle) in [
+        ("Keystone: CA file missing", ks_cafile(&missing), "[keystone_authtoken] cafile: cannot read CA file"),
+        ("Keystone: CA file not PEM", ks_cafile(&not_pem), "[keystone_authtoken] cafile: CA file"),
+    ] {
+        cases.push(Failure { what, keystone: keystone_tls_root(), keystone_tls: tls, barbican_tls: bb_ca.clone(), barbican: None, code: 127, needle, _front: None });
+    }
+    cases.push(Failure {
+        what: "Keystone: plain HTTP to the TLS port",
+        keystone: keystone_tls_root().replace("https://", "http://"),
+        keystone_tls: ks_cafile(&testenv_ca),
+        barbican_tls: bb_ca.clone(),
+        barbican: None,
+        code: 2,
+        needle: "is it a TLS port",
+        _front: None,
+    });
+    cases.push(Failure {
+        what: "Keystone: HTTPS to a plain HTTP port",
+        keystone: keystone_up.trim_end_matches("/v3").replace("http://", "https://"),
+        keystone_tls: ks_cafile(&testenv_ca),
+        barbican_tls: bb_ca.clone(),
+        barbican: None,
+        code: 2,
+        needle: "did not answer in TLS",
+        _front: None,
+    });
+    let barbican_case = |what, f: TlsFront, tls: String, needle| Failure {
+        what,
+        keystone: keystone_tls_root(),
+        keystone_tls: ks_cafile(&testenv_ca),
+        barbican_tls: tls,
+        barbican: Some(f.url.clone()),
+        code: 2,
+        needle,
+        _front: Some(f),
+    };
+    let trusted_bb = format!("verify_ssl_path = {}", trusted_file.display());
+    cases.push(barbican_case(
+        "Barbican: unknown CA",
+        front(&barbican_up, Handshake::Serve(stranger.server(&["127.0.0.1"], false))),
+        trusted_bb.clone(),
+        "not signed by a CA keymigrate trusts",
+    ));
+    cases.push(barbican_case(
+        "Barbican: host name mismatch",
+        front(&barbican_up, Handshake::Serve(trusted.server(&["barbican.example.net"], false))),
+        trusted_bb.clone(),
+        "not valid for the host name",
+    ));
+    cases.push(barbican_case(
+        "Barbican: expired",
+        front(&barbican_up, Handshake::Serve(trusted.server(&["127.0.0.1"], true))),
+        trusted_bb.clone(),
+        "has expired",
+    ));
+    cases.push(barbican_case(
+        "Barbican: CA file missing",
+        front(&barbican_up, Handshake::Serve(trusted.server(&["127.0.0.1"], false))),
+        format!("verify_ssl_path = {}", missing.display()),
+        "[barbican] verify_ssl_path: cannot read CA file",
+    ));
+    cases.last_mut().expect("case").code = 127;
+
+    for case in &cases {
+        let f = https_fixture("hostX", &https_sections(&case.keystone, &case.keystone_tls, &case.barbican_tls));
+        let before = f.db.fingerprint();
+        let mut args = vec!["--timeout", "2", "--retries", "1", "--host", "hostX"];
+        if let Some(b) = &case.barbican {
+            args.extend(["--barbican-endpoint", b.as_str()]);
+        }
+        let started = Instant::now();
+        let out = f.migrate(&args);
+        let took = started.elapsed();
+        eprintln!("{} ({:.1} s): {}", case.what, took.as_secs_f64(), out.stderr.lines().filter(|l| l.starts_with("keymigrate: error:")).collect::<Vec<_>>().join(" | "));
+        out.assert_error(case.code, case.needle);
+        assert!(took < Duration::from_secs(30), "{}: {took:?}", case.what);
+        assert_eq!(f.db.fingerprint(), before, "{}: a row was written", case.what);
+        f.check_no_litter(&cloud, &cinder);
+        f.w.assert_state_clean(&f.state);
+        let journal: Vec<_> = walk(&f.state).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+        for p in &journal {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            assert!(!text.contains("secret"), "{}: the journal holds {}: {text}", case.what, p.display());
+        }
     }
 }

@@ -185,6 +185,7 @@ fn api(e: ApiError) -> UnitError {
             "Barbican's secret quota of the [keystone_authtoken] identity's project is reached ({m}); raise it, or delete the secrets that project no longer needs, then run migrate again"
         ))),
         ApiError::Fatal(m) => UnitError::Fatal(Error::Credentials(m)),
+        ApiError::Unusable(m) => UnitError::Fatal(Error::Service(m)),
         ApiError::Transient(m) | ApiError::Rejected(m) => UnitError::Failed(m),
     }
 }
