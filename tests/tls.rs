@@ -413,3 +413,23 @@ fn every_https_failure_is_one_line_and_writes_nothing() {
         }
     }
 }
+
+/// Glance over HTTPS (stunnel's port, `--glance-endpoint`), trusted through Keystone's
+/// `cafile` as keymigrate's Glance client is; and a certificate Glance's front cannot prove,
+/// refused in one line.
+#[test]
+fn glance_over_https_is_verified_like_keystone() {
+    let db = CinderDb::new(Backend::Sqlite);
+    let mut w = Workdir::new();
+    let conf = w.conf(&db, Some(&random_key()), &trusting_sections());
+    let glance = env("KEYMIGRATE_TEST_GLANCE_TLS_URL");
+    let out = w.run(&["--config-file", arg(&conf), "scan", "--images", "--glance-endpoint", &glance, "-f", "json"]);
+    assert!(matches!(out.code, 0 | 1), "exit {}:\n{}", out.code, out.stderr);
+    assert!(out.stderr.contains(&format!("Using Glance at {glance}/v2")), "{}", out.stderr);
+    assert!(out.json().is_object(), "{}", out.stdout);
+
+    let stranger = TestCa::new("unknown test CA");
+    let front = TlsFront::start(&env("KEYMIGRATE_TEST_GLANCE_URL"), Handshake::Serve(stranger.server(&["127.0.0.1"], false)));
+    let out = w.run(&["--config-file", arg(&conf), "scan", "--images", "--glance-endpoint", &front.url]);
+    out.assert_error(2, "not signed by a CA keymigrate trusts");
+}
