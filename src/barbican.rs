@@ -58,6 +58,7 @@ impl BarbicanSettings {
             insecure: !verify,
             ca_option: format!("[barbican] {}", b::VERIFY_SSL_PATH.name),
             insecure_option: format!("[barbican] {} = false", b::VERIFY_SSL.name),
+            client_cert: None,
         };
         Ok(BarbicanSettings {
             endpoint,
@@ -130,7 +131,7 @@ impl Barbican {
     /// region); `/v1` appended to a versionless URL.
     pub fn connect(settings: &BarbicanSettings, keystone: Arc<Keystone>, retry: http::RetryPolicy) -> Result<Barbican> {
         let http = Client::new(&settings.tls, settings.timeout, retry)
-            .map_err(|e| Error::config_value(settings.tls.ca_option.clone(), e))?;
+            .map_err(|e| Error::config_value(e.option, e.message))?;
         // Authenticate before anything else: bad credentials stop the run at once.
         keystone.token()?;
         let url = match &settings.endpoint {

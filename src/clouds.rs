@@ -423,12 +423,20 @@ impl CloudIdentity {
     /// unscoped token when it names none; an application credential is always scoped to its
     /// own project), its TLS options, and `timeout` for every request.
     pub fn keystone_settings(&self, timeout: Duration) -> Result<KeystoneSettings> {
-        if self.tls.client_cert.is_some() || self.tls.client_key.is_some() {
-            return Err(Error::config_value(
-                format!("{}: clouds.{}.cert", self.origin, self.name),
-                "TLS client certificates (cert, key) are not supported by keymigrate; authenticate with a password or an application credential",
-            ));
-        }
+        let option = |key: &str| format!("{}: clouds.{}.{key}", self.origin, self.name);
+        // openstacksdk's `cert`, with the key in `key` or after the certificate
+        let client_cert = match (&self.tls.client_cert, &self.tls.client_key) {
+            (Some(cert), key) => Some(http::ClientCertFiles {
+                cert: cert.clone(),
+                key: key.clone().unwrap_or_else(|| cert.clone()),
+                cert_option: option("cert"),
+                key_option: option(if key.is_some() { "key" } else { "cert" }),
+            }),
+            (None, Some(_)) => {
+                return Err(Error::config_value(option("key"), "is set without cert, the certificate it belongs to"))
+            }
+            (None, None) => None,
+        };
         Ok(KeystoneSettings {
             auth_url: keystone::v3_url(&self.auth_url),
             method: self.method.clone(),
@@ -437,6 +445,7 @@ impl CloudIdentity {
                 insecure: self.tls.insecure,
                 ca_option: format!("{}: clouds.{}.cacert", self.origin, self.name),
                 insecure_option: format!("{}: clouds.{} (insecure or verify: false)", self.origin, self.name),
+                client_cert,
             },
             timeout,
         })

@@ -221,7 +221,7 @@ impl Glance {
     pub fn connect(keystone: Arc<Keystone>, endpoint: Option<&str>, interface: &str, region: Option<&str>) -> Result<Glance> {
         let settings = keystone.settings();
         let http = Client::new(&settings.tls, settings.timeout, keystone.http().retry)
-            .map_err(|e| Error::config_value(settings.tls.ca_option.clone(), e))?;
+            .map_err(|e| Error::config_value(e.option, e.message))?;
         let url = match endpoint {
             Some(e) => e.to_string(),
             None => keystone.endpoint("image", interface, region)?,

@@ -25,6 +25,27 @@ pub struct Tls {
     /// The option that turned verification off (`[keystone_authtoken] insecure`), which the
     /// warning names.
     pub insecure_option: String,
+    /// A client certificate to present (`[keystone_authtoken] certfile`/`keyfile`).
+    pub client_cert: Option<ClientCertFiles>,
+}
+
+/// A TLS client certificate: its PEM chain, and the PEM file of its private key (the same file
+/// when the key follows the chain, as keystoneauth allows).
+#[derive(Debug, Clone)]
+pub struct ClientCertFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// The options they came from, which an unusable file's error names.
+    pub cert_option: String,
+    pub key_option: String,
+}
+
+/// A TLS file (CA bundle, client certificate or key) that cannot be used, and the option that
+/// names it.
+#[derive(Debug)]
+pub struct TlsFileError {
+    pub option: String,
+    pub message: String,
 }
 
 /// How hard to try before a request counts as failed.
@@ -130,26 +151,25 @@ pub enum Body<'a> {
 }
 
 impl Client {
-    pub fn new(tls: &Tls, timeout: Duration, retry: RetryPolicy) -> Result<Client, String> {
+    pub fn new(tls: &Tls, timeout: Duration, retry: RetryPolicy) -> Result<Client, TlsFileError> {
         use ureq::tls::{RootCerts, TlsConfig};
         let mut tls_config = TlsConfig::builder();
         if tls.insecure {
             warn_insecure(&tls.insecure_option);
             tls_config = tls_config.disable_verification(true);
         } else if let Some(path) = &tls.ca_file {
-            let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
-            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
+            let fail = |message: String| TlsFileError { option: tls.ca_option.clone(), message };
+            let pem = std::fs::read(path).map_err(|e| fail(format!("cannot read CA file {}: {e}", path.display())))?;
+            let certs = pem_certificates(&pem);
             if certs.is_empty() {
-                return Err(format!("CA file {} holds no PEM certificate", path.display()));
+                return Err(fail(format!("CA file {} holds no PEM certificate", path.display())));
             }
             tls_config = tls_config.root_certs(RootCerts::Specific(Arc::new(certs)));
         } else {
             tls_config = tls_config.root_certs(RootCerts::PlatformVerifier);
+        }
+        if let Some(files) = &tls.client_cert {
+            tls_config = tls_config.client_cert(Some(client_cert(files)?));
         }
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -256,6 +276,38 @@ impl Client {
     }
 }
 
+/// The certificates of a PEM file, in order.
+fn pem_certificates(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The client certificate chain and its key, read from their PEM files. The key file's bytes
+/// are wiped once parsed.
+fn client_cert(files: &ClientCertFiles) -> Result<ureq::tls::ClientCert, TlsFileError> {
+    let cert_fail = |message: String| TlsFileError { option: files.cert_option.clone(), message };
+    let key_fail = |message: String| TlsFileError { option: files.key_option.clone(), message };
+    let pem = std::fs::read(&files.cert)
+        .map_err(|e| cert_fail(format!("cannot read client certificate file {}: {e}", files.cert.display())))?;
+    let chain = pem_certificates(&pem);
+    if chain.is_empty() {
+        return Err(cert_fail(format!("client certificate file {} holds no PEM certificate", files.cert.display())));
+    }
+    let pem = Zeroizing::new(
+        std::fs::read(&files.key).map_err(|e| key_fail(format!("cannot read private key file {}: {e}", files.key.display())))?,
+    );
+    let key = ureq::tls::parse_pem(&pem).find_map(|item| match item {
+        Ok(ureq::tls::PemItem::PrivateKey(k)) => Some(k.to_owned()),
+        _ => None,
+    });
+    let key = key.ok_or_else(|| key_fail(format!("private key file {} holds no PEM private key", files.key.display())))?;
+    Ok(ureq::tls::ClientCert::new_with_certs(&chain, key))
+}
+
 /// `insecure = true` or `verify_ssl = false`: one warning per option and process, however many
 /// clients it configures.
 fn warn_insecure(option: &str) {
@@ -292,6 +344,13 @@ fn describe(e: &ureq::Error, url: &str) -> (String, bool) {
         {
             format!("connection error: {} before any answer (is it a TLS port? then the URL is https://)", io.kind())
         }
+        // TLS 1.3: a server that wants a client certificate refuses after the client's side of
+        // the handshake is done, so the refusal arrives as a closed connection.
+        ureq::Error::Io(io) if url.starts_with("https://") && io.kind() == std::io::ErrorKind::BrokenPipe => format!(
+            "connection error: {} (the server closed the connection after the TLS handshake: does it require a client \
+             certificate? certfile and keyfile; cert and key in clouds.yaml)",
+            io.kind()
+        ),
         ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
         ureq::Error::Tls(what) => return (format!("TLS: {what}"), true),
         other => other.to_string().chars().take(200).collect(),
@@ -324,6 +383,16 @@ fn describe_tls(e: &rustls::Error) -> String {
         rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateHandshakeMessage { .. } | rustls::Error::InappropriateMessage { .. } => {
             "TLS: the server did not answer in TLS (is it a plain HTTP port? then the URL is http://)".into()
         }
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+            "TLS: the server requires a client certificate (certfile and keyfile; cert and key in clouds.yaml)".into()
+        }
+        rustls::Error::AlertReceived(
+            alert @ (rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::CertificateExpired
+            | rustls::AlertDescription::CertificateUnknown
+            | rustls::AlertDescription::UnsupportedCertificate),
+        ) => format!("TLS: the server refused keymigrate's client certificate ({alert:?})"),
         rustls::Error::AlertReceived(alert) => format!("TLS: the server ended the handshake ({alert:?})"),
         other => format!("TLS handshake failed: {}", other.to_string().chars().take(160).collect::<String>()),
     }

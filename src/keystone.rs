@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::conf::{self, Conf, Opt};
 use crate::error::{Error, Result};
-use crate::http::{self, Body, Client, GaveUp, Response, Tls};
+use crate::http::{self, Body, ClientCertFiles, Client, GaveUp, Response, Tls};
 use crate::secret::{self, Sensitive};
 
 /// A user or project, by ID or by name within a domain.
@@ -156,6 +156,19 @@ impl KeystoneSettings {
             ca_file: get(&k::CAFILE)?.map(Into::into),
             ca_option: name(&k::CAFILE),
             insecure_option: format!("{} = true", name(&k::INSECURE)),
+            // keystoneauth's certfile, with the key in keyfile or after the certificate
+            client_cert: match (get(&k::CERTFILE)?, get(&k::KEYFILE)?) {
+                (Some(cert), key) => Some(ClientCertFiles {
+                    key: key.clone().unwrap_or_else(|| cert.clone()).into(),
+                    cert: cert.into(),
+                    cert_option: name(&k::CERTFILE),
+                    key_option: if key.is_some() { name(&k::KEYFILE) } else { name(&k::CERTFILE) },
+                }),
+                (None, Some(_)) => {
+                    return Err(Error::config_value(name(&k::KEYFILE), "is set without certfile, the certificate it belongs to"))
+                }
+                (None, None) => None,
+            },
             insecure: if section.is_some() {
                 conf.get_from(group, &k::INSECURE)?.is_some_and(|v| conf::parse_bool(v.value.expose()) == Some(true))
             } else {
@@ -219,7 +232,7 @@ pub struct Keystone {
 impl Keystone {
     pub fn new(settings: KeystoneSettings, retry: http::RetryPolicy) -> Result<Keystone> {
         let http = Client::new(&settings.tls, settings.timeout, retry)
-            .map_err(|e| Error::config_value(settings.tls.ca_option.clone(), e))?;
+            .map_err(|e| Error::config_value(e.option, e.message))?;
         Ok(Keystone { settings, http, token: Mutex::new(None) })
     }
 

@@ -433,3 +433,62 @@ fn glance_over_https_is_verified_like_keystone() {
     let out = w.run(&["--config-file", arg(&conf), "scan", "--images", "--glance-endpoint", &front.url]);
     out.assert_error(2, "not signed by a CA keymigrate trusts");
 }
+
+/// HTTPS client certificates: Keystone behind a front that demands one signed by the testenv's
+/// CA. `[keystone_authtoken] certfile` and `keyfile` (or both in certfile), and clouds.yaml's
+/// `cert` and `key`, are presented; without them, or with an unusable file, one line.
+#[test]
+fn https_client_certificates_are_presented_to_keystone() {
+    let cloud = Cloud::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server_ca = TestCa::new("Keystone's CA");
+    let server_ca_file = server_ca.write(dir.path(), "server-ca.pem");
+    let front = TlsFront::start(
+        &env("KEYMIGRATE_TEST_KEYSTONE_URL"),
+        Handshake::ServeClientAuth(server_ca.server(&["127.0.0.1"], false), std::path::PathBuf::from(ca())),
+    );
+    let (cert, key) = (env("KEYMIGRATE_TEST_TLS_CLIENT_CERT"), env("KEYMIGRATE_TEST_TLS_CLIENT_KEY"));
+    let both = dir.path().join("cert-and-key.pem");
+    let text = |p: &str| std::fs::read_to_string(p).expect("read");
+    std::fs::write(&both, format!("{}{}", text(&cert), text(&key))).expect("write");
+    let not_a_key = dir.path().join("not-a-key.pem");
+    std::fs::write(&not_a_key, text(&cert)).expect("write");
+    let sections = |tls: &str| {
+        https_sections(&front.url, &format!("cafile = {}\n{tls}", server_ca_file.display()), &format!("verify_ssl_path = {}", ca()))
+    };
+
+    for (host, tls) in [("hostC1", format!("certfile = {cert}\nkeyfile = {key}")), ("hostC2", format!("certfile = {}", both.display()))] {
+        let f = https_fixture(host, &sections(&tls));
+        f.migrate(&["--host", host]).assert_code(0);
+        f.check(&cloud);
+    }
+    let missing = dir.path().join("missing.pem");
+    for (tls, code, needle) in [
+        // the alert (CertificateRequired) or, when the request is written first, a broken pipe
+        (String::new(), 2, "client certificate"),
+        (format!("certfile = {}\nkeyfile = {key}", missing.display()), 127, "[keystone_authtoken] certfile: cannot read client certificate file"),
+        (format!("certfile = {cert}\nkeyfile = {}", not_a_key.display()), 127, "[keystone_authtoken] keyfile: private key file"),
+        (format!("keyfile = {key}"), 127, "[keystone_authtoken] keyfile: is set without certfile"),
+    ] {
+        let f = https_fixture("hostC3", &sections(&tls));
+        let before = f.db.fingerprint();
+        let out = f.migrate(&["--host", "hostC3", "--retries", "1"]);
+        out.assert_error(code, needle);
+        assert_eq!(f.db.fingerprint(), before, "{tls}: written");
+    }
+
+    // clouds.yaml: cert and key, as openstacksdk reads them
+    let yaml = format!(
+        "clouds:\n  km-cert:\n    auth:\n      auth_url: {}\n      username: admin\n      password: {}\n      \
+         project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n    \
+         cacert: {}\n    cert: {cert}\n    key: {key}\n",
+        front.url,
+        serde_json::to_string(&env("KEYMIGRATE_TEST_ADMIN_PASSWORD")).expect("JSON"),
+        server_ca_file.display(),
+    );
+    std::fs::write(dir.path().join("clouds.yaml"), yaml).expect("write");
+    let identity = clouds::load("km-cert", Vec::new(), dir.path(), None).expect("load the cloud");
+    let keystone = Keystone::new(identity.keystone_settings(Duration::from_secs(30)).expect("settings"), RetryPolicy::default())
+        .expect("client");
+    keystone.token().expect("a token with the client certificate");
+}

@@ -340,11 +340,20 @@ fn tls_options() {
     assert_eq!(tls(&format!("    verify: {ca_str}\n")), CloudTls { ca_file: Some(ca.clone()), ..CloudTls::default() });
     let settings = dirs.load("c").expect("load").keystone_settings(Duration::from_secs(1)).expect("settings");
     assert_eq!(settings.tls.ca_file.as_deref(), Some(ca.as_path()));
-    // A client certificate is read, and refused when authenticating: it cannot be presented.
+    // A client certificate is read and handed to the HTTP client; its key may follow the
+    // certificate in `cert`; a key alone is refused.
     let t = tls("    cert: /c.pem\n    key: /k.pem\n");
     assert_eq!((t.client_cert, t.client_key), (Some(PathBuf::from("/c.pem")), Some(PathBuf::from("/k.pem"))));
-    let e = check_error(&dirs.load("c").expect("load").keystone_settings(Duration::from_secs(1)).expect_err("cert"));
-    assert!(e.contains("clouds.c.cert") && e.contains("not supported"), "{e}");
+    let files = dirs.load("c").expect("load").keystone_settings(Duration::from_secs(1)).expect("cert").tls.client_cert;
+    let files = files.expect("client certificate");
+    assert_eq!((files.cert.as_path(), files.key.as_path()), (Path::new("/c.pem"), Path::new("/k.pem")));
+    assert!(files.key_option.ends_with("clouds.c.key"), "{}", files.key_option);
+    tls("    cert: /both.pem\n");
+    let files = dirs.load("c").expect("load").keystone_settings(Duration::from_secs(1)).expect("cert").tls.client_cert;
+    assert_eq!(files.expect("client certificate").key, PathBuf::from("/both.pem"));
+    tls("    key: /k.pem\n");
+    let e = check_error(&dirs.load("c").expect("load").keystone_settings(Duration::from_secs(1)).expect_err("key alone"));
+    assert!(e.contains("clouds.c.key") && e.contains("without cert"), "{e}");
     // A CA file that is not there is named with the cloud, not as a cinder.conf option, when
     // the HTTP client is made from the settings.
     let client_error = |identity: CloudIdentity| {

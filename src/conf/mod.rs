@@ -84,6 +84,8 @@ pub mod keystone {
     pub const APP_CRED_NAME: Opt = opt!("keystone_authtoken", "application_credential_name");
     pub const APP_CRED_SECRET: Opt = opt!("keystone_authtoken", "application_credential_secret");
     pub const CAFILE: Opt = opt!("keystone_authtoken", "cafile");
+    pub const CERTFILE: Opt = opt!("keystone_authtoken", "certfile");
+    pub const KEYFILE: Opt = opt!("keystone_authtoken", "keyfile");
     pub const INSECURE: Opt = opt!("keystone_authtoken", "insecure", default = "false");
     pub const TIMEOUT: Opt = opt!("keystone_authtoken", "timeout");
 }
@@ -126,6 +128,8 @@ pub const OPTIONS: &[&Opt] = &[
     &keystone::APP_CRED_NAME,
     &keystone::APP_CRED_SECRET,
     &keystone::CAFILE,
+    &keystone::CERTFILE,
+    &keystone::KEYFILE,
     &keystone::INSECURE,
     &keystone::TIMEOUT,
     &barbican::ENDPOINT,

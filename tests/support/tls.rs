@@ -62,6 +62,8 @@ impl TestCa {
 pub enum Handshake {
     /// Completes the handshake with this certificate, then forwards HTTP to the upstream.
     Serve(ServerCert),
+    /// As `Serve`, and demands a client certificate signed by the CA in this PEM file.
+    ServeClientAuth(ServerCert, PathBuf),
     /// Accepts the connection and never says a word (the client's ClientHello goes unanswered).
     Stall,
     /// Reads the ClientHello, then resets the connection (RST).
@@ -84,17 +86,28 @@ impl TlsFront {
         let port = listener.local_addr().expect("addr").port();
         let upstream = upstream.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
         let held = Arc::new(Mutex::new(Vec::new()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = match &handshake {
-            Handshake::Serve(cert) => {
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
+            Handshake::Serve(cert) | Handshake::ServeClientAuth(cert, _) => {
                 let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_der.clone().into());
-                let config = rustls::ServerConfig::builder_with_provider(provider)
+                let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
                     .with_safe_default_protocol_versions()
-                    .expect("protocol versions")
-                    .with_no_client_auth()
-                    .with_single_cert(cert.chain.clone(), key)
-                    .expect("server config");
-                Some(Arc::new(config))
+                    .expect("protocol versions");
+                let builder = match &handshake {
+                    Handshake::ServeClientAuth(_, ca) => {
+                        let mut roots = rustls::RootCertStore::empty();
+                        let pem = std::fs::read(ca).expect("client CA");
+                        for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+                            roots.add(c.expect("client CA certificate")).expect("add client CA");
+                        }
+                        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                            .build()
+                            .expect("client verifier");
+                        builder.with_client_cert_verifier(verifier)
+                    }
+                    _ => builder.with_no_client_auth(),
+                };
+                Some(Arc::new(builder.with_single_cert(cert.chain.clone(), key).expect("server config")))
             }
             _ => None,
         };
