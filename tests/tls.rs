@@ -492,3 +492,48 @@ fn https_client_certificates_are_presented_to_keystone() {
         .expect("client");
     keystone.token().expect("a token with the client certificate");
 }
+
+/// `migrate --nova` against a Barbican whose certificate is refused: the first instance's store
+/// stops the run with the reason (not one failure per instance until the error budget is
+/// spent); no instance changes, nothing stays in the journal.
+#[test]
+fn nova_instances_stop_at_a_refused_barbican_certificate() {
+    use crate::support::nova::{InstanceSpec, NovaCloud};
+    let nova = NovaCloud::new(Backend::Sqlite);
+    let owner = env("KEYMIGRATE_TEST_ALICE_ID");
+    let specs: Vec<InstanceSpec> = (0..5)
+        .map(|i| InstanceSpec::new().key(Some(ZERO)).host(Some(&format!("compute-{i}"))).owner(&env("KEYMIGRATE_TEST_DEMO_PROJECT_ID"), &owner))
+        .collect();
+    for spec in &specs {
+        nova.insert_instance("cell1", spec);
+    }
+    let before: Vec<serde_json::Value> = specs.iter().map(|s| nova.instance("cell1", &s.uuid)).collect();
+    let db = CinderDb::new(Backend::Sqlite);
+    let mut w = Workdir::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trusted = TestCa::new("trusted test CA");
+    let trusted_file = trusted.write(dir.path(), "trusted.pem");
+    let stranger = TestCa::new("unknown test CA");
+    let front = TlsFront::start(&env("KEYMIGRATE_TEST_BARBICAN_URL"), Handshake::Serve(stranger.server(&["127.0.0.1"], false)));
+    let nova_key = random_key();
+    w.guard_key(&nova_key);
+    let conf = w.conf(&db, Some(&random_key()), &format!("{}verify_ssl_path = {}\n", service_sections("password"), trusted_file.display()));
+    let nova_conf = w.write("nova.conf", &nova.nova_conf(Some(&nova_key), "barbican"));
+    let state = w.path("state");
+    let out = w.run(&[
+        "--config-file", arg(&conf), "migrate", "--nova", "--nova-config-file", arg(&nova_conf), "--state-dir", arg(&state),
+        "--barbican-endpoint", &front.url, "--retries", "1",
+    ]);
+    out.assert_error(2, "not signed by a CA keymigrate trusts");
+    let failed = out.stderr.lines().filter(|l| l.contains("Error migrating ephemeral encryption key")).count();
+    assert!(failed <= 1, "{failed} instances failed one by one:\n{}", out.stderr);
+    for (spec, was) in specs.iter().zip(&before) {
+        assert_eq!(&nova.instance("cell1", &spec.uuid), was, "instance {} changed", spec.uuid);
+    }
+    w.assert_state_clean(&state);
+    let journal: Vec<_> = walk(&state).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    for p in &journal {
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        assert!(!text.contains("instance"), "the journal holds {}: {text}", p.display());
+    }
+}

@@ -188,11 +188,18 @@ impl Engine<'_> {
                 ready.push((entry, barbican));
             }
             let results = store_all(&ready, key, workers);
+            let mut unusable = None;
             for ((mut entry, barbican), result) in ready.into_iter().zip(results) {
                 match result {
                     Err(f) => {
                         if !f.maybe_created {
                             journal.finish_entry(&entry.instance)?;
+                        }
+                        // Barbican's certificate refused, or no TLS there: no instance can
+                        // succeed; the run stops once this batch's entries are settled.
+                        if let ApiError::Unusable(m) = &f.error {
+                            unusable = Some(m.clone());
+                            continue;
                         }
                         // Refused in the project (another run revoked the role this run relied
                         // on, say): the project is opened again for the instances after this.
@@ -223,6 +230,9 @@ impl Engine<'_> {
                     }
                 }
                 self.budget(self.report.nova.failed, "instance(s)")?;
+            }
+            if let Some(m) = unusable {
+                return Err(Error::Service(m));
             }
         }
         Ok(())
