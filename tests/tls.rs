@@ -537,3 +537,28 @@ fn nova_instances_stop_at_a_refused_barbican_certificate() {
         assert!(!text.contains("instance"), "the journal holds {}: {text}", p.display());
     }
 }
+
+/// A database whose TLS handshake stalls (a proxy passes the server's first packet, then holds
+/// every byte): `--db-timeout` ends the run with one line naming the database, nothing written.
+#[test]
+fn a_stalled_database_tls_handshake_ends_at_db_timeout() {
+    use crate::support::stall::{Stall, StallProxy};
+    for (backend, port) in [(Backend::Mysql, 13306), (Backend::Postgres, 15432)] {
+        let mut f = Fixture::new(backend, "password");
+        f.seed_host("hostS");
+        let before = f.db.fingerprint();
+        let proxy = StallProxy::start(port, Stall::InTlsHandshake);
+        let url = tls_url(&f.db, &db_tls(backend)).replacen(&format!("127.0.0.1:{port}/"), &format!("127.0.0.1:{}/", proxy.port), 1);
+        f.w.secrets.push(env("KEYMIGRATE_TEST_DB_TLS_PASSWORD"));
+        let key = f.key.clone();
+        f.conf = conf_with_url(&mut f.w, &url, &key);
+        let started = Instant::now();
+        let out = f.migrate(&["--db-timeout", "2", "--host", "hostS"]);
+        let took = started.elapsed();
+        out.assert_error(2, "no answer within 2 s (--db-timeout)");
+        assert!(proxy.stalled(), "{backend:?}: the proxy never went silent");
+        assert!(took < Duration::from_secs(20), "{backend:?}: {took:?}");
+        assert_eq!(f.db.fingerprint(), before, "{backend:?}: written");
+        f.w.assert_state_clean(&f.state);
+    }
+}

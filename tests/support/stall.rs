@@ -18,6 +18,9 @@ pub enum Stall {
     /// Forward both ways until a client sends a packet containing this text; from then on,
     /// nothing more is forwarded on any connection.
     On(String),
+    /// Forward the server's first packet only (PostgreSQL's `S` to an SSLRequest, MariaDB's
+    /// greeting), then go silent: the client's TLS handshake gets no answer.
+    InTlsHandshake,
 }
 
 pub struct StallProxy {
@@ -35,9 +38,10 @@ impl StallProxy {
         let silent = Arc::new(AtomicBool::new(matches!(stall, Stall::Always)));
         let done = Arc::new(AtomicBool::new(false));
         let held = Arc::new(Mutex::new(Vec::new()));
+        let first_only = matches!(stall, Stall::InTlsHandshake);
         let pattern = match stall {
             Stall::On(text) => Some(text.into_bytes()),
-            Stall::Always => None,
+            Stall::Always | Stall::InTlsHandshake => None,
         };
         let (s, d, h) = (silent.clone(), done.clone(), held.clone());
         std::thread::spawn(move || {
@@ -55,8 +59,8 @@ impl StallProxy {
                 let up = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
                 let (s1, s2, d1, d2) = (s.clone(), s.clone(), d.clone(), d.clone());
                 let p = pattern.clone();
-                std::thread::spawn(move || pump(up.0, up.1, &s1, &d1, p.as_deref()));
-                std::thread::spawn(move || pump(server, client, &s2, &d2, None));
+                std::thread::spawn(move || pump(up.0, up.1, &s1, &d1, p.as_deref(), false));
+                std::thread::spawn(move || pump(server, client, &s2, &d2, None, first_only));
             }
         });
         StallProxy { port, silent, done, held }
@@ -68,8 +72,9 @@ impl StallProxy {
     }
 }
 
-/// Copies `from` to `to` until the proxy goes silent (set here when `pattern` is seen).
-fn pump(mut from: TcpStream, mut to: TcpStream, silent: &AtomicBool, done: &AtomicBool, pattern: Option<&[u8]>) {
+/// Copies `from` to `to` until the proxy goes silent (set here when `pattern` is seen, or after
+/// the first packet when `first_only`).
+fn pump(mut from: TcpStream, mut to: TcpStream, silent: &AtomicBool, done: &AtomicBool, pattern: Option<&[u8]>, first_only: bool) {
     let mut buf = [0u8; 16384];
     loop {
         let n = match from.read(&mut buf) {
@@ -90,6 +95,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, silent: &AtomicBool, done: &Atom
         }
         if to.write_all(&buf[..n]).is_err() {
             return;
+        }
+        if first_only {
+            silent.store(true, Ordering::SeqCst);
         }
     }
 }
