@@ -29,51 +29,15 @@ enum Install {
 }
 
 fn install() -> Option<Install> {
+    const TEST: &str = "ansible::the_playbook_migrates_every_host_and_stops_at_exit_2";
+    let no_install = std::env::var("KEYMIGRATE_TEST_ANSIBLE_NO_INSTALL").is_ok_and(|v| v == "1");
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    match std::env::var_os("KEYMIGRATE_DEB") {
-        Some(deb) => {
-            let deb = PathBuf::from(deb);
-            assert!(deb.is_file(), "KEYMIGRATE_DEB={} is not a file", deb.display());
-            // The playbook runs in the test's own directory: a path relative to the repository would not do.
-            Some(Install::Deb(std::fs::canonicalize(&deb).expect("KEYMIGRATE_DEB's absolute path")))
-        }
-        None if ci => panic!("KEYMIGRATE_DEB is not set: in CI the playbook must install the package scripts/package.sh builds"),
-        None if std::env::var("KEYMIGRATE_TEST_ANSIBLE_NO_INSTALL").is_ok_and(|v| v == "1") => Some(Install::Nothing),
-        None => {
-            // Straight to stderr, past the test harness's capture, so a passing run still says it.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOT RUN: ansible::the_playbook_migrates_every_host_and_stops_at_exit_2 needs KEYMIGRATE_DEB (scripts/test.sh \
-                 sets it after scripts/package.sh), or KEYMIGRATE_TEST_ANSIBLE_NO_INSTALL=1 to run the playbook with the \
-                 tests' build and install nothing"
-            );
-            None
-        }
+    if no_install && !ci && std::env::var_os("KEYMIGRATE_DEB").is_none() {
+        return Some(Install::Nothing);
     }
-}
-
-/// The package installed by the playbook, dpkg held meanwhile: dropped (also by a panic), it
-/// removes the package and only then lets the next dpkg test go.
-struct Package {
-    _dpkg: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Package {
-    fn hold() -> Package {
-        Package { _dpkg: DPKG.lock().unwrap_or_else(std::sync::PoisonError::into_inner) }
-    }
-
-    fn status() -> String {
-        let out = Command::new("dpkg-query").args(["-W", "-f", "${Status} ${Version}", "keymigrate"]).output().expect("dpkg-query");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Package {
-    fn drop(&mut self) {
-        let _ = Command::new("dpkg").args(["-r", "keymigrate"]).output();
-    }
+    // An absolute path: the playbook runs in the test's own directory.
+    built_by_test_script("KEYMIGRATE_DEB", TEST, "scripts/package.sh; or KEYMIGRATE_TEST_ANSIBLE_NO_INSTALL=1 to run the playbook with the tests' build and install nothing")
+        .map(Install::Deb)
 }
 
 /// One MariaDB Cinder database served by three hosts, and what each row must become.
@@ -231,7 +195,7 @@ fn task<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
 #[test]
 fn the_playbook_migrates_every_host_and_stops_at_exit_2() {
     let Some(install) = install() else { return };
-    let package = matches!(install, Install::Deb(_)).then(Package::hold);
+    let package = matches!(install, Install::Deb(_)).then(InstalledPackage::hold);
     let cloud = Cloud::new();
     let fleet = Fleet::new();
     for host in HOSTS {
@@ -256,7 +220,7 @@ fn the_playbook_migrates_every_host_and_stops_at_exit_2() {
     assert!(!all.contains("cinder-volume-3]"), "cinder-volume-3 must not have been reached:\n{all}");
     assert!(!all.contains("status --all-hosts"), "the last play must not have run:\n{all}");
     if let Install::Deb(_) = install {
-        assert!(Package::status().starts_with("install ok installed"), "{}", Package::status());
+        assert!(InstalledPackage::status().starts_with("install ok installed"), "{}", InstalledPackage::status());
         assert!(Path::new("/usr/bin/keymigrate").is_file());
     }
 
@@ -307,8 +271,10 @@ fn the_playbook_migrates_every_host_and_stops_at_exit_2() {
         let installs = task(&out.stdout, "Install the .deb");
         assert!(installs.iter().filter(|l| l.starts_with("ok: [")).count() == 3, "{all}");
         assert!(!installs.iter().any(|l| l.starts_with("changed:")), "the second play installed again:\n{all}");
-        drop(package);
-        assert!(!Package::status().starts_with("install ok"), "dpkg -r keymigrate left the package: {}", Package::status());
+        if let Some(package) = &package {
+            package.purge();
+        }
+        assert!(!InstalledPackage::status().starts_with("install ok"), "dpkg --purge keymigrate left the package: {}", InstalledPackage::status());
         assert!(!Path::new("/usr/bin/keymigrate").exists());
     }
     eprintln!("ansible: the stopped play took {first:?}, the full play {second:?}");

@@ -12,28 +12,13 @@ use crate::migrate::Fixture;
 use crate::support::cloud::Cloud;
 use crate::support::*;
 
-/// The SQLite-only binary to check, or `None` (said on stderr) outside CI when none was named.
+/// The SQLite-only binary to check, or `None` outside CI when none was named.
 fn sqlite_only_binary(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("KEYMIGRATE_SQLITE_ONLY_BIN") {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            assert!(path.is_file(), "KEYMIGRATE_SQLITE_ONLY_BIN={} is not a file", path.display());
-            Some(path)
-        }
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("KEYMIGRATE_SQLITE_ONLY_BIN is not set: in CI the SQLite-only build must be checked (scripts/test.sh builds it)")
-        }
-        None => {
-            // Straight to stderr, past the test harness's capture, so a passing run still says it.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOT RUN: features::{test} needs KEYMIGRATE_SQLITE_ONLY_BIN \
-                 (scripts/test.sh sets it after `cargo build --release --locked --no-default-features`)"
-            );
-            None
-        }
-    }
+    built_by_test_script(
+        "KEYMIGRATE_SQLITE_ONLY_BIN",
+        &format!("features::{test}"),
+        "`cargo build --release --locked --no-default-features`",
+    )
 }
 
 /// The shared libraries `binary` needs, as `readelf -d` lists them (direct) and as `ldd`

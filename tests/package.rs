@@ -13,26 +13,9 @@ use crate::support::*;
 
 const INSTALLED: &str = "/usr/bin/keymigrate";
 
-/// The package to check, or `None` (said on stderr) outside CI when none was named.
-pub fn deb() -> Option<PathBuf> {
-    match std::env::var_os("KEYMIGRATE_DEB") {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            assert!(path.is_file(), "KEYMIGRATE_DEB={} is not a file", path.display());
-            Some(path)
-        }
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("KEYMIGRATE_DEB is not set: in CI the package must be checked (scripts/test.sh builds it)")
-        }
-        None => {
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOT RUN: package:: tests need KEYMIGRATE_DEB (scripts/test.sh sets it after scripts/package.sh)"
-            );
-            None
-        }
-    }
+/// The package to check, or `None` outside CI when none was named.
+fn deb(test: &str) -> Option<PathBuf> {
+    built_by_test_script("KEYMIGRATE_DEB", &format!("package::{test}"), "scripts/package.sh")
 }
 
 /// Runs a command, panicking with its output unless it succeeds; returns stdout.
@@ -116,18 +99,9 @@ fn package_owning(path: &str) -> String {
     panic!("no Debian package ships {path} (tried {candidates:?})");
 }
 
-/// Removes the package when dropped, so a failed assertion never leaves it installed.
-struct Installed;
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = Command::new("dpkg").args(["--purge", "keymigrate"]).output();
-    }
-}
-
 #[test]
 fn the_package_declares_exactly_the_libraries_its_binary_links() {
-    let Some(deb) = deb() else { return };
+    let Some(deb) = deb("the_package_declares_exactly_the_libraries_its_binary_links") else { return };
     let w = Workdir::new();
     let root = w.path("root");
     sh("dpkg-deb", &["-x", arg(&deb), arg(&root)]);
@@ -164,9 +138,8 @@ fn the_package_declares_exactly_the_libraries_its_binary_links() {
 
 #[test]
 fn the_installed_package_runs_from_its_installed_paths() {
-    let Some(deb) = deb() else { return };
-    let _dpkg = DPKG.lock().unwrap_or_else(|e| e.into_inner());
-    let installed = Installed;
+    let Some(deb) = deb("the_installed_package_runs_from_its_installed_paths") else { return };
+    let installed = InstalledPackage::hold();
     sh("dpkg", &["-i", arg(&deb)]);
 
     let version = sh(INSTALLED, &["--version"]);
@@ -211,7 +184,7 @@ fn the_installed_package_runs_from_its_installed_paths() {
     f.w.run_binary(Path::new(INSTALLED), &migrate, &[]).assert_code(0);
     f.check(&cloud);
 
-    drop(installed);
+    installed.purge();
     assert!(!Path::new(INSTALLED).exists(), "dpkg --purge left {INSTALLED}");
     assert!(!Path::new("/usr/lib/systemd/system/keymigrate.timer").exists(), "dpkg --purge left the timer");
 }

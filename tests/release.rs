@@ -2,39 +2,19 @@
 //! (`cargo build --release --locked`, which `scripts/test.sh` does and names in
 //! `KEYMIGRATE_RELEASE_BIN`), it ignores `KEYMIGRATE_FAULT` and migrates as if it were unset.
 
-use std::path::PathBuf;
-
 use crate::migrate::Fixture;
 use crate::support::cloud::Cloud;
 use crate::support::*;
 
-/// The release binary to check, or `None` (said on stderr) outside CI when none was named.
-fn release_binary() -> Option<PathBuf> {
-    match std::env::var_os("KEYMIGRATE_RELEASE_BIN") {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            assert!(path.is_file(), "KEYMIGRATE_RELEASE_BIN={} is not a file", path.display());
-            Some(path)
-        }
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("KEYMIGRATE_RELEASE_BIN is not set: in CI the release binary must be checked (scripts/test.sh builds it)")
-        }
-        None => {
-            // Straight to stderr, past the test harness's capture, so a passing run still says it.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOT RUN: release::a_release_binary_ignores_keymigrate_fault needs KEYMIGRATE_RELEASE_BIN \
-                 (scripts/test.sh sets it after `cargo build --release --locked`)"
-            );
-            None
-        }
-    }
-}
-
 #[test]
 fn a_release_binary_ignores_keymigrate_fault() {
-    let Some(release) = release_binary() else { return };
+    let Some(release) = built_by_test_script(
+        "KEYMIGRATE_RELEASE_BIN",
+        "release::a_release_binary_ignores_keymigrate_fault",
+        "`cargo build --release --locked`",
+    ) else {
+        return;
+    };
     let bytes = std::fs::read(&release).expect("read the release binary");
     assert!(
         !bytes.windows(b"KEYMIGRATE_FAULT".len()).any(|w| w == b"KEYMIGRATE_FAULT"),

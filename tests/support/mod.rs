@@ -17,7 +17,66 @@ use diesel::prelude::*;
 use rand::Rng;
 
 /// Held by every test that runs dpkg (installs or removes keymigrate's package): one at a time.
-pub static DPKG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static DPKG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// keymigrate's package on this machine for the length of one test: dpkg is held meanwhile,
+/// and when dropped (also by a panic) the package is purged and only then the next dpkg test
+/// may go.
+pub struct InstalledPackage {
+    _dpkg: std::sync::MutexGuard<'static, ()>,
+}
+
+impl InstalledPackage {
+    /// Holds dpkg; the test installs the package itself (`dpkg -i`, or a playbook).
+    pub fn hold() -> InstalledPackage {
+        InstalledPackage { _dpkg: DPKG.lock().unwrap_or_else(std::sync::PoisonError::into_inner) }
+    }
+
+    /// `dpkg-query`'s status and version of the package (`install ok installed 0.1.0-1`).
+    pub fn status() -> String {
+        let out = std::process::Command::new("dpkg-query")
+            .args(["-W", "-f", "${Status} ${Version}", "keymigrate"])
+            .output()
+            .expect("dpkg-query");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl InstalledPackage {
+    /// Purges the package now, dpkg still held: what the test then checks is not another
+    /// test's installation.
+    pub fn purge(&self) {
+        let _ = std::process::Command::new("dpkg").args(["--purge", "keymigrate"]).output();
+    }
+}
+
+impl Drop for InstalledPackage {
+    fn drop(&mut self) {
+        self.purge();
+    }
+}
+
+/// A file `scripts/test.sh` builds and names in the environment variable `var` (the release
+/// binary, the SQLite-only binary, the .deb), as an absolute path; `None` (said on stderr, past
+/// the harness's capture, so a passing run still says it) when it is unset outside CI. In CI
+/// an unset variable fails the test: what it checks must be checked. `made_by` says what sets it.
+pub fn built_by_test_script(var: &str, test: &str, made_by: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(path.is_file(), "{var}={} is not a file", path.display());
+            Some(std::fs::canonicalize(&path).unwrap_or_else(|e| panic!("{var}={}: {e}", path.display())))
+        }
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set: in CI {test} must run (scripts/test.sh sets it after {made_by})")
+        }
+        None => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "NOT RUN: {test} needs {var} (scripts/test.sh sets it after {made_by})");
+            None
+        }
+    }
+}
 
 pub const ZERO: &str = "00000000-0000-0000-0000-000000000000";
 
@@ -217,25 +276,10 @@ impl CinderDb {
         self.keys(table).into_iter().find(|(i, _)| i == id).and_then(|(_, k)| k)
     }
 
-    /// A full dump of the four tables, to prove a command wrote nothing.
+    /// A full dump of the four tables, to prove a command wrote nothing: [`CinderDb::rows`] as
+    /// one string.
     pub fn fingerprint(&self) -> String {
-        use keymigrate::db::schema::*;
-        let mut c = self.conn();
-        let v: Vec<(String, Option<String>, Option<chrono::NaiveDateTime>)> =
-            volumes::table.select((volumes::id, volumes::encryption_key_id, volumes::updated_at)).order(volumes::id).load(&mut c).expect("volumes");
-        let s: Vec<(String, Option<String>, Option<chrono::NaiveDateTime>)> = snapshots::table
-            .select((snapshots::id, snapshots::encryption_key_id, snapshots::updated_at))
-            .order(snapshots::id)
-            .load(&mut c)
-            .expect("snapshots");
-        let b: Vec<(String, Option<String>, Option<chrono::NaiveDateTime>)> =
-            backups::table.select((backups::id, backups::encryption_key_id, backups::updated_at)).order(backups::id).load(&mut c).expect("backups");
-        let g: Vec<(i32, Option<String>, Option<chrono::NaiveDateTime>)> = volume_glance_metadata::table
-            .select((volume_glance_metadata::id, volume_glance_metadata::value, volume_glance_metadata::updated_at))
-            .order(volume_glance_metadata::id)
-            .load(&mut c)
-            .expect("glance");
-        format!("{v:?}\n{s:?}\n{b:?}\n{g:?}")
+        format!("{:?}", self.rows())
     }
 
     /// Every row of the four tables, by (table, id): every column keymigrate's schema declares
