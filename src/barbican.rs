@@ -149,8 +149,18 @@ impl Barbican {
         Barbican { http: self.http.clone(), keystone, base: self.base.clone() }
     }
 
-    /// POST /v1/secrets: a symmetric AES secret holding exactly `key`, base64 on the wire.
+    /// POST /v1/secrets: a symmetric AES secret holding exactly `key`, base64 on the wire, and
+    /// its name confirmed by a request of its own ([`Barbican::confirm`]).
     pub fn store(&self, name: &str, key: &FixedKey) -> Result<Stored, StoreFailed> {
+        let stored = self.store_unconfirmed(name, key)?;
+        self.confirm(name, &stored.id).map_err(|error| StoreFailed { error, maybe_created: true })?;
+        Ok(stored)
+    }
+
+    /// POST /v1/secrets, the answer's ID not yet confirmed: until [`Barbican::confirm`] (or a
+    /// listing, [`Barbican::list_named`]) shows the secret behind it carries `name`, the ID may
+    /// be read but must never be written to the journal or a row, deleted, or given an ACL.
+    pub fn store_unconfirmed(&self, name: &str, key: &FixedKey) -> Result<Stored, StoreFailed> {
         let failed = |error: ApiError, maybe_created: bool| StoreFailed { error, maybe_created };
         let body = new_secret_body(name, key).map_err(|e| failed(ApiError::Rejected(e), false))?;
         let mut maybe_orphaned = false;
@@ -176,20 +186,33 @@ impl Barbican {
         let id = secret_id(&secret_ref).ok_or_else(|| {
             failed(ApiError::Rejected(format!("storing secret {name}: secret_ref is not a Barbican secret reference")), true)
         })?;
-        // The ID is used, and later maybe deleted, only once the secret behind it carries the
-        // name just stored: a secret_ref naming another secret (a proxy, a Barbican bug) must
-        // never reach the journal or a row. The host part is not compared: Barbican's
-        // host_href often differs from the endpoint used.
-        match self.name_of(&id) {
-            Ok(Some(found)) if found == name => Ok(Stored { id, maybe_orphaned }),
-            Ok(_) => Err(failed(
-                ApiError::Rejected(format!(
-                    "storing secret {name}: the answer's secret_ref names secret {id}, which is not the secret just stored; not using it"
-                )),
-                true,
-            )),
-            Err(e) => Err(failed(e, true)),
+        Ok(Stored { id, maybe_orphaned })
+    }
+
+    /// GET /v1/secrets/{id}: `Ok` when the secret behind `id` carries `name`. The ID is used,
+    /// and later maybe deleted, only once the secret behind it carries the name just stored: a
+    /// secret_ref naming another secret (a proxy, a Barbican bug) must never reach the journal
+    /// or a row. The host part is not compared: Barbican's host_href often differs from the
+    /// endpoint used.
+    pub fn confirm(&self, name: &str, id: &str) -> Result<(), ApiError> {
+        match self.name_of(id)? {
+            Some(found) if found == name => Ok(()),
+            _ => Err(not_just_stored(name, id)),
         }
+    }
+
+    /// GET /v1/secrets?name=<pattern>&sort=created:desc&limit=<limit>: the project's newest
+    /// secrets whose name matches `pattern` (SQL `LIKE`), as (ID, name), one page. Entries
+    /// without a usable reference are left out.
+    pub fn list_named(&self, pattern: &str, limit: usize) -> Result<Vec<(String, String)>, ApiError> {
+        let encoded: String = percent_encoding::utf8_percent_encode(pattern, percent_encoding::NON_ALPHANUMERIC).collect();
+        let path = format!("/secrets?name={encoded}&sort=created:desc&limit={}", limit.clamp(1, 100));
+        let r = self.call("GET", &path, Body::None, &mut false)?;
+        if r.status != 200 {
+            return Err(ApiError::Rejected(format!("listing the newest secrets named {pattern}: {}", r.error_text())));
+        }
+        let page: SecretList = self.answer(&r, "GET", &path).map_err(ApiError::Rejected)?;
+        Ok(page.secrets.into_iter().filter_map(|s| Some((secret_id(&s.secret_ref)?, s.name.unwrap_or_default()))).collect())
     }
 
     /// PUT /v1/secrets/{id}/acl: read for `users`, project access kept.
@@ -421,6 +444,13 @@ fn parse_answer<T: serde::de::DeserializeOwned>(r: &Response, method: &str, reda
 /// privileges`) never mention a quota.
 fn names_a_quota(text: &str) -> bool {
     text.to_lowercase().contains("quota")
+}
+
+/// The refusal of a secret_ref whose secret is not the one just stored as `name`.
+pub fn not_just_stored(name: &str, id: &str) -> ApiError {
+    ApiError::Rejected(format!(
+        "storing secret {name}: the answer's secret_ref names secret {id}, which is not the secret just stored; not using it"
+    ))
 }
 
 /// `http://host/v1` from a versionless or versioned endpoint URL.

@@ -326,6 +326,49 @@ fn a_secret_ref_naming_another_secret_is_never_written() {
 }
 
 #[test]
+fn names_are_confirmed_many_at_a_time_and_a_lying_listing_confirms_nothing() {
+    let cloud = Cloud::new();
+    let cinder = cloud.cinder();
+    let mut f = Fixture::new(Backend::Sqlite, "password");
+    for _ in 0..6 {
+        f.seed_host("hostAQ");
+    }
+    let barbican = env("KEYMIGRATE_TEST_BARBICAN_URL");
+    let proxy = Proxy::start(&barbican);
+    let out = f.migrate(&["--host", "hostAQ", "--barbican-endpoint", &proxy.url, "--workers", "8", "-f", "json"]);
+    out.assert_code(0);
+    f.check(&cloud);
+    let created = out.json()["report"]["secrets_created"].as_u64().expect("secrets_created");
+    let requests = proxy.requests();
+    let listings = requests.iter().filter(|(m, p)| m == "GET" && p.contains("?name=") && p.contains("sort=created")).count();
+    // One secret's metadata alone: GET /v1/secrets/<id>, neither its payload nor its ACL.
+    let alone = requests
+        .iter()
+        .filter(|(m, p)| m == "GET" && p.strip_prefix("/v1/secrets/").is_some_and(|rest| !rest.contains('/') && !rest.contains('?')))
+        .count();
+    eprintln!("{created} secrets, {listings} listing(s), {alone} confirmed alone");
+    assert!(created >= 18, "{}", out.stdout);
+    assert!(listings >= 1, "no name was confirmed by a listing");
+    assert!(listings + alone < created as usize, "{listings} listings and {alone} single requests for {created} secrets: not batched");
+
+    // A listing whose every entry names the decoy: no ID is confirmed by it, each is asked
+    // alone, and no row or ACL ever names the decoy.
+    let decoy = cloud.store(&cinder, &format!("decoy-{}", uuid()), &base64_of(&f.key), 256);
+    let proxy = Proxy::start(&barbican);
+    proxy.rule("GET", "sort=created", 0, Fault::ListRef(format!("{barbican}/v1/secrets/{decoy}")));
+    f.seed_host("hostAQ");
+    let out = f.migrate(&["--host", "hostAQ", "--barbican-endpoint", &proxy.url, "--workers", "4"]);
+    out.assert_code(0);
+    assert!(proxy.injected() >= 1);
+    f.check(&cloud);
+    for table in ["volumes", "snapshots", "backups", "volume_glance_metadata"] {
+        assert!(f.db.keys(table).iter().all(|(_, k)| k.as_deref() != Some(decoy.as_str())), "a row points at the decoy");
+    }
+    assert!(cloud.acl_users(&cinder, &decoy).is_empty());
+    cloud.delete(&cinder, &decoy);
+}
+
+#[test]
 fn a_listing_naming_another_secret_never_gets_it_deleted() {
     let cloud = Cloud::new();
     let cinder = cloud.cinder();
@@ -334,9 +377,10 @@ fn a_listing_naming_another_secret_never_gets_it_deleted() {
     let decoy = cloud.store(&cinder, &format!("decoy-{}", uuid()), &base64_of(&f.key), 256);
     let barbican = env("KEYMIGRATE_TEST_BARBICAN_URL");
     let proxy = Proxy::start(&barbican);
-    // An orphan to sweep, and a listing by name that points at the decoy instead.
+    // An orphan to sweep, and a listing by name that points at the decoy instead (the sweep's
+    // listing of one name, paged by offset; not the listing that confirms new secrets' names).
     proxy.rule("POST", "/v1/secrets", 1, Fault::DropAnswer);
-    proxy.rule("GET", "/v1/secrets?name=", 1, Fault::ListRef(format!("{barbican}/v1/secrets/{decoy}")));
+    proxy.rule("GET", "&offset=0", 1, Fault::ListRef(format!("{barbican}/v1/secrets/{decoy}")));
     let out = f.migrate(&["--host", "hostAH", "--barbican-endpoint", &proxy.url, "--workers", "1"]);
     out.assert_code(1);
     assert_eq!(proxy.injected(), 2);

@@ -37,7 +37,9 @@ use crate::cinder::{self, Table};
 use crate::plan::{self, Action, Item, Unit};
 use crate::projects::Projects;
 use crate::scope::Scope;
+use confirm::Confirmer;
 
+mod confirm;
 mod images;
 mod nova;
 mod rehome;
@@ -87,6 +89,12 @@ pub struct Report {
     pub blocked_projects: BTreeMap<String, String>,
     /// Projects worked in and role grants made and revoked (`--secret-owner project`).
     pub keystone: crate::projects::Stats,
+    /// Listings that confirmed the names of secrets just stored, and the secrets they
+    /// confirmed (or refused); the others were confirmed one request each.
+    #[serde(skip)]
+    pub name_listings: u64,
+    #[serde(skip)]
+    pub names_listed: u64,
     /// Glance images (`--images`).
     pub images: ImagesReport,
     /// Nova instances (`--nova`).
@@ -195,6 +203,9 @@ impl Engine<'_> {
     /// grant the run made is revoked before it returns, whatever happened.
     pub fn run(&mut self, scope: &Scope) -> Result<()> {
         let result = self.run_inner(scope);
+        if self.report.name_listings > 0 {
+            log::debug!(target: LOG, "Confirmed the names of {} secret(s) with {} listing(s)", self.report.names_listed, self.report.name_listings);
+        }
         let closed = self.projects.as_mut().map_or(Ok(()), |p| p.close_all());
         if let Some(p) = &self.projects {
             self.report.keystone = p.stats.clone();
@@ -286,6 +297,9 @@ impl Engine<'_> {
                     dispatched += 1;
                     jobs.push(Job { name: unit.secret_name(), table: unit.table, id: unit.id.into(), target, sweep: false, from: None });
                 }
+                // A project's units side by side: the workers storing in one project at the
+                // same moment confirm their names with one listing.
+                jobs.sort_by(|a, b| a.target.holder.project().cmp(&b.target.holder.project()));
                 self.run_jobs(jobs)?;
                 if self.report.stopped_early {
                     return Ok(());
@@ -337,6 +351,7 @@ impl Engine<'_> {
         let workers = self.opts.workers.clamp(1, jobs.len());
         let pacer = self.opts.max_rate.filter(|r| *r > 0.0).map(Pacer::new);
         let queue = Mutex::new(VecDeque::from(jobs));
+        let confirmer = Confirmer::default();
         let stop = AtomicBool::new(false);
         let mut first_error: Option<Error> = None;
         // One ticket per job in flight: a worker takes one before starting a job and this thread
@@ -351,7 +366,7 @@ impl Engine<'_> {
         std::thread::scope(|s| {
             let (tx, rx) = mpsc::channel::<(Job, BarbicanResult)>();
             for _ in 0..workers {
-                let (tx, queue, stop, pacer, tickets) = (tx.clone(), &queue, &stop, pacer.as_ref(), &tickets);
+                let (tx, queue, stop, pacer, tickets, confirmer) = (tx.clone(), &queue, &stop, pacer.as_ref(), &tickets, &confirmer);
                 s.spawn(move || loop {
                     let ticket = tickets.lock().ok().map(|t| t.recv());
                     if !matches!(ticket, Some(Ok(()))) || stop.load(Ordering::SeqCst) {
@@ -362,7 +377,7 @@ impl Engine<'_> {
                         p.wait();
                     }
                     log::info!(target: LOG, "Migrating {} {} encryption key to Barbican", job.table.noun(), job.id);
-                    let half = barbican_half(key, journal, &job);
+                    let half = barbican_half(key, journal, confirmer, &job);
                     if tx.send((job, half)).is_err() {
                         break;
                     }
@@ -425,6 +440,9 @@ impl Engine<'_> {
             }
         });
         drop(ticket_tx);
+        let (listings, answered) = confirmer.stats();
+        self.report.name_listings += listings;
+        self.report.names_listed += answered;
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -699,7 +717,7 @@ impl Engine<'_> {
                     self.journal.finish(entry.table, &entry.id)?;
                     return Ok(true);
                 }
-                let half = barbican_half(self.key, self.journal, &job);
+                let half = barbican_half(self.key, self.journal, &Confirmer::default(), &job);
                 self.db_half(&job, half)?;
             }
             (None, false) => {
@@ -735,6 +753,16 @@ enum Holder {
     Project(String),
 }
 
+impl Holder {
+    /// The project the secret is stored in; `None`: Cinder's service project.
+    fn project(&self) -> Option<&str> {
+        match self {
+            Holder::Readers(_) => None,
+            Holder::Project(p) => Some(p),
+        }
+    }
+}
+
 /// One unit as the workers see it.
 struct Job {
     table: Table,
@@ -756,50 +784,72 @@ enum BarbicanResult {
     Failed { secret: Option<String>, maybe_created: bool, error: UnitError },
 }
 
-/// Journal, store, record, grant, verify: everything of a unit that talks to Barbican and none
-/// of what touches the database. Runs on a worker thread.
-fn barbican_half(key: &FixedKey, journal: &Journal, job: &Job) -> BarbicanResult {
+/// Journal, store, verify, confirm, record, grant: everything of a unit that talks to Barbican
+/// and none of what touches the database. Runs on a worker thread.
+///
+/// The read-back comes before the name is confirmed (it only reads), so that the workers
+/// storing at the same moment reach the confirmation together and share one listing
+/// ([`Confirmer`]); nothing is written about the ID (journal, ACL, row) until it is confirmed.
+fn barbican_half(key: &FixedKey, journal: &Journal, confirmer: &Confirmer, job: &Job) -> BarbicanResult {
     let failed = |secret, maybe_created, error| BarbicanResult::Failed { secret, maybe_created, error };
     let project = match &job.target.holder {
         Holder::Project(p) => Some(p.clone()),
         Holder::Readers(_) => None,
     };
     let errors = if project.is_some() { project_api } else { api };
+    let group = project.clone().unwrap_or_default();
     let mut entry = Entry { table: job.table, id: job.id.clone(), name: job.name.clone(), secret: None, project, from: job.from.clone() };
     if let Err(e) = journal.write(&entry) {
         return failed(None, false, UnitError::Fatal(e));
     }
     fault::point("journal");
-    let stored = match job.target.barbican.store(&job.name, key) {
+    let barbican = &job.target.barbican;
+    let stored = match barbican.store_unconfirmed(&job.name, key) {
         Ok(s) => s,
         Err(f) => return failed(None, f.maybe_created, errors(f.error)),
     };
     fault::point("stored");
+    let read_back = read_back(key, &stored.id, barbican, errors);
+    // Until confirmed the ID may name another secret: a failure leaves the secret Barbican
+    // really made to the next run's search by name, and never deletes the one named.
+    if let Err(e) = confirmer.confirm(&group, barbican, &job.name, &stored.id) {
+        return failed(None, true, errors(e));
+    }
     entry.secret = Some(stored.id.clone());
     if let Err(e) = journal.write(&entry) {
         // Unrecorded secrets must not outlive this run: the database half deletes it.
         return failed(Some(stored.id), true, UnitError::Fatal(e));
     }
     fault::point("recorded");
-    match grant_and_verify(key, &stored.id, &job.target) {
-        Ok(()) => BarbicanResult::Verified { secret: stored.id, maybe_orphaned: stored.maybe_orphaned },
-        Err(e) => failed(Some(stored.id), true, e),
+    if let Err(e) = read_back.and_then(|()| grant(&stored.id, &job.target)) {
+        return failed(Some(stored.id), true, e);
     }
+    BarbicanResult::Verified { secret: stored.id, maybe_orphaned: stored.maybe_orphaned }
 }
 
 /// Grants read (a service-project secret only: a project's secret is read by its members
 /// through Barbican's policy, as a key Cinder created) and proves the secret holds exactly the
 /// key.
 fn grant_and_verify(key: &FixedKey, secret: &str, target: &JobTarget) -> Result<(), UnitError> {
-    let barbican = &target.barbican;
+    grant(secret, target)?;
     let errors = match &target.holder {
-        Holder::Readers(readers) => {
-            barbican.grant_read(secret, readers).map_err(api)?;
-            fault::point("acl");
-            api
-        }
+        Holder::Readers(_) => api,
         Holder::Project(_) => project_api,
     };
+    read_back(key, secret, &target.barbican, errors)
+}
+
+/// PUT …/acl for a service-project secret's readers; nothing for a project's own secret.
+fn grant(secret: &str, target: &JobTarget) -> Result<(), UnitError> {
+    if let Holder::Readers(readers) = &target.holder {
+        target.barbican.grant_read(secret, readers).map_err(api)?;
+        fault::point("acl");
+    }
+    Ok(())
+}
+
+/// GET …/payload: `Ok` when the secret holds exactly the key.
+fn read_back(key: &FixedKey, secret: &str, barbican: &Barbican, errors: fn(ApiError) -> UnitError) -> Result<(), UnitError> {
     let payload = barbican.payload(secret).map_err(errors)?;
     if payload.as_slice() != key.bytes() {
         return Err(UnitError::Failed(format!(

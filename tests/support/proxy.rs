@@ -68,6 +68,8 @@ struct Shared {
     conns: Mutex<Vec<TcpStream>>,
     /// Tokens answered 401 by [`Fault::Revoke`].
     revoked: Mutex<Vec<String>>,
+    /// Every request's method and path, in order of arrival.
+    seen: Mutex<Vec<(String, String)>>,
 }
 
 pub struct Proxy {
@@ -90,6 +92,7 @@ impl Proxy {
             closed: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
             revoked: Mutex::new(Vec::new()),
+            seen: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -121,6 +124,11 @@ impl Proxy {
         if let Ok(mut rules) = self.shared.rules.lock() {
             rules.clear();
         }
+    }
+
+    /// The method and path of every request received so far.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.shared.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn injected(&self) -> usize {
@@ -179,6 +187,9 @@ fn serve(mut client: TcpStream, upstream: &str, shared: &Shared) {
         }
         let mut words = head.split_whitespace();
         let (method, path) = (words.next().unwrap_or_default().to_string(), words.next().unwrap_or_default().to_string());
+        if let Ok(mut seen) = shared.seen.lock() {
+            seen.push((method.clone(), path.clone()));
+        }
         let token = header(&head, "x-auth-token").map(String::from);
         let revoked = token.as_ref().is_some_and(|t| shared.revoked.lock().is_ok_and(|r| r.contains(t)));
         let fault = if revoked {
