@@ -145,22 +145,27 @@ fn a_full_state_disk_stops_the_run_and_leaves_no_secret_behind() {
     let state = disk.0.join("state");
     let state_s = state.to_str().expect("path").to_string();
     let gate = f.w.path("gate");
-    let before = f.db.fingerprint();
-    // Paused right after Barbican stored the first unit's secret, before the journal records
-    // which secret it is: then the disk fills up.
-    let spec = format!("stored=wait:{}", gate.display());
+    // Paused once the first unit is done and its journal entry gone: then the disk fills up,
+    // and the next unit's entry, written before its secret is stored, cannot be.
+    let spec = format!("finished=wait:{}", gate.display());
     let child = spawn(&f, &["--state-dir", &state_s, "--host", "hostM", "--workers", "1"], &[("KEYMIGRATE_FAULT", &spec)]);
     await_gate(&f, &gate);
     disk.fill();
+    let before = f.db.fingerprint();
     std::fs::write(&gate, "go").expect("gate");
     let out = finish(&f, child);
     assert_eq!(out.code, 2, "{}", out.stderr);
     let error = out.stderr.lines().filter(|l| l.starts_with("keymigrate: error:")).collect::<Vec<_>>();
     assert_eq!(error.len(), 1, "{}", out.stderr);
     assert!(error[0].contains("No space left on device") && error[0].contains(&state_s), "{}", error[0]);
-    assert_eq!(f.db.fingerprint(), before, "nothing is written");
-    // The next run, with room again, finishes; `check` proves the secret the first run could not
-    // record was deleted (one secret per row, none unreferenced).
+    assert_eq!(f.db.fingerprint(), before, "nothing is written after the disk filled up");
+    let token = cloud.cinder();
+    let left: Vec<String> = f.db.keys("volumes").into_iter().filter(|(_, k)| k.as_deref() == Some(ZERO)).map(|(id, _)| id).collect();
+    assert!(!left.is_empty());
+    for id in &left {
+        assert_eq!(cloud.named_like(&token, &format!("keymigrate-volume-{id}-")), Vec::<String>::new(), "a secret stored without a journal entry");
+    }
+    // The next run, with room again, finishes: one secret per row, none unreferenced.
     disk.free();
     f.state = state;
     f.migrate(&["--host", "hostM"]).assert_code(0);

@@ -9,7 +9,7 @@ use diesel::sql_types::{Bool, Text};
 use super::schema::{backups, snapshots, volume_glance_metadata as vgm, volumes};
 use super::{bytewise, exact, Backend, Db, ConstSql};
 use crate::cinder::{is_owner, Table, GLANCE_KEY, ZERO_KEY_ID};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Rows rewritten by one unit's transaction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -106,36 +106,33 @@ impl Db {
     /// of those in the project). For a snapshot: it and its glance-metadata rows. Backups and
     /// glance-metadata rows: the row alone.
     pub fn swap(&mut self, table: Table, id: &str, new_id: &str, share: Share<'_>) -> Result<Result<Swapped, Lost>> {
+        let mut one = self.swap_group(&[Swap { table, id, new_id, share }])?;
+        one.pop().ok_or_else(|| Error::Internal("a swap without an outcome".into()))
+    }
+
+    /// Several units' compare-and-swaps in one transaction, one commit: each still conditional
+    /// on its own rows, in a savepoint of its own, so a unit whose row has moved on is rolled
+    /// back alone ([`Lost`]) and the others commit. A database error rolls back them all.
+    pub fn swap_group(&mut self, swaps: &[Swap<'_>]) -> Result<Vec<Result<Swapped, Lost>>> {
         let now = chrono::Utc::now().naive_utc();
         let backend = self.backend;
-        let result = self.conn.transaction::<Swapped, diesel::result::Error, _>(|conn| match table {
-            Table::Volumes => swap_volume(conn, backend, id, new_id, share, now),
-            Table::Snapshots => swap_snapshot(conn, backend, id, new_id, now),
-            Table::Backups => {
-                let n = diesel::update(
-                    backups::table
-                        .filter(backups::id.eq(id))
-                        .filter(backups::deleted.eq(false))
-                        .filter(backups::encryption_key_id.eq(ZERO_KEY_ID))
-                        .filter(zero_exact(backend, "backups.encryption_key_id")),
-                )
-                .set((backups::encryption_key_id.eq(new_id), backups::updated_at.eq(now)))
-                .execute(conn)?;
-                one(n)?;
-                Ok(Swapped { backups: n, ..Swapped::default() })
+        let mut failed_unit = "";
+        let result = self.conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            let mut outcomes = Vec::with_capacity(swaps.len());
+            for w in swaps {
+                failed_unit = w.id;
+                outcomes.push(match conn.transaction(|conn| swap_one(conn, backend, w, now)) {
+                    Ok(s) => Ok(s),
+                    Err(diesel::result::Error::RollbackTransaction | diesel::result::Error::NotFound) => Err(Lost),
+                    Err(e) => return Err(e),
+                });
             }
-            Table::VolumeGlanceMetadata => {
-                let gid: i32 = id.parse().map_err(|_| diesel::result::Error::NotFound)?;
-                let n = rewrite_glance!(conn, backend, vgm::id.eq(gid), new_id, now)?;
-                one(n)?;
-                Ok(Swapped { volume_glance_metadata: n, ..Swapped::default() })
-            }
+            Ok(outcomes)
         });
-        match result {
-            Ok(s) => Ok(Ok(s)),
-            Err(diesel::result::Error::RollbackTransaction) | Err(diesel::result::Error::NotFound) => Ok(Err(Lost)),
-            Err(e) => Err(self.error(&format!("rewriting {} {id}", table.noun()), e)),
-        }
+        result.map_err(|e| {
+            let table = swaps.iter().find(|w| w.id == failed_unit).map_or("row", |w| w.table.noun());
+            self.error(&format!("rewriting {table} {failed_unit}"), e)
+        })
     }
 
     /// `--rehome`: moves one live row from the secret `old` to `new_id`, only if it still holds
@@ -337,6 +334,43 @@ impl Db {
             Ok(v + s + b + g > 0)
         })();
         r.map_err(|e| self.error("looking for rows that use a secret", e))
+    }
+}
+
+/// What [`Db::swap_group`] rewrites for one unit: its rows, from the all-zeros ID to `new_id`.
+#[derive(Debug, Clone, Copy)]
+pub struct Swap<'a> {
+    pub table: Table,
+    pub id: &'a str,
+    pub new_id: &'a str,
+    pub share: Share<'a>,
+}
+
+/// One unit's rows, inside the transaction (and savepoint) [`Db::swap_group`] opened.
+fn swap_one(conn: &mut super::AnyConnection, backend: Backend, w: &Swap<'_>, now: Now) -> QueryResult<Swapped> {
+    let Swap { table, id, new_id, share } = *w;
+    match table {
+        Table::Volumes => swap_volume(conn, backend, id, new_id, share, now),
+        Table::Snapshots => swap_snapshot(conn, backend, id, new_id, now),
+        Table::Backups => {
+            let n = diesel::update(
+                backups::table
+                    .filter(backups::id.eq(id))
+                    .filter(backups::deleted.eq(false))
+                    .filter(backups::encryption_key_id.eq(ZERO_KEY_ID))
+                    .filter(zero_exact(backend, "backups.encryption_key_id")),
+            )
+            .set((backups::encryption_key_id.eq(new_id), backups::updated_at.eq(now)))
+            .execute(conn)?;
+            one(n)?;
+            Ok(Swapped { backups: n, ..Swapped::default() })
+        }
+        Table::VolumeGlanceMetadata => {
+            let gid: i32 = id.parse().map_err(|_| diesel::result::Error::NotFound)?;
+            let n = rewrite_glance!(conn, backend, vgm::id.eq(gid), new_id, now)?;
+            one(n)?;
+            Ok(Swapped { volume_glance_metadata: n, ..Swapped::default() })
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::barbican::{ApiError, Barbican};
 use crate::cinder::SecretOwner;
 use crate::conditions::FixedKey;
-use crate::db::swap::{RowState, Share, Swapped};
+use crate::db::swap::{RowState, Share, Swap, Swapped};
 use crate::db::{Cursor, Db};
 use crate::error::{Error, Result};
 use crate::fault;
@@ -131,6 +131,9 @@ fn holder_words(unit: &Unit, owner: SecretOwner) -> String {
         SecretOwner::Project => format!("project {}", unit.project.as_deref().unwrap_or("-")),
     }
 }
+
+/// At most this many units' compare-and-swaps are committed together.
+const GROUP_COMMIT: usize = 32;
 
 /// Projects whose units one pass over the plan takes: their grants are held for that pass.
 const PROJECTS_PER_PASS: usize = 64;
@@ -384,9 +387,22 @@ impl Engine<'_> {
                 });
             }
             drop(tx);
-            for (job, half) in rx {
-                progress::inc(1);
-                match self.db_half(&job, half) {
+            // The results that arrived while the last group was being written are written
+            // together: one transaction, one commit (each unit still its own compare-and-swap).
+            let mut results = VecDeque::new();
+            loop {
+                if results.is_empty() {
+                    let Ok(first) = rx.recv() else { break };
+                    let mut group = vec![first];
+                    while group.len() < GROUP_COMMIT {
+                        let Ok(more) = rx.try_recv() else { break };
+                        group.push(more);
+                    }
+                    progress::inc(group.len() as u64);
+                    results.extend(self.db_half_group(group));
+                }
+                let Some((job, outcome)) = results.pop_front() else { continue };
+                match outcome {
                     Ok(()) => {}
                     Err(UnitError::Failed(m)) => {
                         self.report.failed += 1;
@@ -500,6 +516,57 @@ impl Engine<'_> {
         Ok(readers.into_iter().collect())
     }
 
+    /// The database half of a group of jobs: the verified secrets of new units are swapped in
+    /// with one commit, then each job is finished as [`Engine::db_half`] would.
+    fn db_half_group(&mut self, group: Vec<(Job, BarbicanResult)>) -> Vec<(Job, Result<(), UnitError>)> {
+        let together: Vec<usize> = group
+            .iter()
+            .enumerate()
+            .filter(|(_, (job, half))| job.from.is_none() && matches!(half, BarbicanResult::Verified { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        let mut swapped = if together.len() > 1 {
+            fault::point("verified");
+            let swaps: Vec<Swap<'_>> = together
+                .iter()
+                .filter_map(|&i| match &group[i] {
+                    (job, BarbicanResult::Verified { secret, .. }) => {
+                        Some(Swap { table: job.table, id: &job.id, new_id: secret, share: job.target.holder.share() })
+                    }
+                    _ => None,
+                })
+                .collect();
+            match self.db.swap_group(&swaps) {
+                Ok(outcomes) => together.iter().copied().zip(outcomes.into_iter().map(Ok)).collect(),
+                Err(e) => {
+                    let message = e.to_string();
+                    let mut first = Some(e);
+                    together.iter().map(|&i| (i, Err(first.take().unwrap_or_else(|| Error::Service(message.clone()))))).collect()
+                }
+            }
+        } else {
+            BTreeMap::new()
+        };
+        group
+            .into_iter()
+            .enumerate()
+            .map(|(i, (job, half))| {
+                let outcome = match (swapped.remove(&i), half) {
+                    (Some(Ok(result)), BarbicanResult::Verified { secret, maybe_orphaned }) => {
+                        self.report.secrets_created += 1;
+                        self.after_swap(&job, &secret, job.sweep || maybe_orphaned, result)
+                    }
+                    (Some(Err(e)), BarbicanResult::Verified { .. }) => {
+                        self.report.secrets_created += 1;
+                        Err(UnitError::Fatal(e))
+                    }
+                    (_, half) => self.db_half(&job, half),
+                };
+                (job, outcome)
+            })
+            .collect()
+    }
+
     /// The database half of a job: compare-and-swap a verified secret in, or clean up after a
     /// failed Barbican half.
     fn db_half(&mut self, job: &Job, half: BarbicanResult) -> Result<(), UnitError> {
@@ -531,14 +598,18 @@ impl Engine<'_> {
     fn swap_in(&mut self, job: &Job, secret: &str, sweep: bool) -> Result<(), UnitError> {
         let (table, id) = (job.table, job.id.as_str());
         fault::point("verified");
-        let share = match &job.target.holder {
-            Holder::Readers(readers) => Share::Readers(readers),
-            Holder::Project(project) => Share::Project(project),
-        };
+        let share = job.target.holder.share();
         let swapped = match &job.from {
             None => self.db.swap(table, id, secret, share)?,
             Some(old) => self.db.reswap(table, id, old, secret)?,
         };
+        self.after_swap(job, secret, sweep, swapped)
+    }
+
+    /// What follows a unit's compare-and-swap: the report, the old secret retired or the new
+    /// one discarded when another run got there first, the sweep, the journal entry finished.
+    fn after_swap(&mut self, job: &Job, secret: &str, sweep: bool, swapped: Result<Swapped, crate::db::swap::Lost>) -> Result<(), UnitError> {
+        let (table, id) = (job.table, job.id.as_str());
         match swapped {
             Ok(rows) => {
                 fault::point("committed");
@@ -754,6 +825,14 @@ enum Holder {
 }
 
 impl Holder {
+    /// Which snapshots a volume's swap takes.
+    fn share(&self) -> Share<'_> {
+        match self {
+            Holder::Readers(readers) => Share::Readers(readers),
+            Holder::Project(project) => Share::Project(project),
+        }
+    }
+
     /// The project the secret is stored in; `None`: Cinder's service project.
     fn project(&self) -> Option<&str> {
         match self {
@@ -784,7 +863,7 @@ enum BarbicanResult {
     Failed { secret: Option<String>, maybe_created: bool, error: UnitError },
 }
 
-/// Journal, store, verify, confirm, record, grant: everything of a unit that talks to Barbican
+/// Journal, store, verify, confirm, grant: everything of a unit that talks to Barbican
 /// and none of what touches the database. Runs on a worker thread.
 ///
 /// The read-back comes before the name is confirmed (it only reads), so that the workers
@@ -798,7 +877,7 @@ fn barbican_half(key: &FixedKey, journal: &Journal, confirmer: &Confirmer, job: 
     };
     let errors = if project.is_some() { project_api } else { api };
     let group = project.clone().unwrap_or_default();
-    let mut entry = Entry { table: job.table, id: job.id.clone(), name: job.name.clone(), secret: None, project, from: job.from.clone() };
+    let entry = Entry { table: job.table, id: job.id.clone(), name: job.name.clone(), secret: None, project, from: job.from.clone() };
     if let Err(e) = journal.write(&entry) {
         return failed(None, false, UnitError::Fatal(e));
     }
@@ -815,11 +894,10 @@ fn barbican_half(key: &FixedKey, journal: &Journal, confirmer: &Confirmer, job: 
     if let Err(e) = confirmer.confirm(&group, barbican, &job.name, &stored.id) {
         return failed(None, true, errors(e));
     }
-    entry.secret = Some(stored.id.clone());
-    if let Err(e) = journal.write(&entry) {
-        // Unrecorded secrets must not outlive this run: the database half deletes it.
-        return failed(Some(stored.id), true, UnitError::Fatal(e));
-    }
+    // The secret's ID is not written to the journal: the entry already names the secret
+    // (its name is this attempt's own), so a run killed from here on is finished by the next
+    // from the name alone, at the cost of one more secret, made and swept then. That keeps
+    // one synced journal write per unit.
     fault::point("recorded");
     if let Err(e) = read_back.and_then(|()| grant(&stored.id, &job.target)) {
         return failed(Some(stored.id), true, e);
