@@ -30,8 +30,12 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENVS=$ROOT/.cache/venvs
-T=${KEYMIGRATE_TESTENV:-$ROOT/.cache/testenv}
+# .cache by its real path: a git worktree whose .cache links to another checkout's shares that
+# checkout's servers, and writes the same paths into env.sh and the servers' configuration.
+mkdir -p "$ROOT/.cache"
+CACHE=$(cd "$ROOT/.cache" && pwd -P)
+VENVS=$CACHE/venvs
+T=${KEYMIGRATE_TESTENV:-$CACHE/testenv}
 case $T in /*) ;; *) T=$PWD/$T ;; esac
 T=${T%/}
 PYTHON=${KEYMIGRATE_PYTHON:-python3}
@@ -494,9 +498,10 @@ postgres_tls() {
 
 # ------------------------------------------------------------------------------ HTTPS (stunnel)
 # One stunnel in front of Keystone, Barbican and Glance: TLS with the testenv's server
-# certificate on the *_TLS_PORTs, plain HTTP to the servers. Keystone's catalog names them in
-# RegionTLS. (Barbican's secret_ref keeps its host_href, http://…:19311: keymigrate takes only
-# the secret's ID from it and confirms it at the endpoint it used.)
+# certificate on the *_TLS_PORTs, plain HTTP to the servers. Keystone's catalog names Barbican's
+# and Glance's in RegionTLS; Glance's internal one as https://localhost:…, so that a lookup by
+# interface shows which it took. (Barbican's secret_ref keeps its host_href, http://…:19311:
+# keymigrate takes only the secret's ID from it and confirms it at the endpoint it used.)
 
 stunnel_running() { pidfile_alive "$ST_PID" stunnel && port_open $KS_TLS_PORT; }
 
@@ -625,7 +630,7 @@ keystone_setup() {
         BARBICAN_USER=$BARBICAN_USER BARBICAN_PW=$BARBICAN_PW APPCRED_NAME=$APPCRED_NAME \
         ENDPOINTS="RegionOne public http://$HOST:$BB_PORT;RegionOne internal http://$HOST:$BB_PORT2;RegionTwo public http://$HOST:$BB_PORT_NOWHERE;RegionTwo internal http://$HOST:$BB_PORT2;RegionTLS public https://$HOST:$BB_TLS_PORT;RegionTLS internal https://$HOST:$BB_TLS_PORT" \
         GLANCE_USER=$GLANCE_USER GLANCE_PW_FILE=$GL_DIR/service-pw \
-        IMAGE_ENDPOINTS="RegionOne public http://$HOST:$GL_PORT;RegionOne internal http://$HOST:$GL_PORT" \
+        IMAGE_ENDPOINTS="RegionOne public http://$HOST:$GL_PORT;RegionOne internal http://$HOST:$GL_PORT;RegionTLS public https://$HOST:$GL_TLS_PORT;RegionTLS internal https://localhost:$GL_TLS_PORT" \
         OUT=$KS_DIR/ids.env \
         "$(venv_py keystone)" - <<'EOF' || die_log "$KS_DIR/keystone.log" "Keystone setup over the REST API failed"
 import json, os, shlex, sys, urllib.error, urllib.parse, urllib.request
@@ -1136,6 +1141,7 @@ write_env() {
             "KEYMIGRATE_TEST_KEYSTONE_TLS_URL=https://$HOST:$KS_TLS_PORT/v3" \
             "KEYMIGRATE_TEST_BARBICAN_TLS_URL=https://$HOST:$BB_TLS_PORT" \
             "KEYMIGRATE_TEST_GLANCE_TLS_URL=https://$HOST:$GL_TLS_PORT" \
+            "KEYMIGRATE_TEST_GLANCE_TLS_INTERNAL_URL=https://localhost:$GL_TLS_PORT" \
             "KEYMIGRATE_TEST_DB_TLS_USER=$DB_TLS_USER" \
             "KEYMIGRATE_TEST_DB_TLS_PASSWORD=$DB_TLS_PW" \
             "KEYMIGRATE_TEST_DB_CERT_USER=$DB_CERT_USER"; do
@@ -1251,7 +1257,8 @@ if st != 404:
     fail(f"deleted secret still answers {st}")
 import ssl
 ctx = ssl.create_default_context(cafile=E["KEYMIGRATE_TEST_TLS_CA"])
-for url in (E["KEYMIGRATE_TEST_KEYSTONE_TLS_URL"], BBTLS + "/", E["KEYMIGRATE_TEST_GLANCE_TLS_URL"] + "/"):
+for url in (E["KEYMIGRATE_TEST_KEYSTONE_TLS_URL"], BBTLS + "/", E["KEYMIGRATE_TEST_GLANCE_TLS_URL"] + "/",
+            E["KEYMIGRATE_TEST_GLANCE_TLS_INTERNAL_URL"] + "/"):
     try:
         with urllib.request.urlopen(url, timeout=30, context=ctx) as r:
             st = r.status
@@ -1307,7 +1314,9 @@ if st != 201:
 admin = h["X-Subject-Token"]
 eps = sorted((e["region_id"], e["interface"], e["url"]) for s in json.loads(b)["token"]["catalog"]
              if s["type"] == "image" for e in s["endpoints"])
-want = [("RegionOne", "internal", GL), ("RegionOne", "public", GL)]
+want = sorted([("RegionOne", "internal", GL), ("RegionOne", "public", GL),
+               ("RegionTLS", "internal", E["KEYMIGRATE_TEST_GLANCE_TLS_INTERNAL_URL"]),
+               ("RegionTLS", "public", E["KEYMIGRATE_TEST_GLANCE_TLS_URL"])])
 if eps != want:
     fail(f"image catalog is {eps}, wanted {want}")
 

@@ -136,7 +136,12 @@ impl Barbican {
         keystone.token()?;
         let url = match &settings.endpoint {
             Some(e) => e.clone(),
-            None => keystone.endpoint("key-manager", &settings.endpoint_type, settings.region.as_deref())?,
+            None => keystone.endpoint(
+                "key-manager",
+                &settings.endpoint_type,
+                settings.region.as_deref(),
+                "set [barbican] barbican_endpoint_type / barbican_region_name, or barbican_endpoint",
+            )?,
         };
         let base = versioned(&url, settings.api_version.as_deref().unwrap_or("v1"));
         log::info!("Using Barbican at {}", http::redact_url(&base));

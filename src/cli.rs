@@ -190,8 +190,8 @@ pub struct ImagesOpts {
     #[arg(long)]
     pub images: bool,
 
-    /// Glance's URL (http:// or https://), instead of [DEFAULT] glance_api_servers or the
-    /// catalog's image service.
+    /// Glance's URL (http:// or https://), instead of [DEFAULT] glance_api_servers or Keystone's
+    /// catalog ([DEFAULT] glance_catalog_info, in the region of [barbican] barbican_region_name).
     #[arg(long = "glance-endpoint", value_name = "URL", value_parser = http_url, requires = "images")]
     pub glance_endpoint: Option<String>,
 

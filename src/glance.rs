@@ -9,6 +9,10 @@
 //! and the JSON-patch that replaces the property. Glance has no compare-and-swap: the caller
 //! reads the image again right before a patch and after it.
 //!
+//! Where Glance is ([`GlanceEndpoint`]): the URL given, else Keystone's catalog as Cinder looks
+//! it up (`[DEFAULT] glance_catalog_info`), in the region of the Barbican keymigrate writes to,
+//! never a guess among several regions.
+//!
 //! [`rule`] decides what happens to an image: only a private image, with an owner, that does
 //! not look like a server snapshot, is migrated; the others would change who can use the image
 //! (its key would move from "anyone who has the fixed key" to the owner's project), so they are
@@ -22,7 +26,7 @@ use serde_json::{Map, Value};
 use crate::cinder::ZERO_KEY_ID;
 use crate::error::{Error, Result};
 use crate::http::{self, Body, Client, Response};
-use crate::keystone::{AuthorizedError, Keystone, Request, Subject};
+use crate::keystone::{AuthorizedError, Endpoint, Keystone, Request, Subject};
 
 /// The image property Cinder sets to the volume's key ID when it uploads an encrypted volume.
 pub const KEY_PROPERTY: &str = "cinder_encryption_key_id";
@@ -200,6 +204,87 @@ pub fn check_key_manager(path: &std::path::Path) {
     });
 }
 
+/// Where Glance is, as Cinder finds it (`cinder/image/glance.py`, `get_api_servers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GlanceEndpoint {
+    /// `--glance-endpoint`, else `[DEFAULT] glance_api_servers`' first entry: used as given.
+    Url(String),
+    /// Neither: Keystone's catalog.
+    Catalog(CatalogLookup),
+}
+
+/// What to look for in the catalog: `[DEFAULT] glance_catalog_info`'s service type and
+/// interface, and the region Glance must be in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogLookup {
+    pub service_type: String,
+    /// `public`, `internal` or `admin`.
+    pub interface: String,
+    /// The region, and the option that names it (`[barbican] barbican_region_name`); `None`
+    /// when no option does.
+    pub region: Option<(String, &'static str)>,
+}
+
+/// `glance_catalog_info`, `<service_type>:<service_name>:<endpoint_type>` (Cinder's default
+/// `image:glance:publicURL`), as the service type and the interface (`public`, `internal`,
+/// `admin`). Cinder matches the service type only, so the name is not used either. The error
+/// says what is wrong without repeating the value.
+pub fn parse_catalog_info(value: &str) -> Result<(String, String), String> {
+    let parts: Vec<&str> = value.trim().split(':').map(str::trim).collect();
+    let [service_type, _name, endpoint_type] = parts.as_slice() else {
+        return Err(format!(
+            "has {} field(s), not the 3 of <service_type>:<service_name>:<endpoint_type> (Cinder's default: image:glance:publicURL)",
+            parts.len()
+        ));
+    };
+    if service_type.is_empty() {
+        return Err("has no service type before the first ':' (Cinder's default: image:glance:publicURL)".into());
+    }
+    let interface = endpoint_type.strip_suffix("URL").unwrap_or(endpoint_type);
+    if !["public", "internal", "admin"].contains(&interface) {
+        return Err(format!("endpoint type '{endpoint_type}' is not one of publicURL, internalURL, adminURL"));
+    }
+    Ok((service_type.to_string(), interface.to_string()))
+}
+
+/// The lookup's one endpoint among `found`, the catalog's endpoints of its service type at its
+/// interface: the first in its region; without a region, the first, if every one is in the same
+/// region. Several regions and none named is refused: another region's Glance would have its
+/// images pointed at secrets in the Barbican keymigrate writes to, which that region's services
+/// do not read.
+pub fn locate(found: &[Endpoint], lookup: &CatalogLookup) -> Result<String> {
+    let CatalogLookup { service_type, interface, region } = lookup;
+    let mut regions: Vec<&str> = Vec::new();
+    for e in found {
+        let r = e.region().unwrap_or("(no region)");
+        if !regions.contains(&r) {
+            regions.push(r);
+        }
+    }
+    let listed = regions.join(", ");
+    match region {
+        Some((r, option)) => found.iter().find(|e| e.region() == Some(r.as_str())).map(|e| e.url.clone()).ok_or_else(|| {
+            let elsewhere = if regions.is_empty() { ")".to_string() } else { format!("), only in {listed}") };
+            Error::Service(format!(
+                "Keystone's catalog has no '{service_type}' endpoint for interface {interface} in region {r} ({option}{elsewhere}; \
+                 point [DEFAULT] glance_api_servers or --glance-endpoint at region {r}'s Glance, or check {option} and \
+                 [DEFAULT] glance_catalog_info"
+            ))
+        }),
+        None if regions.len() > 1 => Err(Error::Service(format!(
+            "Keystone's catalog lists '{service_type}' endpoints for interface {interface} in several regions ({listed}) \
+             and keymigrate will not guess which region's Glance to use; set [barbican] barbican_region_name to the region \
+             of the Barbican keymigrate writes to, or [DEFAULT] glance_api_servers or --glance-endpoint"
+        ))),
+        None => found.first().map(|e| e.url.clone()).ok_or_else(|| {
+            Error::Service(format!(
+                "Keystone's catalog has no '{service_type}' endpoint for interface {interface}; \
+                 set [DEFAULT] glance_catalog_info to Glance's service type and interface, or glance_api_servers or --glance-endpoint"
+            ))
+        }),
+    }
+}
+
 /// Glance's image API, called with one identity's tokens.
 pub struct Glance {
     http: Client,
@@ -216,18 +301,22 @@ struct Listing {
 }
 
 impl Glance {
-    /// `endpoint`: Glance's URL (versionless or ending in `/v2`); `None` takes the catalog's
-    /// `image` service at `interface`.
-    pub fn connect(keystone: Arc<Keystone>, endpoint: Option<&str>, interface: &str, region: Option<&str>) -> Result<Glance> {
+    /// Glance at `endpoint` (a URL versionless or ending in `/v2`, or the catalog's), spoken
+    /// to with `keystone`'s TLS settings and tokens.
+    pub fn connect(keystone: Arc<Keystone>, endpoint: &GlanceEndpoint) -> Result<Glance> {
         let settings = keystone.settings();
         let http = Client::new(&settings.tls, settings.timeout, keystone.http().retry)
             .map_err(|e| Error::config_value(e.option, e.message))?;
-        let url = match endpoint {
-            Some(e) => e.to_string(),
-            None => keystone.endpoint("image", interface, region)?,
+        let (url, from) = match endpoint {
+            GlanceEndpoint::Url(e) => (e.clone(), String::new()),
+            GlanceEndpoint::Catalog(lookup) => {
+                let url = locate(&keystone.catalog_endpoints(&lookup.service_type, &lookup.interface)?, lookup)?;
+                let region = lookup.region.as_ref().map(|(r, _)| format!(", region {r}")).unwrap_or_default();
+                (url, format!(" (Keystone's catalog: '{}', interface {}{region})", lookup.service_type, lookup.interface))
+            }
         };
         let base = crate::barbican::versioned(&url, "v2");
-        log::info!("Using Glance at {}", http::redact_url(&base));
+        log::info!("Using Glance at {}{from}", http::redact_url(&base));
         Ok(Glance { http, keystone, base })
     }
 
@@ -438,6 +527,65 @@ mod tests {
 
     fn image(v: Value) -> Image {
         Image::from_json(v.as_object().expect("object")).expect("image")
+    }
+
+    #[test]
+    fn glance_catalog_info_is_read_as_cinder_reads_it() {
+        let ok = |v: &str| parse_catalog_info(v).expect(v);
+        assert_eq!(ok("image:glance:publicURL"), ("image".into(), "public".into()));
+        assert_eq!(ok("image:glance:internalURL"), ("image".into(), "internal".into()));
+        assert_eq!(ok(" image : anything : adminURL "), ("image".into(), "admin".into()));
+        // Cinder matches the type only: the name may be anything, even empty.
+        assert_eq!(ok("image::internal"), ("image".into(), "internal".into()));
+        for (bad, says) in [
+            ("image:glance", "has 2 field(s)"),
+            ("image:glance:publicURL:x", "has 4 field(s)"),
+            ("", "has 1 field(s)"),
+            (":glance:publicURL", "no service type"),
+            ("image:glance:public_url", "'public_url' is not one of publicURL, internalURL, adminURL"),
+            ("image:glance:PublicURL", "is not one of"),
+        ] {
+            let e = parse_catalog_info(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_catalogs_glance_is_the_one_of_the_region_and_never_a_guess() {
+        let ep = |region: Option<&str>, url: &str| Endpoint {
+            interface: "public".into(),
+            url: url.into(),
+            region_id: region.map(String::from),
+            region: None,
+        };
+        let lookup = |region: Option<&str>| CatalogLookup {
+            service_type: "image".into(),
+            interface: "public".into(),
+            region: region.map(|r| (r.to_string(), "[barbican] barbican_region_name")),
+        };
+        let two = [ep(Some("R1"), "http://g1"), ep(Some("R1"), "http://g1b"), ep(Some("R2"), "https://g2")];
+        assert_eq!(locate(&two, &lookup(Some("R2"))).expect("R2"), "https://g2");
+        assert_eq!(locate(&two, &lookup(Some("R1"))).expect("R1"), "http://g1");
+        let e = locate(&two, &lookup(None)).expect_err("ambiguous").to_string();
+        assert!(e.contains("several regions (R1, R2)") && e.contains("[barbican] barbican_region_name"), "{e}");
+        assert!(e.contains("glance_api_servers") && e.contains("--glance-endpoint"), "{e}");
+        let e = locate(&two, &lookup(Some("R3"))).expect_err("no R3").to_string();
+        assert!(e.contains("interface public in region R3 ([barbican] barbican_region_name), only in R1, R2"), "{e}");
+        // One region (or endpoints in no region at all): that one.
+        assert_eq!(locate(&two[..2], &lookup(None)).expect("R1 only"), "http://g1");
+        assert_eq!(locate(&[ep(None, "http://g")], &lookup(None)).expect("no region"), "http://g");
+        let e = locate(&[ep(None, "http://g"), ep(Some("R1"), "http://g1")], &lookup(None)).expect_err("two").to_string();
+        assert!(e.contains("((no region), R1)"), "{e}");
+        let e = locate(&[], &lookup(None)).expect_err("none").to_string();
+        assert!(e.contains("has no 'image' endpoint for interface public;") && e.contains("glance_catalog_info"), "{e}");
+        let e = locate(&[], &lookup(Some("R1"))).expect_err("none in R1").to_string();
+        assert!(e.contains("in region R1 ([barbican] barbican_region_name);"), "{e}");
+        for e in [locate(&two, &lookup(None)), locate(&[], &lookup(None))] {
+            let e = e.expect_err("error");
+            assert_eq!(e.exit_code(), crate::error::exit::INTERVENTION);
+            assert!(!e.to_string().contains('\n'));
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Keystone v3: a token for Cinder's service identity (`[keystone_authtoken]`), renewed before it
-//! expires and once when a service answers 401, and the `key-manager` endpoint from its catalog.
+//! expires and once when a service answers 401, and the endpoints of its catalog (Barbican's
+//! `key-manager`, Glance's `image`).
 //!
 //! keymigrate authenticates as Cinder's own migrator does, so that Cinder can later delete these
 //! secrets with the same identity (`volume_utils.delete_encryption_key` retries with it).
@@ -206,6 +207,13 @@ pub struct Endpoint {
     pub region: Option<String>,
 }
 
+impl Endpoint {
+    /// The endpoint's region: `region_id`, else the older `region`.
+    pub fn region(&self) -> Option<&str> {
+        self.region_id.as_deref().or(self.region.as_deref())
+    }
+}
+
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct CatalogEntry {
     #[serde(rename = "type")]
@@ -306,17 +314,23 @@ impl Keystone {
     }
 
     /// The catalog's URL for `service_type` at `interface`, in `region` when one is given.
-    pub fn endpoint(&self, service_type: &str, interface: &str, region: Option<&str>) -> Result<String> {
+    /// `options`: what the operator sets instead, named in the error when there is none (each
+    /// service is pointed at by options of its own).
+    pub fn endpoint(&self, service_type: &str, interface: &str, region: Option<&str>, options: &str) -> Result<String> {
+        let found = self.catalog_endpoints(service_type, interface)?;
+        pick_endpoint_of(&found, region).ok_or_else(|| {
+            let region = region.map(|r| format!(" in region {r}")).unwrap_or_default();
+            Error::Service(format!("Keystone's catalog has no '{service_type}' endpoint for interface {interface}{region}; {options}"))
+        })
+    }
+
+    /// Every endpoint the catalog lists for `service_type` at `interface` (`public` or
+    /// `publicURL`, …), in the catalog's order, whatever its region.
+    pub fn catalog_endpoints(&self, service_type: &str, interface: &str) -> Result<Vec<Endpoint>> {
         self.token()?;
         let guard = self.token.lock().map_err(|_| Error::Internal("token lock poisoned".into()))?;
         let catalog = guard.as_ref().map(|t| t.catalog.as_slice()).unwrap_or_default();
-        pick_endpoint(catalog, service_type, interface, region).ok_or_else(|| {
-            let region = region.map(|r| format!(" in region {r}")).unwrap_or_default();
-            Error::Service(format!(
-                "Keystone's catalog has no '{service_type}' endpoint for interface {interface}{region}; \
-                 set [barbican] barbican_endpoint_type / barbican_region_name, or barbican_endpoint"
-            ))
-        })
+        Ok(endpoints_of(catalog, service_type, interface).into_iter().cloned().collect())
     }
 
     fn authenticate(&self) -> Result<Token> {
@@ -399,19 +413,28 @@ pub enum AuthorizedError {
     Refused(Response),
 }
 
-/// keystoneauth's choice: the first endpoint of the type with the interface (`public`,
-/// `internal`, `admin`; `publicURL` spellings too) and, when asked, the region.
-pub fn pick_endpoint(catalog: &[CatalogEntry], service_type: &str, interface: &str, region: Option<&str>) -> Option<String> {
+/// The endpoints of the type with the interface (`public`, `internal`, `admin`; `publicURL`
+/// spellings too), in the catalog's order.
+pub fn endpoints_of<'a>(catalog: &'a [CatalogEntry], service_type: &str, interface: &str) -> Vec<&'a Endpoint> {
     let interface = interface.trim_end_matches("URL");
     catalog
         .iter()
         .filter(|s| s.service_type == service_type)
         .flat_map(|s| s.endpoints.iter())
-        .find(|e| {
-            e.interface == interface
-                && region.is_none_or(|r| e.region_id.as_deref() == Some(r) || e.region.as_deref() == Some(r))
-        })
-        .map(|e| e.url.clone())
+        .filter(|e| e.interface == interface)
+        .collect()
+}
+
+/// keystoneauth's choice among them: the first, in `region` when one is asked for.
+fn pick_endpoint_of(endpoints: &[Endpoint], region: Option<&str>) -> Option<String> {
+    endpoints.iter().find(|e| region.is_none_or(|r| e.region() == Some(r))).map(|e| e.url.clone())
+}
+
+/// keystoneauth's choice: the first endpoint of the type with the interface and, when asked,
+/// the region.
+pub fn pick_endpoint(catalog: &[CatalogEntry], service_type: &str, interface: &str, region: Option<&str>) -> Option<String> {
+    let found: Vec<Endpoint> = endpoints_of(catalog, service_type, interface).into_iter().cloned().collect();
+    pick_endpoint_of(&found, region)
 }
 
 /// `{"id": …}` or `{"name": …, "domain": {…}}`, as Keystone's auth body writes a user or project.

@@ -15,6 +15,7 @@ use crate::conditions::Conditions;
 use crate::conf::{self, Conf};
 use crate::db::{self, DbUrl};
 use crate::error::{Error, Result};
+use crate::glance::{CatalogLookup, GlanceEndpoint};
 use crate::scope::{Scope, ScopeArgs};
 
 pub struct Settings {
@@ -44,9 +45,8 @@ pub struct Nova {
 /// Where the images are and who may see them all (`--images`).
 pub struct Images {
     pub admin: Admin,
-    /// `--glance-endpoint`, else `[DEFAULT] glance_api_servers`' first entry; `None`: the
-    /// catalog's `image` service.
-    pub endpoint: Option<String>,
+    /// `--glance-endpoint`, else `[DEFAULT] glance_api_servers`' first entry, else the catalog.
+    pub endpoint: GlanceEndpoint,
     /// `--image-owner`: only these projects' images; empty: every project's.
     pub owners: Vec<String>,
     /// `--shared-images`: what happens to images shared with other projects.
@@ -69,16 +69,47 @@ impl Images {
         // Without --os-cloud the [keystone_authtoken] identity lists the images; with it,
         // cinder.conf's identity need not even be complete.
         let admin = Admin::load(authtoken, admin, "", timeout, env)?;
-        let endpoint = match &args.glance_endpoint {
-            Some(e) => Some(e.clone()),
+        let servers = conf.get(&conf::GLANCE_API_SERVERS)?.and_then(|v| {
+            let first = v.value.expose().split(',').map(str::trim).find(|s| !s.is_empty())?.to_string();
             // Cinder's rule for an entry without a scheme: plain HTTP.
-            None => conf.get(&conf::GLANCE_API_SERVERS)?.and_then(|v| {
-                let first = v.value.expose().split(',').map(str::trim).find(|s| !s.is_empty())?.to_string();
-                Some(if first.contains("://") { first } else { format!("http://{first}") })
-            }),
+            Some(if first.contains("://") { first } else { format!("http://{first}") })
+        });
+        let endpoint = match args.glance_endpoint.clone().or(servers) {
+            Some(url) => GlanceEndpoint::Url(url),
+            None => GlanceEndpoint::Catalog(catalog_lookup(conf)?),
         };
         Ok(Some(Images { admin, endpoint, owners: args.image_owner.clone(), shared: args.shared_images, glance_config: args.glance_config.clone(), retry: RetryPolicy::default() }))
     }
+}
+
+/// Cinder's way to Glance without `glance_api_servers`: `[DEFAULT] glance_catalog_info`, and
+/// the region of the Barbican keymigrate writes to (`[barbican] barbican_region_name`), or
+/// Cinder's own `[glance] region_name`; two different regions are refused.
+fn catalog_lookup(conf: &Conf) -> Result<CatalogLookup> {
+    let text = |opt| -> Result<Option<String>> {
+        Ok(conf.get(opt)?.map(|v| v.value.expose().trim().to_string()).filter(|s| !s.is_empty()))
+    };
+    let info = conf.get(&conf::GLANCE_CATALOG_INFO)?;
+    let info_text = info.as_ref().map(|v| v.value.expose().to_string()).unwrap_or_default();
+    let (service_type, interface) = crate::glance::parse_catalog_info(&info_text).map_err(|message| {
+        let origin = info.as_ref().map(|v| format!(" ({})", v.origin)).unwrap_or_default();
+        Error::config_value("[DEFAULT] glance_catalog_info", format!("{message}{origin}"))
+    })?;
+    let region = match (text(&conf::barbican::REGION_NAME)?, text(&conf::GLANCE_REGION_NAME)?) {
+        (Some(b), Some(g)) if b != g => {
+            return Err(Error::config_value(
+                "[glance] region_name",
+                format!(
+                    "is {g}, but [barbican] barbican_region_name is {b}: the images' new keys would be in region {b}'s Barbican, \
+                     which the services of Glance's region do not read; make them the same, or name Glance with --glance-endpoint"
+                ),
+            ))
+        }
+        (Some(b), _) => Some((b, "[barbican] barbican_region_name")),
+        (None, Some(g)) => Some((g, "[glance] region_name")),
+        (None, None) => None,
+    };
+    Ok(CatalogLookup { service_type, interface, region })
 }
 
 pub struct Services {
@@ -234,4 +265,33 @@ fn database_url(conf: &Conf) -> Result<DbUrl> {
     // A backend this build lacks is refused here, before any command does anything.
     db::require_built_in(&url)?;
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(text: &str) -> Result<CatalogLookup> {
+        catalog_lookup(&Conf::from_text("cinder.conf", text)?)
+    }
+
+    #[test]
+    fn glance_in_the_catalog_is_looked_up_in_the_barbican_region() {
+        let l = lookup("").expect("defaults");
+        assert_eq!((l.service_type.as_str(), l.interface.as_str(), l.region), ("image", "public", None));
+        let l = lookup("[DEFAULT]\nglance_catalog_info = image:glance:internalURL\n[barbican]\nbarbican_region_name = R1\n").expect("R1");
+        assert_eq!((l.interface.as_str(), l.region), ("internal", Some(("R1".to_string(), "[barbican] barbican_region_name"))));
+        let l = lookup("[glance]\nregion_name = R2\n").expect("Cinder's own");
+        assert_eq!(l.region, Some(("R2".to_string(), "[glance] region_name")));
+        let l = lookup("[glance]\nregion_name = R2\n[barbican]\nbarbican_region_name = R2\n").expect("the same");
+        assert_eq!(l.region.map(|r| r.0).as_deref(), Some("R2"));
+
+        let e = lookup("[glance]\nregion_name = R2\n[barbican]\nbarbican_region_name = R1\n").expect_err("two regions");
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        assert!(e.to_string().starts_with("[glance] region_name: is R2, but [barbican] barbican_region_name is R1"), "{e}");
+        let e = lookup("[DEFAULT]\nglance_catalog_info = image:publicURL\n").expect_err("malformed");
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        let shown = e.to_string();
+        assert!(shown.starts_with("[DEFAULT] glance_catalog_info: has 2 field(s)") && shown.contains("cinder.conf line 2"), "{shown}");
+    }
 }

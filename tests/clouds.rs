@@ -78,7 +78,7 @@ fn the_admin_cloud_gets_a_token_scoped_to_the_admin_project() {
         info["token"]["roles"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
     assert!(roles.contains(&"admin"), "the admin cloud's token carries the admin role: {roles:?}");
     // A project-scoped token comes with the catalog, where Barbican is found.
-    let barbican = keystone.endpoint("key-manager", &identity.interface, identity.region_name.as_deref()).expect("catalog");
+    let barbican = keystone.endpoint("key-manager", &identity.interface, identity.region_name.as_deref(), "").expect("catalog");
     assert!(barbican.starts_with("http"), "{barbican}");
 }
 

@@ -785,3 +785,170 @@ fn an_image_whose_owner_project_is_gone_is_reported_and_left() {
     assert!(out.stderr.contains("but Glance's images still use it: keep fixed_key"), "{}", out.stderr);
     assert_eq!(glance.delete_as_admin(&image), 204);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Glance from Keystone's catalog, as Cinder finds it: [DEFAULT] glance_catalog_info, in the
+// region of the Barbican keymigrate writes to. The testenv's catalog has Glance in RegionOne
+// (http) and RegionTLS (https through stunnel; its internal endpoint as https://localhost:…).
+
+/// `<command> --images` with no Glance URL: Glance comes from the catalog. `--image-owner`
+/// keeps the run to `owner`'s images (Glance is shared by the tests running at the same time).
+fn catalog_args<'a>(conf: &'a Path, state: &'a Path, command: &'a str, owner: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["--config-file", arg(conf), command, "--images", "--image-owner", owner];
+    if ["migrate", "verify", "rollback"].contains(&command) {
+        args.extend(["--state-dir", arg(state)]);
+    }
+    args.extend(["-f", "json"]);
+    args
+}
+
+/// `scan` and `migrate --images` through the catalog's RegionTLS Glance over HTTPS: with
+/// `[barbican] barbican_region_name = RegionTLS` Barbican and Glance are both that region's,
+/// trusted through the testenv's CA; the image gets its secret as through `--glance-endpoint`.
+#[test]
+fn images_are_migrated_through_the_catalogs_glance_of_the_barbicans_region_over_https() {
+    let cloud = Cloud::new();
+    let mut p = Project::new("img-catalog");
+    let owner = p.member("owner");
+    let glance = Glance::new();
+    let image = private_image(&glance, &owner);
+    let mut stage = Stage::new();
+    let key = stage.key.clone();
+    stage.conf = stage.w.conf(&stage._db, Some(&key), &crate::tls::trusting_sections());
+    let using = format!(
+        "Using Glance at {}/v2 (Keystone's catalog: 'image', interface public, region RegionTLS)",
+        env("KEYMIGRATE_TEST_GLANCE_TLS_URL")
+    );
+
+    let out = stage.w.run(&catalog_args(&stage.conf, &stage.state, "scan", &p.id));
+    out.assert_code(1);
+    assert!(out.stderr.contains(&using), "{}", out.stderr);
+    let rows = rows_of(&out.json()["images"], &[&image]);
+    assert_eq!(rows[&image]["action"], "new secret", "{rows:?}");
+
+    let out = stage.w.run(&catalog_args(&stage.conf, &stage.state, "migrate", &p.id));
+    out.assert_code(0);
+    assert!(out.stderr.contains(&using), "{}", out.stderr);
+    let barbican = format!("Using Barbican at {}/v1", env("KEYMIGRATE_TEST_BARBICAN_TLS_URL"));
+    assert!(out.stderr.contains(&barbican), "{}", out.stderr);
+    assert_eq!(out.json()["report"]["images"]["migrated"], 1, "{}", out.stdout);
+    assert_images_done(&stage, &stage.state, &cloud, &glance, &p, &owner, &[&image]);
+}
+
+/// `glance_catalog_info = image:glance:internalURL` takes the region's internal endpoint:
+/// RegionTLS's is https://localhost:…, its public one https://127.0.0.1:…; RegionOne's, plain
+/// HTTP. The images are listed through it.
+#[test]
+fn glance_catalog_info_internal_url_takes_the_regions_internal_endpoint() {
+    let mut p = Project::new("img-internal");
+    let owner = p.member("owner");
+    let glance = Glance::new();
+    let image = private_image(&glance, &owner);
+    let mut stage = Stage::new();
+    let key = stage.key.clone();
+    let internal = "\n[DEFAULT]\nglance_catalog_info = image:glance:internalURL\n";
+    for (sections, using) in [
+        (
+            crate::tls::trusting_sections(),
+            format!("Using Glance at {}/v2 (Keystone's catalog: 'image', interface internal, region RegionTLS)", env("KEYMIGRATE_TEST_GLANCE_TLS_INTERNAL_URL")),
+        ),
+        (
+            service_sections("password"),
+            format!("Using Glance at {}/v2 (Keystone's catalog: 'image', interface internal, region RegionOne)", env("KEYMIGRATE_TEST_GLANCE_URL")),
+        ),
+    ] {
+        stage.conf = stage.w.conf(&stage._db, Some(&key), &format!("{sections}{internal}"));
+        let out = stage.w.run(&catalog_args(&stage.conf, &stage.state, "scan", &p.id));
+        out.assert_code(1);
+        assert!(out.stderr.contains(&using), "no {using:?}:\n{}", out.stderr);
+        assert_eq!(rows_of(&out.json()["images"], &[&image]).len(), 1, "{}", out.stdout);
+    }
+}
+
+/// A run refused before it wrote anything: one error line with `needle` and exit `code`, the
+/// rows as they were, no secret made for them, nothing in the state directory's journals.
+#[track_caller]
+fn assert_refused_before_writing(f: &crate::migrate::Fixture, before: &str, out: &Output, code: i32, needle: &str, cloud: &Cloud) {
+    out.assert_error(code, needle);
+    assert_eq!(f.db.fingerprint(), before, "a row was written");
+    f.check_no_litter(cloud, &cloud.cinder());
+    f.w.assert_state_clean(&f.state);
+    for p in walk(&f.state).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        assert!(!text.contains("secret"), "the journal holds {}: {text}", p.display());
+    }
+    assert_eq!(tenancy::grant_files(&f.state), Vec::<PathBuf>::new(), "grants in the journal");
+    assert_eq!(image_files(&f.state), Vec::<PathBuf>::new(), "images in the journal");
+}
+
+/// A host's rows and a cinder.conf as the tests' usual one, but without a region for Barbican
+/// (and so for Glance), with `extra` appended.
+fn regionless_fixture(host: &str, extra: &str) -> crate::migrate::Fixture {
+    let mut f = crate::migrate::Fixture::new(Backend::Sqlite, "password");
+    f.seed_host(host);
+    let usual = service_sections("password");
+    let regionless = usual.replace("barbican_region_name = RegionOne\n", "");
+    assert_ne!(regionless, usual, "service_sections names no region any more");
+    let key = f.key.clone();
+    f.conf = f.w.conf(&f.db, Some(&key), &format!("{regionless}{extra}"));
+    f
+}
+
+/// No region named (neither `[barbican] barbican_region_name` nor `[glance] region_name`) and
+/// Glance in two regions of the catalog: `migrate --images` (with a host's rows) and `scan`
+/// refuse in one line naming both regions and what to set, exit 2, nothing written. A region
+/// named where the catalog has no Glance: one line naming region and interface.
+#[test]
+fn glance_in_several_regions_and_none_named_is_refused_before_anything_is_written() {
+    let cloud = Cloud::new();
+    // No project owns images under this ID, should a run ever reach Glance's listing.
+    let nobody = uuid();
+    for command in ["migrate", "scan"] {
+        let f = regionless_fixture("hostGR", "");
+        let before = f.db.fingerprint();
+        let mut args = catalog_args(&f.conf, &f.state, command, &nobody);
+        args.extend(["--host", "hostGR"]);
+        let out = f.w.run(&args);
+        assert_refused_before_writing(&f, &before, &out, 2, "Keystone's catalog lists 'image' endpoints for interface public in several regions (", &cloud);
+        let line = out.stderr.lines().find(|l| l.starts_with("keymigrate: error:")).unwrap_or_default();
+        for word in ["RegionOne", "RegionTLS", "set [barbican] barbican_region_name", "[DEFAULT] glance_api_servers", "--glance-endpoint"] {
+            assert!(line.contains(word), "{command}: the line lacks {word:?}: {line}");
+        }
+    }
+    // RegionTwo has a Barbican in the catalog but no Glance.
+    let f = regionless_fixture("hostGR2", "barbican_region_name = RegionTwo\n");
+    let before = f.db.fingerprint();
+    let mut args = catalog_args(&f.conf, &f.state, "scan", &nobody);
+    args.extend(["--host", "hostGR2"]);
+    let out = f.w.run(&args);
+    let needle = "Keystone's catalog has no 'image' endpoint for interface public in region RegionTwo ([barbican] barbican_region_name), only in ";
+    assert_refused_before_writing(&f, &before, &out, 2, needle, &cloud);
+}
+
+/// A `glance_catalog_info` Cinder could not parse, or `[glance] region_name` naming another
+/// region than `[barbican] barbican_region_name`: one line naming the option, exit 127, nothing
+/// written. With a Glance URL given, Cinder does not read glance_catalog_info, nor keymigrate.
+#[test]
+fn a_malformed_glance_catalog_info_or_two_regions_are_refused() {
+    let cloud = Cloud::new();
+    let nobody = uuid();
+    for (extra, needle) in [
+        ("[DEFAULT]\nglance_catalog_info = image:glance\n", "[DEFAULT] glance_catalog_info: has 2 field(s), not the 3 of <service_type>:<service_name>:<endpoint_type>"),
+        ("[DEFAULT]\nglance_catalog_info = image:glance:publicURL:x\n", "[DEFAULT] glance_catalog_info: has 4 field(s)"),
+        ("[DEFAULT]\nglance_catalog_info = :glance:publicURL\n", "[DEFAULT] glance_catalog_info: has no service type"),
+        ("[DEFAULT]\nglance_catalog_info = image:glance:public_url\n", "[DEFAULT] glance_catalog_info: endpoint type 'public_url' is not one of publicURL, internalURL, adminURL"),
+        ("barbican_region_name = RegionOne\n[glance]\nregion_name = RegionTLS\n", "[glance] region_name: is RegionTLS, but [barbican] barbican_region_name is RegionOne"),
+    ] {
+        let f = regionless_fixture("hostGC", extra);
+        let before = f.db.fingerprint();
+        let mut args = catalog_args(&f.conf, &f.state, "migrate", &nobody);
+        args.extend(["--host", "hostGC"]);
+        let out = f.w.run(&args);
+        assert_refused_before_writing(&f, &before, &out, 127, needle, &cloud);
+        assert!(out.stderr.lines().any(|l| l.contains("cinder.conf line") || needle.starts_with("[glance]")), "no file and line:\n{}", out.stderr);
+    }
+    let f = regionless_fixture("hostGC", "[DEFAULT]\nglance_catalog_info = image:glance\n");
+    let glance = env("KEYMIGRATE_TEST_GLANCE_URL");
+    let out = f.w.run(&["--config-file", f.conf(), "scan", "--images", "--image-owner", &nobody, "--glance-endpoint", &glance]);
+    out.assert_code(0);
+}

@@ -26,7 +26,7 @@ pub struct ImageReport {
 /// Glance, as the identity that lists every project's images, refused unless it is an admin.
 pub(super) fn admin_glance(images: &Images, retry: crate::http::RetryPolicy) -> Result<Glance> {
     let keystone = Arc::new(Keystone::new(images.admin.keystone.clone(), retry)?);
-    let glance = Glance::connect(keystone, images.endpoint.as_deref(), "public", None)?;
+    let glance = Glance::connect(keystone, &images.endpoint)?;
     glance.require_admin(&images.admin.source)?;
     Ok(glance)
 }

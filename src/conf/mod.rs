@@ -53,6 +53,11 @@ pub const ENABLED_BACKENDS: Opt = opt!("DEFAULT", "enabled_backends");
 pub const MY_IP: Opt = opt!("DEFAULT", "my_ip");
 /// Cinder's Glance servers (`host:port` or URLs, comma-separated); keymigrate takes the first.
 pub const GLANCE_API_SERVERS: Opt = opt!("DEFAULT", "glance_api_servers");
+/// Where Cinder looks Glance up in the catalog without `glance_api_servers`:
+/// `<service_type>:<service_name>:<endpoint_type>`.
+pub const GLANCE_CATALOG_INFO: Opt = opt!("DEFAULT", "glance_catalog_info", default = "image:glance:publicURL");
+/// The catalog region of Cinder's Glance (Cinder 29).
+pub const GLANCE_REGION_NAME: Opt = opt!("glance", "region_name");
 pub const KEY_MANAGER_BACKEND: Opt =
     opt!("key_manager", "backend", deprecated = [("key_manager", "api_class")], default = "barbican");
 pub const FIXED_KEY: Opt = opt!("key_manager", "fixed_key", deprecated = [("keymgr", "fixed_key")]);
@@ -107,6 +112,9 @@ pub const OPTIONS: &[&Opt] = &[
     &CLUSTER,
     &ENABLED_BACKENDS,
     &MY_IP,
+    &GLANCE_API_SERVERS,
+    &GLANCE_CATALOG_INFO,
+    &GLANCE_REGION_NAME,
     &KEY_MANAGER_BACKEND,
     &FIXED_KEY,
     &DB_CONNECTION,

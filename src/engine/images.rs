@@ -283,6 +283,7 @@ impl Engine<'_> {
     fn image_failed_named(&mut self, id: &str, message: &str) -> Result<()> {
         self.report.images.failed += 1;
         log::error!(target: LOG, "Error migrating encryption key of image {id}: {message}");
+        self.report.last_failure = Some(message.to_string());
         Ok(())
     }
 }

@@ -99,6 +99,10 @@ pub struct Report {
     pub images: ImagesReport,
     /// Nova instances (`--nova`).
     pub nova: nova::NovaRunReport,
+    /// Why the last unit, image or instance failed: the error budget's message names it, so
+    /// that the one line a run ends with says what went wrong (a Barbican that times out, say).
+    #[serde(skip)]
+    pub last_failure: Option<String>,
 }
 
 /// The side-effect-free twin used by `--dry-run`: the same walk, logging what would happen.
@@ -407,6 +411,7 @@ impl Engine<'_> {
                     Err(UnitError::Failed(m)) => {
                         self.report.failed += 1;
                         log::error!(target: LOG, "Error migrating encryption key of {} {}: {m}", job.table.noun(), job.id);
+                        self.report.last_failure = Some(m);
                         if let Err(e) = self.check_budget() {
                             stop.store(true, Ordering::SeqCst);
                             first_error.get_or_insert(e);
@@ -431,6 +436,7 @@ impl Engine<'_> {
                         if news {
                             self.report.failed += 1;
                             log::error!(target: LOG, "Error migrating encryption key of {} {}: {m}", job.table.noun(), job.id);
+                            self.report.last_failure = Some(m);
                             if let Err(e) = self.check_budget() {
                                 stop.store(true, Ordering::SeqCst);
                                 first_error.get_or_insert(e);
@@ -503,7 +509,8 @@ impl Engine<'_> {
         }
         self.report.stopped_early = true;
         log::error!(target: LOG, "Aborting encryption key migration (too many errors).");
-        Err(Error::Aborted(format!("aborted after {failed} failed {what} (more than --max-errors {})", self.opts.max_errors)))
+        let last = self.report.last_failure.as_deref().map(|m| format!("; the last failure: {m}")).unwrap_or_default();
+        Err(Error::Aborted(format!("aborted after {failed} failed {what} (more than --max-errors {}){last}", self.opts.max_errors)))
     }
 
     /// The readers the unit's secret must have: its owner, and for a volume the owners of the
@@ -714,6 +721,7 @@ impl Engine<'_> {
                 Err(UnitError::Failed(m) | UnitError::Project(m) | UnitError::Quota(m)) => {
                     self.report.failed += 1;
                     log::error!(target: LOG, "Error finishing {} {} left by an interrupted run: {m}", entry.table.noun(), entry.id);
+                    self.report.last_failure = Some(m);
                     if let (Some(p), Some(project)) = (&mut self.projects, &entry.project) {
                         if let Ok(Ok(client)) = p.barbican(project) {
                             p.reopen(project, &client);

@@ -343,6 +343,7 @@ impl Engine<'_> {
     fn instance_failed(&mut self, id: &str, message: &str) -> Result<()> {
         self.report.nova.failed += 1;
         log::error!(target: LOG, "Error migrating ephemeral encryption key of instance {id}: {message}");
+        self.report.last_failure = Some(message.to_string());
         Ok(())
     }
 }
