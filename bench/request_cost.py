@@ -8,10 +8,15 @@ time (user + system) of Barbican's gunicorn master and workers from /proc before
 Barbican's CPU per request, which on a shared machine is what bounds how many keys a second any
 migrator gets. The variants are run ROUNDS times (default 3), interleaved, so that other load
 on the machine falls on all of them alike. It shows what keymigrate's requests cost Barbican
-against Cinder's (POST + PUT acl) and what an `Accept` header adds. Uses the testenv's cinder
-service user; deletes every secret it made. Barbican must serve nothing else meanwhile: its CPU
-is read as a whole.
+against Cinder's (POST + PUT acl), what an `Accept` header adds, and what the listing costs that
+confirms the names of a batch of keys (`GET /v1/secrets?name=keymigrate-%25&sort=created:desc
+&limit=16`). A listing's cost grows with the secrets of the project, so the script first prints
+how many the project holds: live, live and named `keymigrate-…`, and soft-deleted (read from
+Barbican's own database, through the [database] connection of the testenv's barbican.conf; left
+out if that cannot be read). Uses the testenv's cinder service user; deletes every secret it
+made. Barbican must serve nothing else meanwhile: its CPU is read as a whole.
 """
+import configparser
 import base64
 import http.client
 import json
@@ -23,7 +28,10 @@ from urllib.parse import urlparse
 ENV = os.environ
 KEYSTONE = urlparse(ENV["KEYMIGRATE_TEST_KEYSTONE_URL"])
 BARBICAN = urlparse(ENV["KEYMIGRATE_TEST_BARBICAN_URL"])
-PIDFILE = os.path.join(ENV.get("KEYMIGRATE_TESTENV", ".cache/testenv"), "barbican", "gunicorn.pid")
+TESTENV = ENV.get("KEYMIGRATE_TESTENV", ".cache/testenv")
+PIDFILE = os.path.join(TESTENV, "barbican", "gunicorn.pid")
+BARBICAN_CONF = os.path.join(TESTENV, "barbican", "home", ".barbican", "barbican.conf")
+LISTING = "/v1/secrets?name=keymigrate-%25&sort=created:desc&limit=16"
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 60
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 VERSION = {"OpenStack-API-Version": "key-manager 1.1"}
@@ -49,16 +57,53 @@ def barbican_ticks():
     return total
 
 
+def soft_deleted(project_id):
+    """(secrets of the project marked deleted, rows of the whole secrets table) from Barbican's
+    database, or None when it cannot be read."""
+    try:
+        import pymysql
+        conf = configparser.ConfigParser(interpolation=None)
+        conf.read(BARBICAN_CONF)
+        url = urlparse(conf["database"]["connection"])
+        db = pymysql.connect(host=url.hostname, port=url.port or 3306, user=url.username,
+                             password=url.password, database=url.path.lstrip("/"))
+        with db.cursor() as cur:
+            cur.execute("SELECT count(*) FROM secrets s JOIN projects p ON p.id = s.project_id"
+                        " WHERE p.external_id = %s AND s.deleted", (project_id,))
+            deleted = cur.fetchone()[0]
+            cur.execute("SELECT count(*) FROM secrets")
+            table = cur.fetchone()[0]
+        db.close()
+        return deleted, table
+    except Exception as e:  # a census, not the measurement: say why and go on
+        print(f"request_cost: soft-deleted secrets not counted ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
+
+
+def census(token, project_id):
+    """One line: the secrets the token's project holds, which a listing's cost grows with."""
+    def total(path):
+        status, _, body = request(BARBICAN, "GET", path, None, {**token, **VERSION})
+        return json.loads(body).get("total", 0) if status == 200 else f"HTTP {status}"
+    live, named = total("/v1/secrets?limit=1"), total("/v1/secrets?name=keymigrate-%25&limit=1")
+    line = f"project {project_id}: {live} live secret(s), {named} of them named keymigrate-%"
+    counted = soft_deleted(project_id)
+    if counted:
+        line += f"; {counted[0]} soft-deleted; Barbican's secrets table: {counted[1]} row(s)"
+    print(line)
+
+
 def main():
     auth = {"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": ENV["KEYMIGRATE_TEST_CINDER_USER"], "domain": {"name": "Default"},
             "password": ENV["KEYMIGRATE_TEST_CINDER_PASSWORD"]}}},
         "scope": {"project": {"name": ENV["KEYMIGRATE_TEST_CINDER_PROJECT"], "domain": {"name": "Default"}}}}}
-    status, headers, _ = request(KEYSTONE, "POST", "/v3/auth/tokens", auth, {"Content-Type": "application/json"})
+    status, headers, answer = request(KEYSTONE, "POST", "/v3/auth/tokens", auth, {"Content-Type": "application/json"})
     if status != 201:
         sys.exit(f"request_cost: Keystone answered {status}")
     token = {"X-Auth-Token": headers["X-Subject-Token"]}
+    census(token, json.loads(answer)["token"]["project"]["id"])
     key = os.urandom(32)
     secret = {"name": "request-cost", "algorithm": "AES", "bit_length": 256, "secret_type": "symmetric",
               "payload": base64.b64encode(key).decode(), "payload_content_type": "application/octet-stream",
@@ -89,6 +134,7 @@ def main():
         ("GET /v1/secrets/<id>/payload, no Accept", lambda: get(f"/v1/secrets/{sid}/payload", VERSION)),
         ("GET /v1/secrets/<id>/payload, Accept: application/octet-stream",
          lambda: get(f"/v1/secrets/{sid}/payload", {**VERSION, "Accept": "application/octet-stream"})),
+        ("GET /v1/secrets?name=keymigrate-%25&sort=created:desc&limit=16", lambda: get(LISTING, VERSION)),
     ]
     # The payload without an Accept header must be the raw key, or the comparison is moot.
     status, headers, body = request(BARBICAN, "GET", f"/v1/secrets/{sid}/payload", None, {**token, **VERSION})
