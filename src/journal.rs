@@ -1,11 +1,16 @@
 //! The state directory: one lock and one journal of pending work per scope.
 //!
-//! Layout: `<state_dir>/<scope key>.lock` and `<state_dir>/<scope key>/pending/<entry>.json`, all
-//! owner-only (0700/0600). An entry exists only while a unit is in flight: written (and synced)
-//! before a secret is stored, updated with the secret's ID as soon as Barbican answers, removed
-//! once the row points at the secret or the secret is gone. So the journal never grows with the
-//! database, and a run killed at any instant leaves enough for the next run to finish or clean
-//! up. It holds IDs and names only, never key material.
+//! Layout: `<state_dir>/<scope key>.lock` and `<state_dir>/<scope key>/pending/`, all owner-only
+//! (0700/0600). An entry exists only while a unit is in flight: written (and synced) before its
+//! secret is stored, under the attempt's own secret name, and forgotten once the row points at
+//! the secret or the secret is gone. So the journal never grows with the database, and a run
+//! killed at any instant leaves enough for the next run to finish or clean up (by the secret's
+//! name). It holds IDs and names only, never key material.
+//!
+//! Group commit: the entries that workers hand in while the last group is being written are
+//! written together, one JSON line each, into one new file (`<run>-<n>.jsonl`), synced once; a
+//! file is deleted once every unit it names is finished. Entries of the per-unit form
+//! (`<table>-<hex id>.json`), written by earlier versions, are still read and finished.
 //!
 //! Glance images belong to no host: their entries (`migrate --images`) live in
 //! `images/pending/<image>.json` under their own lock, `images.lock`, so two runs on one
@@ -15,7 +20,9 @@
 //! synced) before the grant is made, removed once it is revoked. A grant the identity held
 //! before keymigrate is never written here, so never revoked.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
+use std::sync::{Condvar, Mutex};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -61,8 +68,33 @@ pub struct ImageEntry {
 pub struct Journal {
     dir: PathBuf,
     grants: PathBuf,
+    /// The group commit of unit entries, and the files that hold unfinished units.
+    group: Mutex<Group>,
+    written: Condvar,
+    /// Names this run's files: `<run>-<n>.jsonl`, `run` the time the journal was opened, so
+    /// that files sort in the order they were written across runs.
+    run: u128,
     /// Held for the life of the run: the scope's lock.
     _lock: File,
+}
+
+/// A unit, as the journal names it.
+type UnitKey = (Table, String);
+
+#[derive(Default)]
+struct Group {
+    /// Entries handed in for the next group.
+    waiting: Vec<Entry>,
+    /// The number of the group `waiting` goes into.
+    next: u64,
+    /// Groups numbered below this one are written (or failed).
+    written_below: u64,
+    /// A group is being written.
+    writing: bool,
+    /// Why a group failed, by number.
+    failed: HashMap<u64, String>,
+    /// Each file of this journal and the units it names that are not finished yet.
+    files: BTreeMap<PathBuf, HashSet<UnitKey>>,
 }
 
 impl Journal {
@@ -105,30 +137,120 @@ impl Journal {
         if !about.exists() {
             let _ = write_synced(&about, format!("{}\n", scope.describe()).as_bytes());
         }
-        Ok(Journal { dir, grants, _lock: lock })
+        let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let journal = Journal { dir, grants, group: Mutex::new(Group::default()), written: Condvar::new(), run, _lock: lock };
+        // The files an earlier run left: deleted once their units are finished.
+        let mut files = BTreeMap::new();
+        for (path, lines) in journal.group_files()? {
+            let units: HashSet<UnitKey> = lines.into_iter().flatten().map(|e| (e.table, e.id)).collect();
+            if units.is_empty() {
+                let _ = fs::remove_file(&path);
+            } else {
+                files.insert(path, units);
+            }
+        }
+        journal.lock_group()?.files = files;
+        Ok(journal)
     }
 
-    /// Entries left by an earlier run that did not finish them.
+    /// Entries left by an earlier run that did not finish them: the latest entry of each unit.
     pub fn pending(&self) -> Result<Vec<Entry>> {
-        let mut entries = Vec::new();
+        let mut latest: BTreeMap<UnitKey, Entry> = BTreeMap::new();
         for (path, parsed) in read_json::<Entry>(&self.dir).map_err(|e| self.error(e))? {
             match parsed {
-                Ok(entry) => entries.push(entry),
-                // A torn write can only be an entry written before its secret was stored; the
-                // name-based sweep of that unit finds whatever the write was about.
+                Ok(entry) => {
+                    latest.insert((entry.table, entry.id.clone()), entry);
+                }
+                // Written to a temporary file and renamed: a torn one was never renamed, and
+                // its unit's secret was not stored yet.
                 Err(_) => {
                     log::warn!("ignoring unreadable journal entry {}", path.display());
                     let _ = fs::remove_file(&path);
                 }
             }
         }
-        entries.sort_by(|a, b| (a.table, &a.id).cmp(&(b.table, &b.id)));
-        Ok(entries)
+        let files = self.group_files()?;
+        let group = self.lock_group()?;
+        for (path, lines) in files {
+            // Only the units of the file that are not finished yet.
+            let Some(unfinished) = group.files.get(&path) else { continue };
+            for entry in lines.into_iter().flatten() {
+                let key = (entry.table, entry.id.clone());
+                if unfinished.contains(&key) {
+                    latest.insert(key, entry);
+                }
+            }
+        }
+        Ok(latest.into_values().collect())
     }
 
-    /// Writes (or replaces) an entry and makes it durable before returning.
+    /// Writes an entry and makes it durable before returning, together with the entries other
+    /// threads hand in meanwhile (one file, one sync for them all).
     pub fn write(&self, entry: &Entry) -> Result<()> {
-        write_json(&self.dir, &self.path(entry.table, &entry.id), entry).map_err(|e| self.error(e))
+        let mut group = self.lock_group()?;
+        let mine = group.next;
+        group.waiting.push(entry.clone());
+        loop {
+            if group.written_below > mine {
+                return match group.failed.get(&mine) {
+                    Some(why) => Err(self.error(std::io::Error::other(why.clone()))),
+                    None => Ok(()),
+                };
+            }
+            if !group.writing {
+                group.writing = true;
+                let number = group.next;
+                group.next += 1;
+                let entries = std::mem::take(&mut group.waiting);
+                drop(group);
+                let path = self.dir.join(format!("{:039}-{number:012}.jsonl", self.run));
+                let result = write_lines(&self.dir, &path, &entries);
+                group = self.lock_group()?;
+                group.writing = false;
+                group.written_below = number + 1;
+                match result {
+                    Ok(()) => {
+                        group.files.insert(path, entries.into_iter().map(|e| (e.table, e.id)).collect());
+                    }
+                    Err(e) => {
+                        let _ = fs::remove_file(&path);
+                        group.failed.insert(number, e.to_string());
+                    }
+                }
+                self.written.notify_all();
+                continue;
+            }
+            group = self.written.wait(group).map_err(|_| Error::Internal("journal lock poisoned".into()))?;
+        }
+    }
+
+    /// The group files of this journal, oldest first, each with its lines (`None`: unreadable,
+    /// the tail of a write a crash cut short, whose units' secrets were not stored yet).
+    fn group_files(&self) -> Result<Vec<(PathBuf, Vec<Option<Entry>>)>> {
+        let mut paths = Vec::new();
+        for item in fs::read_dir(&self.dir).map_err(|e| self.error(e))? {
+            let path = item.map_err(|e| self.error(e))?.path();
+            if path.extension().is_some_and(|x| x == "jsonl") {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            let text = match fs::read(&path) {
+                Ok(t) => t,
+                // Finished and deleted by this run meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.error(e)),
+            };
+            let lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).ok()).collect();
+            files.push((path, lines));
+        }
+        Ok(files)
+    }
+
+    fn lock_group(&self) -> Result<std::sync::MutexGuard<'_, Group>> {
+        self.group.lock().map_err(|_| Error::Internal("journal lock poisoned".into()))
     }
 
     /// Removes a finished entry. Not synced: an entry whose removal a crash undoes is one whose
@@ -137,10 +259,27 @@ impl Journal {
     /// directory flush for nothing.
     pub fn finish(&self, table: Table, id: &str) -> Result<()> {
         match fs::remove_file(self.path(table, id)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.error(e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.error(e)),
         }
+        let mut group = self.lock_group()?;
+        let key = (table, id.to_string());
+        let mut done = Vec::new();
+        for (path, units) in &mut group.files {
+            if units.remove(&key) && units.is_empty() {
+                done.push(path.clone());
+            }
+        }
+        for path in done {
+            group.files.remove(&path);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Records a role grant before it is made, durably: a run killed after the `PUT` leaves
@@ -303,6 +442,20 @@ fn write_json<T: serde::Serialize>(dir: &Path, path: &Path, value: &T) -> std::i
     sync_dir(dir)
 }
 
+/// Writes `entries` as JSON lines into a new file `path` in `dir`, durably: the file synced,
+/// then the directory.
+fn write_lines(dir: &Path, path: &Path, entries: &[Entry]) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(entries.len() * 160);
+    for entry in entries {
+        serde_json::to_writer(&mut bytes, entry).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+    }
+    let mut f = fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(path)?;
+    f.write_all(&bytes)?;
+    f.sync_all()?;
+    sync_dir(dir)
+}
+
 /// Every `*.json` file of `dir`, parsed (or why it could not be), with its path: each caller
 /// decides what an unreadable one means.
 fn read_json<T: serde::de::DeserializeOwned>(dir: &Path) -> std::io::Result<Vec<(PathBuf, serde_json::Result<T>)>> {
@@ -353,6 +506,88 @@ mod tests {
         }
         j.finish(Table::Volumes, "v/../1").expect("finish");
         assert!(j.pending().expect("pending").is_empty());
+    }
+
+    fn unit(n: usize) -> Entry {
+        Entry { table: Table::Volumes, id: format!("v{n}"), name: format!("keymigrate-volume-v{n}-0"), secret: None, project: None, from: None }
+    }
+
+    fn files(state: &Path) -> Vec<PathBuf> {
+        let mut f: Vec<PathBuf> = fs::read_dir(state.join(scope().key()).join("pending")).expect("dir").map(|e| e.expect("entry").path()).collect();
+        f.sort();
+        f
+    }
+
+    #[test]
+    fn entries_handed_in_together_share_one_file_and_it_goes_with_its_last_unit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::open(dir.path(), &scope()).expect("open");
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for n in 0..8 {
+                let (j, barrier) = (&j, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    j.write(&unit(n)).expect("write");
+                });
+            }
+        });
+        let written = files(dir.path());
+        assert!(!written.is_empty() && written.len() < 8, "8 entries written at once took {} files", written.len());
+        let mut ids: Vec<String> = j.pending().expect("pending").into_iter().map(|e| e.id).collect();
+        ids.sort();
+        assert_eq!(ids, (0..8).map(|n| format!("v{n}")).collect::<Vec<_>>());
+        for n in 0..7 {
+            j.finish(Table::Volumes, &format!("v{n}")).expect("finish");
+        }
+        assert_eq!(j.pending().expect("pending"), vec![unit(7)]);
+        j.finish(Table::Volumes, "v7").expect("finish");
+        assert_eq!(files(dir.path()), Vec::<PathBuf>::new(), "a file outlived its units");
+    }
+
+    #[test]
+    fn an_earlier_runs_file_is_read_its_torn_tail_ignored_and_it_goes_once_finished() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::open(dir.path(), &scope()).expect("open");
+        j.write(&unit(1)).expect("write");
+        j.write(&unit(2)).expect("write");
+        drop(j);
+        // A crash cut the last write short: a torn line after the whole ones.
+        let last = files(dir.path()).pop().expect("a file");
+        let mut text = fs::read(&last).expect("read");
+        text.extend_from_slice(br#"{"table":"volumes","id":"v3","na"#);
+        fs::write(&last, text).expect("write");
+        let j = Journal::open(dir.path(), &scope()).expect("reopen");
+        assert_eq!(j.pending().expect("pending"), vec![unit(1), unit(2)]);
+        // The unit's latest entry wins, across files.
+        let again = Entry { name: "keymigrate-volume-v1-1".into(), ..unit(1) };
+        j.write(&again).expect("write");
+        assert_eq!(j.pending().expect("pending"), vec![again, unit(2)]);
+        j.finish(Table::Volumes, "v1").expect("finish");
+        j.finish(Table::Volumes, "v2").expect("finish");
+        assert_eq!(files(dir.path()), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn a_group_that_cannot_be_written_fails_every_writer_in_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::open(dir.path(), &scope()).expect("open");
+        let pending = dir.path().join(scope().key()).join("pending");
+        fs::set_permissions(&pending, fs::Permissions::from_mode(0o500)).expect("chmod");
+        let refused = j.write(&unit(1));
+        fs::set_permissions(&pending, fs::Permissions::from_mode(0o700)).expect("chmod");
+        // Root writes anyway: only check the error when there was one.
+        let mut expected = Vec::new();
+        match refused {
+            Err(e) => {
+                assert!(matches!(e, Error::State { .. }), "{e}");
+                assert!(j.pending().expect("pending").is_empty());
+            }
+            Ok(()) => expected.push(unit(1)),
+        }
+        j.write(&unit(2)).expect("the next group is written");
+        expected.push(unit(2));
+        assert_eq!(j.pending().expect("pending"), expected);
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn assert_nothing_written(f: &Fixture, before: &str) {
 
 /// Units still waiting in the journal.
 fn journal_entries(f: &Fixture) -> usize {
-    walk(&f.state).iter().filter(|p| p.extension().is_some_and(|x| x == "json")).count()
+    crate::support::journal_entries(&f.state).len()
 }
 
 #[test]

@@ -800,6 +800,11 @@ impl Engine<'_> {
                 self.db_half(&job, half)?;
             }
             (None, false) => {
+                // A row moved off an old secret (`--rehome`) leaves it to be retired, once
+                // no row points at it, whichever secret the row holds now.
+                if let Some(old) = &entry.from {
+                    self.retire(old)?;
+                }
                 self.sweep(&job.target.barbican, entry.table, &entry.id, &entry.name)?;
                 self.journal.finish(entry.table, &entry.id)?;
             }

@@ -551,6 +551,31 @@ impl Workdir {
     }
 }
 
+/// Every journal entry under a state directory, with its text: each per-item file (`*.json`:
+/// images, Nova instances, grants, units of earlier versions) and, from the unit journal's
+/// group files (`*.jsonl`), each unit's latest line. A group file lives until its last unit is
+/// finished, so with several workers it may still hold units finished since; with one worker
+/// each file holds one unit.
+pub fn journal_entries(state: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut units = std::collections::BTreeMap::new();
+    let mut files = walk(state);
+    files.sort();
+    for p in files {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        if p.extension().is_some_and(|x| x == "json") {
+            out.push((p, text));
+        } else if p.extension().is_some_and(|x| x == "jsonl") {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+                units.insert((v["table"].to_string(), v["id"].to_string()), (p.clone(), line.to_string()));
+            }
+        }
+    }
+    out.extend(units.into_values());
+    out
+}
+
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
