@@ -366,6 +366,26 @@ fn killed_at(point: &str, backend: Backend, cloud: &Cloud) {
 }
 
 #[test]
+fn a_projects_new_secrets_have_their_names_confirmed_many_at_a_time() {
+    let cloud = Cloud::new();
+    let mut p = Project::new("batch");
+    let reader = p.member("reader");
+    let run = Run::new(Backend::Sqlite);
+    let rows: Vec<String> = (0..24).map(|_| run.volume(&p.id, Some(&reader.id))).collect();
+    let proxy = Proxy::start(&env("KEYMIGRATE_TEST_BARBICAN_URL"));
+    let out = run.migrate(&["--workers", "8", "--barbican-endpoint", &proxy.url, "-f", "json"]);
+    out.assert_code(0);
+    let created = out.json()["report"]["secrets_created"].as_u64().expect("secrets_created") as usize;
+    let (listings, alone) = proxy.name_requests();
+    eprintln!("{created} secrets, {listings} listing(s), {alone} confirmed alone");
+    assert_eq!(created, rows.len());
+    assert!(listings >= 1, "no name was confirmed by a listing");
+    assert!(listings + alone <= created / 2, "{listings} listings and {alone} single requests for {created} secrets: not batched");
+    let rows: Vec<(&str, &str)> = rows.iter().map(|id| ("volumes", id.as_str())).collect();
+    assert_project_done(&run, &cloud, &p, &reader, &rows);
+}
+
+#[test]
 fn a_run_killed_at_any_step_of_a_project_is_finished_by_the_next() {
     let cloud = Cloud::new();
     // Three at a time, each in its own project and database: a run waits on Keystone and

@@ -105,6 +105,7 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
                 journal: &journal,
                 opts,
                 report: Report::default(),
+                confirmer: Default::default(),
             };
             let mut result = engine.run(scope);
             if let (Ok(()), Some((glance, zero, images_journal))) = (&result, &glance) {

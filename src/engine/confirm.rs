@@ -15,6 +15,14 @@
 //! under way to finish and then, if its ID was not in it, takes the lead itself. An ID the
 //! listing does not show (it scrolled out of the page, the listing failed) is confirmed the old
 //! way, by its worker, with `GET /v1/secrets/<id>`.
+//!
+//! Barbican's listing is not indexed by name: its database reads every secret of the project,
+//! soft-deleted ones included, so its cost grows with the project. Where a project already holds
+//! many keymigrate secrets (Cinder's service project after a while, under `--secret-owner
+//! service`), one listing costs more than the single requests it saves (measured with
+//! `bench/request_cost.py`: 70 ms of Barbican's and its database's time for a project of 14,000
+//! secret rows, against 14 ms for one `GET /v1/secrets/<id>`), so once a listing reports more
+//! than [`CHEAP`] of them, that project's secrets are confirmed one by one for the rest of the run.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
@@ -38,6 +46,9 @@ const PATTERN: &str = "keymigrate-%";
 const SLACK: usize = 16;
 /// Barbican's largest page.
 const MOST: usize = 100;
+/// The most keymigrate secrets a project may hold for a listing there to stay cheaper than the
+/// single requests it replaces.
+const CHEAP: u64 = 1_000;
 
 #[derive(Default)]
 struct Group {
@@ -45,11 +56,13 @@ struct Group {
     waiting: Vec<(String, String)>,
     /// A listing of this group is under way.
     listing: bool,
+    /// The project holds too many keymigrate secrets for a listing to pay: confirm alone.
+    alone: bool,
 }
 
 /// The groups (one per project a secret is stored in) and what the listings said.
 #[derive(Default)]
-pub(super) struct Confirmer {
+pub struct Confirmer {
     state: Mutex<State>,
     done: Condvar,
 }
@@ -87,16 +100,28 @@ impl Confirmer {
                 return said;
             }
             let g = state.groups.entry(group.to_string()).or_default();
+            if g.alone {
+                g.waiting.retain(|(w, _)| w != id);
+                return Listed::Unlisted;
+            }
             if !g.listing && g.waiting.iter().any(|(w, _)| w == id) {
                 g.listing = true;
                 let batch = std::mem::take(&mut g.waiting);
                 drop(state);
-                let answers = list(barbican, &batch);
+                let (answers, total) = list(barbican, &batch);
                 let Ok(mut again) = self.state.lock() else { return Listed::Unlisted };
                 again.listings += 1;
                 again.answered += answers.iter().filter(|(_, a)| *a != Listed::Unlisted).count() as u64;
                 if let Some(g) = again.groups.get_mut(group) {
                     g.listing = false;
+                    if total.is_some_and(|t| t > CHEAP) {
+                        log::debug!(
+                            "{} holds {} keymigrate secrets: confirming each new secret's name on its own, cheaper than a listing there",
+                            if group.is_empty() { "Cinder's service project".to_string() } else { format!("project {group}") },
+                            total.unwrap_or_default()
+                        );
+                        g.alone = true;
+                    }
                 }
                 again.said.extend(answers);
                 self.done.notify_all();
@@ -111,16 +136,16 @@ impl Confirmer {
     }
 }
 
-/// One listing's word on each ID of `batch`.
-fn list(barbican: &Barbican, batch: &[(String, String)]) -> Vec<(String, Listed)> {
-    let listed: HashMap<String, String> = match barbican.list_named(PATTERN, (batch.len() + SLACK).min(MOST)) {
-        Ok(page) => page.into_iter().collect(),
+/// One listing's word on each ID of `batch`, and how many keymigrate secrets the project holds.
+fn list(barbican: &Barbican, batch: &[(String, String)]) -> (Vec<(String, Listed)>, Option<u64>) {
+    let (listed, total): (HashMap<String, String>, _) = match barbican.list_named(PATTERN, (batch.len() + SLACK).min(MOST)) {
+        Ok((page, total)) => (page.into_iter().collect(), total),
         Err(e) => {
             log::debug!("listing the newest keymigrate secrets failed ({e}); confirming {} secret(s) one by one", batch.len());
-            HashMap::new()
+            (HashMap::new(), None)
         }
     };
-    batch.iter().map(|(id, name)| (id.clone(), word(listed.get(id).map(String::as_str), name))).collect()
+    (batch.iter().map(|(id, name)| (id.clone(), word(listed.get(id).map(String::as_str), name))).collect(), total)
 }
 
 fn word(listed_as: Option<&str>, name: &str) -> Listed {

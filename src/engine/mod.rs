@@ -37,7 +37,7 @@ use crate::cinder::{self, Table};
 use crate::plan::{self, Action, Item, Unit};
 use crate::projects::Projects;
 use crate::scope::Scope;
-use confirm::Confirmer;
+pub use confirm::Confirmer;
 
 mod confirm;
 mod images;
@@ -89,12 +89,6 @@ pub struct Report {
     pub blocked_projects: BTreeMap<String, String>,
     /// Projects worked in and role grants made and revoked (`--secret-owner project`).
     pub keystone: crate::projects::Stats,
-    /// Listings that confirmed the names of secrets just stored, and the secrets they
-    /// confirmed (or refused); the others were confirmed one request each.
-    #[serde(skip)]
-    pub name_listings: u64,
-    #[serde(skip)]
-    pub names_listed: u64,
     /// Glance images (`--images`).
     pub images: ImagesReport,
     /// Nova instances (`--nova`).
@@ -156,6 +150,8 @@ pub struct Engine<'a> {
     pub journal: &'a Journal,
     pub opts: Options,
     pub report: Report,
+    /// Confirms new secrets' names, a batch at a time, for the whole run.
+    pub confirmer: Arc<Confirmer>,
 }
 
 /// Why one unit did not complete.
@@ -210,8 +206,9 @@ impl Engine<'_> {
     /// grant the run made is revoked before it returns, whatever happened.
     pub fn run(&mut self, scope: &Scope) -> Result<()> {
         let result = self.run_inner(scope);
-        if self.report.name_listings > 0 {
-            log::debug!(target: LOG, "Confirmed the names of {} secret(s) with {} listing(s)", self.report.names_listed, self.report.name_listings);
+        let (listings, listed) = self.confirmer.stats();
+        if listings > 0 {
+            log::debug!(target: LOG, "Confirmed the names of {listed} secret(s) with {listings} listing(s)");
         }
         let closed = self.projects.as_mut().map_or(Ok(()), |p| p.close_all());
         if let Some(p) = &self.projects {
@@ -358,7 +355,8 @@ impl Engine<'_> {
         let workers = self.opts.workers.clamp(1, jobs.len());
         let pacer = self.opts.max_rate.filter(|r| *r > 0.0).map(Pacer::new);
         let queue = Mutex::new(VecDeque::from(jobs));
-        let confirmer = Confirmer::default();
+        let confirmer = self.confirmer.clone();
+        let confirmer = &*confirmer;
         let stop = AtomicBool::new(false);
         let mut first_error: Option<Error> = None;
         // One ticket per job in flight: a worker takes one before starting a job and this thread
@@ -373,7 +371,7 @@ impl Engine<'_> {
         std::thread::scope(|s| {
             let (tx, rx) = mpsc::channel::<(Job, BarbicanResult)>();
             for _ in 0..workers {
-                let (tx, queue, stop, pacer, tickets, confirmer) = (tx.clone(), &queue, &stop, pacer.as_ref(), &tickets, &confirmer);
+                let (tx, queue, stop, pacer, tickets) = (tx.clone(), &queue, &stop, pacer.as_ref(), &tickets);
                 s.spawn(move || loop {
                     let ticket = tickets.lock().ok().map(|t| t.recv());
                     if !matches!(ticket, Some(Ok(()))) || stop.load(Ordering::SeqCst) {
@@ -462,9 +460,6 @@ impl Engine<'_> {
             }
         });
         drop(ticket_tx);
-        let (listings, answered) = confirmer.stats();
-        self.report.name_listings += listings;
-        self.report.names_listed += answered;
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -796,7 +791,7 @@ impl Engine<'_> {
                     self.journal.finish(entry.table, &entry.id)?;
                     return Ok(true);
                 }
-                let half = barbican_half(self.key, self.journal, &Confirmer::default(), &job);
+                let half = barbican_half(self.key, self.journal, &self.confirmer.clone(), &job);
                 self.db_half(&job, half)?;
             }
             (None, false) => {

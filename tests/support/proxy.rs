@@ -131,6 +131,19 @@ impl Proxy {
         self.shared.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// The Barbican requests seen that confirm new secrets' names: listings of the newest
+    /// keymigrate secrets, and one secret's metadata alone (`GET /v1/secrets/<id>`, neither its
+    /// payload nor its ACL).
+    pub fn name_requests(&self) -> (usize, usize) {
+        let requests = self.requests();
+        let listings = requests.iter().filter(|(m, p)| m == "GET" && p.contains("?name=") && p.contains("sort=created")).count();
+        let alone = requests
+            .iter()
+            .filter(|(m, p)| m == "GET" && p.strip_prefix("/v1/secrets/").is_some_and(|rest| !rest.contains('/') && !rest.contains('?')))
+            .count();
+        (listings, alone)
+    }
+
     pub fn injected(&self) -> usize {
         self.shared.injected.lock().map(|n| *n).unwrap_or(0)
     }
