@@ -71,6 +71,12 @@ impl BarbicanSettings {
     }
 }
 
+/// One page of a listing: (ID, name) of each secret, and how many match in all.
+pub struct Listing {
+    pub secrets: Vec<(String, String)>,
+    pub total: Option<u64>,
+}
+
 /// A failed Barbican call, classified for the engine.
 #[derive(Debug, Clone)]
 pub enum ApiError {
@@ -209,7 +215,7 @@ impl Barbican {
     /// GET /v1/secrets?name=<pattern>&sort=created:desc&limit=<limit>: the project's newest
     /// secrets whose name matches `pattern` (SQL `LIKE`), as (ID, name), one page, and how many
     /// match in all (Barbican's `total`). Entries without a usable reference are left out.
-    pub fn list_named(&self, pattern: &str, limit: usize) -> Result<(Vec<(String, String)>, Option<u64>), ApiError> {
+    pub fn list_named(&self, pattern: &str, limit: usize) -> Result<Listing, ApiError> {
         let encoded: String = percent_encoding::utf8_percent_encode(pattern, percent_encoding::NON_ALPHANUMERIC).collect();
         let path = format!("/secrets?name={encoded}&sort=created:desc&limit={}", limit.clamp(1, 100));
         let r = self.call("GET", &path, Body::None, &mut false)?;
@@ -217,8 +223,8 @@ impl Barbican {
             return Err(ApiError::Rejected(format!("listing the newest secrets named {pattern}: {}", r.error_text())));
         }
         let page: SecretList = self.answer(&r, "GET", &path).map_err(ApiError::Rejected)?;
-        let total = page.total;
-        Ok((page.secrets.into_iter().filter_map(|s| Some((secret_id(&s.secret_ref)?, s.name.unwrap_or_default()))).collect(), total))
+        let secrets = page.secrets.into_iter().filter_map(|s| Some((secret_id(&s.secret_ref)?, s.name.unwrap_or_default()))).collect();
+        Ok(Listing { secrets, total: page.total })
     }
 
     /// PUT /v1/secrets/{id}/acl: read for `users`, project access kept.

@@ -139,7 +139,7 @@ impl Confirmer {
 /// One listing's word on each ID of `batch`, and how many keymigrate secrets the project holds.
 fn list(barbican: &Barbican, batch: &[(String, String)]) -> (Vec<(String, Listed)>, Option<u64>) {
     let (listed, total): (HashMap<String, String>, _) = match barbican.list_named(PATTERN, (batch.len() + SLACK).min(MOST)) {
-        Ok((page, total)) => (page.into_iter().collect(), total),
+        Ok(page) => (page.secrets.into_iter().collect(), page.total),
         Err(e) => {
             log::debug!("listing the newest keymigrate secrets failed ({e}); confirming {} secret(s) one by one", batch.len());
             (HashMap::new(), None)
