@@ -12,7 +12,7 @@
 //! others.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::barbican::Barbican;
 use crate::error::{Error, Result};
@@ -26,6 +26,9 @@ use crate::settings::Admin;
 /// policy (its new defaults accept `member` and `admin`, its legacy rules `admin` and
 /// `creator`), by name: any of them held there makes a grant unnecessary.
 const ACCEPTED_ROLES: [&str; 3] = ["admin", "member", "creator"];
+
+/// Opening a project: its client or why not, and the grants made on the way.
+type Outcome = (std::result::Result<Arc<Barbican>, GrantError>, Vec<Grant>);
 
 /// A project's state in this run.
 enum Opened {
@@ -153,7 +156,60 @@ impl Projects {
     }
 
     fn open_project(&mut self, project: &str) -> Result<Opened> {
-        match self.try_open(project) {
+        let (result, made) = self.try_open(project);
+        self.settle(project, result, made)
+    }
+
+    /// Opens every project of `projects` not opened yet, up to `threads` at a time (each is a
+    /// few Keystone requests: its role assignments, a grant where needed, a scoped token), and
+    /// records the outcomes in order. A fatal error is returned once every outcome, and every
+    /// grant made, is recorded (so that [`Projects::close_all`] revokes them all).
+    pub fn open_many(&mut self, projects: &[String], threads: usize) -> Result<()> {
+        let todo: Vec<&String> = projects.iter().filter(|p| !self.open.contains_key(p.as_str())).collect();
+        if todo.len() < 2 || threads < 2 {
+            for project in todo {
+                // A blocked project is recorded (and logged) here; its units are left.
+                let _blocked = self.barbican(project)?;
+            }
+            return Ok(());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let outcomes: Vec<Mutex<Option<Outcome>>> = todo.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads.min(todo.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(project) = todo.get(i) else { return };
+                    let outcome = self.try_open(project);
+                    if let Ok(mut slot) = outcomes[i].lock() {
+                        *slot = Some(outcome);
+                    }
+                });
+            }
+        });
+        let mut first_error = None;
+        for (project, slot) in todo.iter().zip(outcomes) {
+            let Some((result, made)) = slot.into_inner().ok().flatten() else { continue };
+            match self.settle(project, result, made) {
+                Ok(opened) => {
+                    self.open.insert(project.to_string(), opened);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Records what opening `project` did: the grants made, and the project ready, blocked, or
+    /// the run's fatal error.
+    fn settle(&mut self, project: &str, result: std::result::Result<Arc<Barbican>, GrantError>, made: Vec<Grant>) -> Result<Opened> {
+        for grant in made {
+            self.stats.grants_made += 1;
+            self.made.insert(project.to_string(), grant);
+        }
+        match result {
             Ok(b) => {
                 self.stats.projects += 1;
                 Ok(Opened::Ready(b))
@@ -173,38 +229,43 @@ impl Projects {
         }
     }
 
-    fn try_open(&mut self, project: &str) -> std::result::Result<Arc<Barbican>, GrantError> {
+    /// Opens `project`: its client, or why not, and the grants made on the way. Touches no
+    /// state of the run, so several projects can be opened at once.
+    fn try_open(&self, project: &str) -> Outcome {
         // A role held by another run's grant can go at any moment (that run revokes it when it
         // is done with the project): a scope refused right after the role was seen, or a token
         // revoked as soon as it was issued, is asked about again, a few times.
+        let mut made = Vec::new();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_open_once(project) {
-                Err(GrantError::NotScoped { .. }) if attempt < 3 && !self.made.contains_key(project) => {
+            let held = self.made.contains_key(project) || !made.is_empty();
+            let result = self.try_open_once(project, held, &mut made);
+            match result {
+                Err(GrantError::NotScoped { .. }) if attempt < 3 && !held && made.is_empty() => {
                     log::info!("the role in project {project} went while it was being used (another run revoked its grant); asking again");
                 }
-                other => return other,
+                other => return (other, made),
             }
         }
     }
 
-    fn try_open_once(&mut self, project: &str) -> std::result::Result<Arc<Barbican>, GrantError> {
+    /// `held`: this run holds a grant it made in the project. A grant made is pushed to `made`.
+    fn try_open_once(&self, project: &str, held: bool, made: &mut Vec<Grant>) -> std::result::Result<Arc<Barbican>, GrantError> {
         // Asked again when a project is opened again: the role may have gone meanwhile (another
         // run on another host revoked the grant it made, which this run relied on).
         if let Some(grant) = self.grants.needed(&self.user, project, &self.accepted, &self.role)? {
             self.journal.write_grant(&grant)?;
             fault::point("grant-journalled");
             if let Err(e) = self.grants.grant(&grant) {
-                if !self.made.contains_key(project) && matches!(e, GrantError::Forbidden { .. } | GrantError::ProjectGone { .. }) {
+                if !held && matches!(e, GrantError::Forbidden { .. } | GrantError::ProjectGone { .. }) {
                     // Keystone refused it: there is nothing to revoke.
                     self.journal.forget_grant(&grant)?;
                 }
                 return Err(e);
             }
-            self.stats.grants_made += 1;
             fault::point("granted");
-            self.made.insert(project.to_string(), grant);
+            made.push(grant);
         }
         let keystone = self.grants.scoped(project)?;
         fault::point("scoped");

@@ -248,14 +248,22 @@ impl Engine<'_> {
         }
     }
 
-    /// The projects that hold a unit to migrate, each once, in order.
+    /// The projects that hold a unit to migrate, each once, in order. With `--max-count K`,
+    /// only those of the first K units: the first pass then takes exactly those units (every
+    /// unit before them in the plan is of another project or not to do), without reading the
+    /// rest of the plan first.
     fn projects_with_work(&mut self, scope: &Scope) -> Result<Vec<String>> {
         let mut projects = std::collections::BTreeSet::new();
+        let mut left = self.opts.max_count.unwrap_or(u64::MAX);
         for table in Table::ALL {
             let mut cursor = Cursor::Start;
-            while cursor != Cursor::End {
+            while cursor != Cursor::End && left > 0 {
                 for item in plan::page(self.db, scope, self.owner, table, &mut cursor)? {
                     if let Item::Unit(Unit { action: Action::NewSecret, project: Some(p), .. }) = item {
+                        if left == 0 {
+                            break;
+                        }
+                        left -= 1;
                         projects.insert(String::from(p));
                     }
                 }
@@ -273,7 +281,9 @@ impl Engine<'_> {
             let mut cursor = Cursor::Start;
             while cursor != Cursor::End {
                 let mut jobs = Vec::new();
-                for item in plan::page(self.db, scope, self.owner, table, &mut cursor)? {
+                let items = plan::page(self.db, scope, self.owner, table, &mut cursor)?;
+                self.open_projects(&items, group, dispatched)?;
+                for item in items {
                     let Item::Unit(unit) = item else { continue };
                     match &unit.action {
                         Action::NewSecret => {}
@@ -311,6 +321,29 @@ impl Engine<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Opens, several at once, the projects the page's units to do this pass will need
+    /// (`--secret-owner project`; no more units than `--max-count` leaves): each takes a few
+    /// Keystone requests, which would otherwise hold up the page one project at a time.
+    fn open_projects(&mut self, items: &[Item], group: Option<&HashSet<&str>>, dispatched: u64) -> Result<()> {
+        let Some(projects) = &mut self.projects else { return Ok(()) };
+        let mut left = self.opts.max_count.map_or(u64::MAX, |m| m.saturating_sub(dispatched));
+        let mut wanted: Vec<String> = Vec::new();
+        for item in items {
+            if left == 0 {
+                break;
+            }
+            let Item::Unit(Unit { action: Action::NewSecret, project: Some(project), .. }) = item else { continue };
+            if group.is_some_and(|g| !g.contains(&**project)) {
+                continue;
+            }
+            left -= 1;
+            if !wanted.iter().any(|w| **w == **project) {
+                wanted.push(String::from(&**project));
+            }
+        }
+        projects.open_many(&wanted, self.opts.workers)
     }
 
     /// Where a unit's secret goes this pass.
