@@ -52,6 +52,8 @@ pub struct Projects {
     /// Grants this run made (journalled first) and has not revoked yet, by project.
     made: HashMap<String, Grant>,
     pub stats: Stats,
+    /// Projects opened, and grants revoked, at once (`--workers`; 1 unless set).
+    pub threads: usize,
 }
 
 /// What the run did in Keystone.
@@ -97,6 +99,7 @@ impl Projects {
             open: HashMap::new(),
             made: HashMap::new(),
             stats: Stats::default(),
+            threads: 1,
         })
     }
 
@@ -285,13 +288,32 @@ impl Projects {
         }
     }
 
-    /// Closes every open project: revokes the grants this run made.
+    /// Closes every open project: revokes the grants this run made, `threads` at a time (each
+    /// grant is forgotten in the journal only once Keystone has answered its `DELETE`).
     pub fn close_all(&mut self) -> Result<()> {
         self.open.clear();
-        let made: Vec<Grant> = self.made.values().cloned().collect();
+        let mut made: Vec<Grant> = self.made.values().cloned().collect();
+        made.sort_by(|a, b| a.project.cmp(&b.project));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let answers: Vec<Mutex<Option<std::result::Result<Revoked, GrantError>>>> = made.iter().map(|_| Mutex::new(None)).collect();
+        let threads = self.threads.clamp(1, made.len().max(1));
+        let this = &*self;
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(grant) = made.get(i) else { return };
+                    let answer = this.grants.revoke(grant);
+                    if let Ok(mut slot) = answers[i].lock() {
+                        *slot = Some(answer);
+                    }
+                });
+            }
+        });
         let mut first_error = None;
-        for grant in made {
-            if let Err(e) = self.revoke(&grant) {
+        for (grant, answer) in made.iter().zip(answers) {
+            let answer = answer.into_inner().ok().flatten().unwrap_or_else(|| Err(GrantError::Other(Error::Internal("a revocation without an answer".into()))));
+            if let Err(e) = self.revoked(grant, answer) {
                 log::error!("Could not revoke the role grant in project {}: {e}; the next run revokes it", grant.project);
                 first_error.get_or_insert(e);
             }
@@ -300,7 +322,14 @@ impl Projects {
     }
 
     fn revoke(&mut self, grant: &Grant) -> Result<()> {
-        match self.grants.revoke(grant) {
+        let answer = self.grants.revoke(grant);
+        self.revoked(grant, answer)
+    }
+
+    /// Records Keystone's answer to a grant's `DELETE`: revoked (or already gone) is forgotten
+    /// in the journal; an error keeps it there for the next run.
+    fn revoked(&mut self, grant: &Grant, answer: std::result::Result<Revoked, GrantError>) -> Result<()> {
+        match answer {
             Ok(Revoked::Revoked) => self.stats.grants_revoked += 1,
             Ok(Revoked::AlreadyGone) => {}
             Err(e) => return Err(context_grant(e, &self.source)),

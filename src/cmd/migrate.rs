@@ -86,7 +86,9 @@ pub fn run(settings: &Settings, args: &MigrateArgs, out: &mut dyn Write) -> Resu
             // --secret-owner says.
             let projects = match (settings.owner, &glance, &nova) {
                 (SecretOwner::Project, _, _) | (_, Some(_), _) | (_, _, Some(_)) => {
-                    Some(Projects::connect(&services.admin, services.retry, journal.clone(), barbican.clone())?)
+                    let mut projects = Projects::connect(&services.admin, services.retry, journal.clone(), barbican.clone())?;
+                    projects.threads = opts.workers;
+                    Some(projects)
                 }
                 _ => None,
             };
