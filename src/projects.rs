@@ -176,23 +176,9 @@ impl Projects {
             }
             return Ok(());
         }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let outcomes: Vec<Mutex<Option<Outcome>>> = todo.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..threads.min(todo.len()) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(project) = todo.get(i) else { return };
-                    let outcome = self.try_open(project);
-                    if let Ok(mut slot) = outcomes[i].lock() {
-                        *slot = Some(outcome);
-                    }
-                });
-            }
-        });
+        let outcomes = in_parallel(&todo, threads, |project| self.try_open(project));
         let mut first_error = None;
-        for (project, slot) in todo.iter().zip(outcomes) {
-            let Some((result, made)) = slot.into_inner().ok().flatten() else { continue };
+        for (project, (result, made)) in todo.iter().zip(outcomes) {
             match self.settle(project, result, made) {
                 Ok(opened) => {
                     self.open.insert(project.to_string(), opened);
@@ -294,25 +280,9 @@ impl Projects {
         self.open.clear();
         let mut made: Vec<Grant> = self.made.values().cloned().collect();
         made.sort_by(|a, b| a.project.cmp(&b.project));
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let answers: Vec<Mutex<Option<std::result::Result<Revoked, GrantError>>>> = made.iter().map(|_| Mutex::new(None)).collect();
-        let threads = self.threads.clamp(1, made.len().max(1));
-        let this = &*self;
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(grant) = made.get(i) else { return };
-                    let answer = this.grants.revoke(grant);
-                    if let Ok(mut slot) = answers[i].lock() {
-                        *slot = Some(answer);
-                    }
-                });
-            }
-        });
+        let answers = in_parallel(&made, self.threads, |grant| self.grants.revoke(grant));
         let mut first_error = None;
         for (grant, answer) in made.iter().zip(answers) {
-            let answer = answer.into_inner().ok().flatten().unwrap_or_else(|| Err(GrantError::Other(Error::Internal("a revocation without an answer".into()))));
             if let Err(e) = self.revoked(grant, answer) {
                 log::error!("Could not revoke the role grant in project {}: {e}; the next run revokes it", grant.project);
                 first_error.get_or_insert(e);
@@ -340,6 +310,30 @@ impl Projects {
         self.open.remove(&grant.project);
         Ok(())
     }
+}
+
+/// `f` of each item, on up to `threads` threads, in the items' order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(item) = items.get(i) else { return };
+                let r = f(item);
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    // Every slot is filled: each index is taken by exactly one thread, and the scope joins them.
+    results.into_iter().filter_map(|slot| slot.into_inner().ok().flatten()).collect()
 }
 
 /// Names the identity in a Keystone error, so the operator knows which credentials to fix.

@@ -253,20 +253,13 @@ impl Engine<'_> {
     /// unit before them in the plan is of another project or not to do), without reading the
     /// rest of the plan first.
     fn projects_with_work(&mut self, scope: &Scope) -> Result<Vec<String>> {
-        let mut projects = std::collections::BTreeSet::new();
+        let mut projects = BTreeSet::new();
         let mut left = self.opts.max_count.unwrap_or(u64::MAX);
         for table in Table::ALL {
             let mut cursor = Cursor::Start;
             while cursor != Cursor::End && left > 0 {
-                for item in plan::page(self.db, scope, self.owner, table, &mut cursor)? {
-                    if let Item::Unit(Unit { action: Action::NewSecret, project: Some(p), .. }) = item {
-                        if left == 0 {
-                            break;
-                        }
-                        left -= 1;
-                        projects.insert(String::from(p));
-                    }
-                }
+                let items = plan::page(self.db, scope, self.owner, table, &mut cursor)?;
+                projects_of(&items, None, &mut left, &mut projects);
             }
         }
         Ok(projects.into_iter().collect())
@@ -329,21 +322,9 @@ impl Engine<'_> {
     fn open_projects(&mut self, items: &[Item], group: Option<&HashSet<&str>>, dispatched: u64) -> Result<()> {
         let Some(projects) = &mut self.projects else { return Ok(()) };
         let mut left = self.opts.max_count.map_or(u64::MAX, |m| m.saturating_sub(dispatched));
-        let mut wanted: Vec<String> = Vec::new();
-        for item in items {
-            if left == 0 {
-                break;
-            }
-            let Item::Unit(Unit { action: Action::NewSecret, project: Some(project), .. }) = item else { continue };
-            if group.is_some_and(|g| !g.contains(&**project)) {
-                continue;
-            }
-            left -= 1;
-            if !wanted.iter().any(|w| **w == **project) {
-                wanted.push(String::from(&**project));
-            }
-        }
-        projects.open_many(&wanted, self.opts.workers)
+        let mut wanted = BTreeSet::new();
+        projects_of(items, group, &mut left, &mut wanted);
+        projects.open_many(&wanted.into_iter().collect::<Vec<_>>(), self.opts.workers)
     }
 
     /// Where a unit's secret goes this pass.
@@ -554,48 +535,44 @@ impl Engine<'_> {
     /// The database half of a group of jobs: the verified secrets of new units are swapped in
     /// with one commit, then each job is finished as [`Engine::db_half`] would.
     fn db_half_group(&mut self, group: Vec<(Job, BarbicanResult)>) -> Vec<(Job, Result<(), UnitError>)> {
-        let together: Vec<usize> = group
+        // The verified secrets of new units, by their place in the group.
+        let swaps: Vec<(usize, Swap<'_>)> = group
             .iter()
             .enumerate()
-            .filter(|(_, (job, half))| job.from.is_none() && matches!(half, BarbicanResult::Verified { .. }))
-            .map(|(i, _)| i)
-            .collect();
-        let mut swapped = if together.len() > 1 {
-            fault::point("verified");
-            let swaps: Vec<Swap<'_>> = together
-                .iter()
-                .filter_map(|&i| match &group[i] {
-                    (job, BarbicanResult::Verified { secret, .. }) => {
-                        Some(Swap { table: job.table, id: &job.id, new_id: secret, share: job.target.holder.share() })
-                    }
-                    _ => None,
-                })
-                .collect();
-            match self.db.swap_group(&swaps) {
-                Ok(outcomes) => together.iter().copied().zip(outcomes.into_iter().map(Ok)).collect(),
-                Err(e) => {
-                    let message = e.to_string();
-                    let mut first = Some(e);
-                    together.iter().map(|&i| (i, Err(first.take().unwrap_or_else(|| Error::Service(message.clone()))))).collect()
+            .filter_map(|(i, (job, half))| match half {
+                BarbicanResult::Verified { secret, .. } if job.from.is_none() => {
+                    Some((i, Swap { table: job.table, id: &job.id, new_id: secret, share: job.target.holder.share() }))
                 }
+                _ => None,
+            })
+            .collect();
+        let mut swapped: BTreeMap<usize, Result<Swapped, crate::db::swap::Lost>> = BTreeMap::new();
+        let mut failed: Option<Error> = None;
+        if swaps.len() > 1 {
+            fault::point("verified");
+            let only: Vec<Swap<'_>> = swaps.iter().map(|(_, w)| *w).collect();
+            match self.db.swap_group(&only) {
+                Ok(outcomes) => swapped = swaps.iter().map(|(i, _)| *i).zip(outcomes).collect(),
+                Err(e) => failed = Some(e),
             }
-        } else {
-            BTreeMap::new()
-        };
+        }
+        let in_group: Vec<usize> = if swaps.len() > 1 { swaps.iter().map(|(i, _)| *i).collect() } else { Vec::new() };
         group
             .into_iter()
             .enumerate()
             .map(|(i, (job, half))| {
-                let outcome = match (swapped.remove(&i), half) {
-                    (Some(Ok(result)), BarbicanResult::Verified { secret, maybe_orphaned }) => {
+                let outcome = match half {
+                    BarbicanResult::Verified { secret, maybe_orphaned } if in_group.contains(&i) => {
                         self.report.secrets_created += 1;
-                        self.after_swap(&job, &secret, job.sweep || maybe_orphaned, result)
+                        match swapped.remove(&i) {
+                            Some(result) => self.after_swap(&job, &secret, job.sweep || maybe_orphaned, result),
+                            // The group's transaction failed: the run stops at the first error.
+                            None => Err(UnitError::Fatal(
+                                failed.take().unwrap_or_else(|| Error::Service("the group's transaction failed".into())),
+                            )),
+                        }
                     }
-                    (Some(Err(e)), BarbicanResult::Verified { .. }) => {
-                        self.report.secrets_created += 1;
-                        Err(UnitError::Fatal(e))
-                    }
-                    (_, half) => self.db_half(&job, half),
+                    half => self.db_half(&job, half),
                 };
                 (job, outcome)
             })
@@ -838,6 +815,22 @@ impl Engine<'_> {
             }
         }
         Ok(true)
+    }
+}
+
+/// The projects of the units to do among `items` (only of `group`'s projects, when given),
+/// taking at most `left` units, counted down.
+fn projects_of(items: &[Item], group: Option<&HashSet<&str>>, left: &mut u64, into: &mut BTreeSet<String>) {
+    for item in items {
+        if *left == 0 {
+            return;
+        }
+        let Item::Unit(Unit { action: Action::NewSecret, project: Some(project), .. }) = item else { continue };
+        if group.is_some_and(|g| !g.contains(&**project)) {
+            continue;
+        }
+        *left -= 1;
+        into.insert(String::from(&**project));
     }
 }
 
