@@ -8,9 +8,15 @@
 //! name). It holds IDs and names only, never key material.
 //!
 //! Group commit: the entries that workers hand in while the last group is being written are
-//! written together, one JSON line each, into one new file (`<run>-<n>.jsonl`), synced once; a
-//! file is deleted once every unit it names is finished. Entries of the per-unit form
-//! (`<table>-<hex id>.json`), written by earlier versions, are still read and finished.
+//! written together, one JSON line each, appended to the run's current file
+//! (`<run>-<n>.jsonl`) and synced once (`fdatasync`). A file takes the groups of at most
+//! [`SEGMENT_UNITS`] units, then the next group starts a new one (created, synced, and its
+//! directory synced); a file is deleted once every unit it names is finished and no group will
+//! be appended to it. So a unit costs a share of one sync, not a file of its own to create,
+//! sync, list in the directory and delete, and a run killed at any instant leaves at most the
+//! units of the files still open (at most [`SEGMENT_UNITS`] each) to the next run's recovery,
+//! which finds the finished ones done. Entries of the per-unit form (`<table>-<hex id>.json`),
+//! written by earlier versions, are still read and finished.
 //!
 //! Glance images belong to no host: their entries (`migrate --images`) live in
 //! `images/pending/<image>.json` under their own lock, `images.lock`, so two runs on one
@@ -81,6 +87,19 @@ pub struct Journal {
 /// A unit, as the journal names it.
 type UnitKey = (Table, String);
 
+/// The units whose entries one file takes before the next group starts a new file: what a run
+/// killed at any instant can leave to the next run's recovery per file still open.
+pub const SEGMENT_UNITS: usize = 64;
+
+/// The file groups are appended to, while it takes them.
+struct Segment {
+    path: PathBuf,
+    file: File,
+    /// Bytes written and synced: a group that fails is cut off here.
+    len: u64,
+    units: usize,
+}
+
 #[derive(Default)]
 struct Group {
     /// Entries handed in for the next group.
@@ -95,6 +114,33 @@ struct Group {
     failed: HashMap<u64, String>,
     /// Each file of this journal and the units it names that are not finished yet.
     files: BTreeMap<PathBuf, HashSet<UnitKey>>,
+    /// The file the next group is appended to (`None` while a group is being written, or when
+    /// the next group starts a new file).
+    current: Option<Segment>,
+    /// That file's path, also while a group is being appended to it: never deleted meanwhile.
+    current_path: Option<PathBuf>,
+}
+
+impl Group {
+    /// Deletes a file no group is appended to any more, if every unit it names is finished.
+    fn retire_if_done(&mut self, path: &Path) {
+        if self.files.get(path).is_some_and(HashSet::is_empty) {
+            self.files.remove(path);
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for Journal {
+    /// The run's last file goes if every unit it names is finished.
+    fn drop(&mut self) {
+        if let Ok(group) = self.group.get_mut() {
+            group.current = None;
+            if let Some(path) = group.current_path.take() {
+                group.retire_if_done(&path);
+            }
+        }
+    }
 }
 
 impl Journal {
@@ -202,18 +248,27 @@ impl Journal {
                 let number = group.next;
                 group.next += 1;
                 let entries = std::mem::take(&mut group.waiting);
+                let current = group.current.take().filter(|c| c.units < SEGMENT_UNITS);
                 drop(group);
-                let path = self.dir.join(format!("{:039}-{number:012}.jsonl", self.run));
-                let result = write_lines(&self.dir, &path, &entries);
+                let new_path = || self.dir.join(format!("{:039}-{number:012}.jsonl", self.run));
+                let result = append_group(&self.dir, current, new_path, &entries);
                 group = self.lock_group()?;
                 group.writing = false;
                 group.written_below = number + 1;
                 match result {
-                    Ok(()) => {
-                        group.files.insert(path, entries.into_iter().map(|e| (e.table, e.id)).collect());
+                    Ok(segment) => {
+                        let path = segment.path.clone();
+                        group.files.entry(path.clone()).or_default().extend(entries.into_iter().map(|e| (e.table, e.id)));
+                        if let Some(old) = group.current_path.replace(path).filter(|old| *old != segment.path) {
+                            group.retire_if_done(&old);
+                        }
+                        group.current = Some(segment);
                     }
                     Err(e) => {
-                        let _ = fs::remove_file(&path);
+                        // The next group starts a new file; this one keeps what it held.
+                        if let Some(old) = group.current_path.take() {
+                            group.retire_if_done(&old);
+                        }
                         group.failed.insert(number, e.to_string());
                     }
                 }
@@ -272,6 +327,15 @@ impl Journal {
             }
         }
         for path in done {
+            if group.current_path.as_ref() == Some(&path) {
+                // Groups go on being appended to it, unless none is being written now: then
+                // the next group starts a new file, and this one goes with its last unit.
+                if group.writing {
+                    continue;
+                }
+                group.current = None;
+                group.current_path = None;
+            }
             group.files.remove(&path);
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -442,18 +506,47 @@ fn write_json<T: serde::Serialize>(dir: &Path, path: &Path, value: &T) -> std::i
     sync_dir(dir)
 }
 
-/// Writes `entries` as JSON lines into a new file `path` in `dir`, durably: the file synced,
-/// then the directory.
-fn write_lines(dir: &Path, path: &Path, entries: &[Entry]) -> std::io::Result<()> {
+/// Writes `entries` as JSON lines, durably: appended to `current` and synced (`fdatasync`,
+/// which also makes the file's new length durable), or, with no current file, into a new file
+/// (`new_path()`), synced, then its directory. A group that fails is cut off a file it was
+/// appended to, as far as that still works (a torn line is ignored when read, and no group is
+/// appended after it), or its new file is removed.
+fn append_group(dir: &Path, current: Option<Segment>, new_path: impl FnOnce() -> PathBuf, entries: &[Entry]) -> std::io::Result<Segment> {
     let mut bytes = Vec::with_capacity(entries.len() * 160);
     for entry in entries {
         serde_json::to_writer(&mut bytes, entry).map_err(std::io::Error::other)?;
         bytes.push(b'\n');
     }
-    let mut f = fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(path)?;
-    f.write_all(&bytes)?;
-    f.sync_all()?;
-    sync_dir(dir)
+    let added = bytes.len() as u64;
+    match current {
+        Some(mut segment) => match segment.file.write_all(&bytes).and_then(|()| segment.file.sync_data()) {
+            Ok(()) => {
+                segment.len += added;
+                segment.units += entries.len();
+                Ok(segment)
+            }
+            Err(e) => {
+                let _ = segment.file.set_len(segment.len).and_then(|()| segment.file.sync_data());
+                Err(e)
+            }
+        },
+        None => {
+            let path = new_path();
+            let written = fs::OpenOptions::new().create_new(true).append(true).mode(0o600).open(&path).and_then(|mut file| {
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                sync_dir(dir)?;
+                Ok(file)
+            });
+            match written {
+                Ok(file) => Ok(Segment { path, file, len: added, units: entries.len() }),
+                Err(e) => {
+                    let _ = fs::remove_file(&path);
+                    Err(e)
+                }
+            }
+        }
+    }
 }
 
 /// Every `*.json` file of `dir`, parsed (or why it could not be), with its path: each caller
@@ -543,6 +636,43 @@ mod tests {
         assert_eq!(j.pending().expect("pending"), vec![unit(7)]);
         j.finish(Table::Volumes, "v7").expect("finish");
         assert_eq!(files(dir.path()), Vec::<PathBuf>::new(), "a file outlived its units");
+    }
+
+    #[test]
+    fn groups_append_to_one_file_until_it_holds_its_units_and_each_file_goes_with_its_last_unit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::open(dir.path(), &scope()).expect("open");
+        // One unit kept in flight, as with several workers: the file is never empty.
+        j.write(&unit(0)).expect("write");
+        for n in 1..SEGMENT_UNITS {
+            j.write(&unit(n)).expect("write");
+            j.finish(Table::Volumes, &format!("v{n}")).expect("finish");
+        }
+        assert_eq!(files(dir.path()).len(), 1, "{SEGMENT_UNITS} groups one after another took more than one file");
+        // The file is full: the next group starts another, and the first goes with unit 0.
+        j.write(&unit(SEGMENT_UNITS)).expect("write");
+        let two = files(dir.path());
+        assert_eq!(two.len(), 2);
+        j.finish(Table::Volumes, "v0").expect("finish");
+        assert_eq!(files(dir.path()), two[1..].to_vec());
+        assert_eq!(j.pending().expect("pending"), vec![unit(SEGMENT_UNITS)]);
+        // The run ends with a unit unfinished (as a killed one would): its file is left to the
+        // next run, which goes on in a file of its own.
+        drop(j);
+        assert_eq!(files(dir.path()), two[1..].to_vec());
+        let j = Journal::open(dir.path(), &scope()).expect("reopen");
+        assert_eq!(j.pending().expect("pending"), vec![unit(SEGMENT_UNITS)]);
+        j.write(&unit(1000)).expect("write");
+        assert_eq!(files(dir.path()).len(), 2);
+        j.finish(Table::Volumes, &format!("v{SEGMENT_UNITS}")).expect("finish");
+        assert_eq!(files(dir.path()).len(), 1, "the earlier run's file outlived its unit");
+        // A run's file whose units are all finished goes at the run's end.
+        j.write(&unit(1001)).expect("write");
+        j.finish(Table::Volumes, "v1001").expect("finish");
+        assert_eq!(files(dir.path()).len(), 1, "v1000 is still in flight");
+        j.finish(Table::Volumes, "v1000").expect("finish");
+        drop(j);
+        assert_eq!(files(dir.path()), Vec::<PathBuf>::new());
     }
 
     #[test]
