@@ -33,6 +33,9 @@
 # by bench/projects.py with the testenv's admin credentials.
 # BENCH_MAX_KEYS (default 1000): keys each contender migrates per run. BENCH_KEYMIGRATE: a
 # keymigrate binary to measure instead of building target/release/keymigrate.
+# BENCH_KEYMIGRATE_ARGS: more arguments for every keymigrate run (e.g. --debug, whose closing
+# lines say how many names the listings confirmed). BENCH_CINDER=0: leave Cinder's loop out
+# (for quick comparisons between keymigrate builds; the ratios to Cinder are then blank).
 # BENCH_SKIP_TESTENV_UP=1: do not run `scripts/testenv.sh up` (the servers already run).
 # Prints keys/s, wall s, client CPU ms/key (user + system), peak RSS MB, the Barbican server's
 # CPU ms/key (gunicorn master + workers), errors, keys per name listing, and the ratios
@@ -359,7 +362,7 @@ run_keymigrate() { # N BACKEND WORKERS MODE
     log "keymigrate migrate ${owner[*]} --all-hosts --max-count $K --workers $w"
     b0=$(barbican_ticks)
     env "${cfg[@]}" /usr/bin/time -f '%e %U %S %M' -o "$DIR/time.out" "$BIN" --config-file "$conf" migrate --all-hosts \
-        "${owner[@]}" --max-count "$K" --workers "$w" --state-dir "$DIR/$name.kmstate" -f json \
+        "${owner[@]}" --max-count "$K" --workers "$w" --state-dir "$DIR/$name.kmstate" -f json ${BENCH_KEYMIGRATE_ARGS:-} \
         >"$DIR/$name.json" 2>"$DIR/$name.stderr" || rc=$?
     b1=$(barbican_ticks)
     ((rc <= 1)) || { log "  keymigrate exited $rc:"; tail -n 5 "$DIR/$name.stderr" >&2; }
@@ -374,6 +377,7 @@ print(r["migrated"], r["failed"], r.get("blocked_units") or 0, r.get("deferred")
     read -r keys failed blocked deferred made revoked projects <<<"$report"
     read -r pw pu ps pm <<<"$tm"
     log "  migrated $keys, failed $failed; /usr/bin/time: $tm"
+    grep -ho 'Confirmed the names of .*' "$DIR/$name.stderr" | sed 's/^/  /' >&2 || true
     local label="keymigrate --secret-owner $mode --workers $w"
     if [[ $mode == project ]]; then
         log "  projects $projects, role grants made $made, revoked $revoked, blocked units $blocked, deferred $deferred"
@@ -444,7 +448,7 @@ for n in $SIZES; do
         for seq in $SEQUENCES; do
             run_ceiling "$n" "$backend" "$seq"
         done
-        run_cinder "$n" "$backend"
+        [[ ${BENCH_CINDER:-1} == 0 ]] || run_cinder "$n" "$backend"
         for w in $WORKERS; do
             for mode in $MODES; do
                 run_keymigrate "$n" "$backend" "$w" "$mode"

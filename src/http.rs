@@ -4,8 +4,9 @@
 //! timeouts and 5xx answers. Request bodies are borrowed bytes (the caller's zeroizing buffer);
 //! answers are read into memory that is wiped on drop.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use zeroize::Zeroizing;
@@ -150,6 +151,40 @@ pub enum Body<'a> {
     Typed(&'static str, &'a [u8]),
 }
 
+/// How long a host's addresses are used before it is looked up again.
+const RESOLVED_FOR: Duration = Duration::from_secs(60);
+
+/// Looks each host up once a minute instead of once per connection. ureq's own resolver makes
+/// every lookup on a thread of its own (so that it keeps to the request's timeout), and
+/// Barbican's usual servers close the connection after each answer: without this a key would
+/// cost its worker four threads and four lookups. A lookup that fails is not remembered.
+#[derive(Debug, Default)]
+struct CachedResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    known: Mutex<HashMap<String, (Instant, ureq::unversioned::resolver::ResolvedSocketAddrs)>>,
+}
+
+impl ureq::unversioned::resolver::Resolver for CachedResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = uri.authority().map(|a| format!("{}://{a}", uri.scheme_str().unwrap_or_default()));
+        if let (Some(key), Ok(known)) = (&key, self.known.lock()) {
+            if let Some((_, addrs)) = known.get(key).filter(|(at, _)| at.elapsed() < RESOLVED_FOR) {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if let (Some(key), Ok(mut known)) = (key, self.known.lock()) {
+            known.insert(key, (Instant::now(), addrs.clone()));
+        }
+        Ok(addrs)
+    }
+}
+
 impl Client {
     pub fn new(tls: &Tls, timeout: Duration, retry: RetryPolicy) -> Result<Client, TlsFileError> {
         use ureq::tls::{RootCerts, TlsConfig};
@@ -181,7 +216,8 @@ impl Client {
             .accept("")
             .tls_config(tls_config.build())
             .build();
-        Ok(Client { agent: ureq::Agent::new_with_config(config), retry })
+        let agent = ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::default(), CachedResolver::default());
+        Ok(Client { agent, retry })
     }
 
     /// One attempt. `headers` may hold a token: it is sent, never logged.
