@@ -12,10 +12,10 @@
 //! (`<run>-<n>.jsonl`) and synced once (`fdatasync`). A file takes the groups of at most
 //! [`SEGMENT_UNITS`] units, then the next group starts a new one (created, synced, and its
 //! directory synced); a file is deleted once every unit it names is finished and no group will
-//! be appended to it. So a unit costs a share of one sync, not a file of its own to create,
-//! sync, list in the directory and delete, and a run killed at any instant leaves at most the
-//! units of the files still open (at most [`SEGMENT_UNITS`] each) to the next run's recovery,
-//! which finds the finished ones done. Entries of the per-unit form (`<table>-<hex id>.json`),
+//! be appended to it, and until then a unit finished is marked so in its file
+//! (`{"done":{"table":…,"id":…}}`, not synced), so that the next run's recovery sees only the
+//! units in flight. So a unit costs a share of one sync, not a file of its own to create, sync,
+//! list in the directory and delete. Entries of the per-unit form (`<table>-<hex id>.json`),
 //! written by earlier versions, are still read and finished.
 //!
 //! Glance images belong to no host: their entries (`migrate --images`) live in
@@ -87,6 +87,33 @@ pub struct Journal {
 /// A unit, as the journal names it.
 type UnitKey = (Table, String);
 
+/// A line of a group file: a unit's entry, or the mark that a unit named earlier in the same
+/// file is finished (`{"done":{"table":…,"id":…}}`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Entry(Entry),
+    Done { done: DoneUnit },
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DoneUnit {
+    table: Table,
+    id: String,
+}
+
+/// The entries of a file's units that are not marked finished, in the order they were written.
+fn live_entries(lines: Vec<Option<Line>>) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = Vec::new();
+    for line in lines.into_iter().flatten() {
+        match line {
+            Line::Entry(e) => entries.push(e),
+            Line::Done { done } => entries.retain(|e| !(e.table == done.table && e.id == done.id)),
+        }
+    }
+    entries
+}
+
 /// The units whose entries one file takes before the next group starts a new file: what a run
 /// killed at any instant can leave to the next run's recovery per file still open.
 pub const SEGMENT_UNITS: usize = 64;
@@ -119,9 +146,28 @@ struct Group {
     current: Option<Segment>,
     /// That file's path, also while a group is being appended to it: never deleted meanwhile.
     current_path: Option<PathBuf>,
+    /// Units finished while a group was being appended to their file: marked once it is back.
+    unmarked: Vec<(PathBuf, UnitKey)>,
 }
 
 impl Group {
+    /// Marks a unit finished in a file that names other units not finished yet, so that the
+    /// next run does not take it for one in flight. Not synced, like a finished file's
+    /// removal: a mark a crash of the machine undoes leaves a unit whose row already points at
+    /// its secret, which the next run's recovery only confirms. Never called while a group is
+    /// being appended to that file.
+    fn mark_done(&mut self, path: &Path, unit: &UnitKey) {
+        let Ok(mut line) = serde_json::to_vec(&serde_json::json!({ "done": DoneUnit { table: unit.0, id: unit.1.clone() } })) else { return };
+        line.push(b'\n');
+        let written = match self.current.as_mut().filter(|c| c.path == path) {
+            Some(segment) => segment.file.write_all(&line).map(|()| segment.len += line.len() as u64),
+            None => fs::OpenOptions::new().append(true).open(path).and_then(|mut f| f.write_all(&line)),
+        };
+        if let Err(e) = written {
+            log::debug!("could not mark {} {} finished in {}: {e}", unit.0.noun(), unit.1, path.display());
+        }
+    }
+
     /// Deletes a file no group is appended to any more, if every unit it names is finished.
     fn retire_if_done(&mut self, path: &Path) {
         if self.files.get(path).is_some_and(HashSet::is_empty) {
@@ -188,7 +234,7 @@ impl Journal {
         // The files an earlier run left: deleted once their units are finished.
         let mut files = BTreeMap::new();
         for (path, lines) in journal.group_files()? {
-            let units: HashSet<UnitKey> = lines.into_iter().flatten().map(|e| (e.table, e.id)).collect();
+            let units: HashSet<UnitKey> = live_entries(lines).into_iter().map(|e| (e.table, e.id)).collect();
             if units.is_empty() {
                 let _ = fs::remove_file(&path);
             } else {
@@ -220,7 +266,7 @@ impl Journal {
         for (path, lines) in files {
             // Only the units of the file that are not finished yet.
             let Some(unfinished) = group.files.get(&path) else { continue };
-            for entry in lines.into_iter().flatten() {
+            for entry in live_entries(lines) {
                 let key = (entry.table, entry.id.clone());
                 if unfinished.contains(&key) {
                     latest.insert(key, entry);
@@ -272,6 +318,9 @@ impl Journal {
                         group.failed.insert(number, e.to_string());
                     }
                 }
+                for (path, unit) in std::mem::take(&mut group.unmarked) {
+                    group.mark_done(&path, &unit);
+                }
                 self.written.notify_all();
                 continue;
             }
@@ -281,7 +330,7 @@ impl Journal {
 
     /// The group files of this journal, oldest first, each with its lines (`None`: unreadable,
     /// the tail of a write a crash cut short, whose units' secrets were not stored yet).
-    fn group_files(&self) -> Result<Vec<(PathBuf, Vec<Option<Entry>>)>> {
+    fn group_files(&self) -> Result<Vec<(PathBuf, Vec<Option<Line>>)>> {
         let mut paths = Vec::new();
         for item in fs::read_dir(&self.dir).map_err(|e| self.error(e))? {
             let path = item.map_err(|e| self.error(e))?.path();
@@ -321,9 +370,21 @@ impl Journal {
         let mut group = self.lock_group()?;
         let key = (table, id.to_string());
         let mut done = Vec::new();
+        let mut marks = Vec::new();
         for (path, units) in &mut group.files {
-            if units.remove(&key) && units.is_empty() {
-                done.push(path.clone());
+            if units.remove(&key) {
+                if units.is_empty() {
+                    done.push(path.clone());
+                } else {
+                    marks.push(path.clone());
+                }
+            }
+        }
+        for path in marks {
+            if group.writing && group.current_path.as_ref() == Some(&path) {
+                group.unmarked.push((path, key.clone()));
+            } else {
+                group.mark_done(&path, &key);
             }
         }
         for path in done {
@@ -649,6 +710,11 @@ mod tests {
             j.finish(Table::Volumes, &format!("v{n}")).expect("finish");
         }
         assert_eq!(files(dir.path()).len(), 1, "{SEGMENT_UNITS} groups one after another took more than one file");
+        // The file also marks the units finished: the next run finds only unit 0 in flight.
+        drop(j);
+        let j = Journal::open(dir.path(), &scope()).expect("reopen");
+        assert_eq!(j.pending().expect("pending"), vec![unit(0)]);
+        assert_eq!(files(dir.path()).len(), 1);
         // The file is full: the next group starts another, and the first goes with unit 0.
         j.write(&unit(SEGMENT_UNITS)).expect("write");
         let two = files(dir.path());

@@ -568,7 +568,12 @@ pub fn journal_entries(state: &Path) -> Vec<(PathBuf, String)> {
         } else if p.extension().is_some_and(|x| x == "jsonl") {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-                units.insert((v["table"].to_string(), v["id"].to_string()), (p.clone(), line.to_string()));
+                // A unit the file marks finished is no longer in flight.
+                if v.get("done").is_some() {
+                    units.remove(&(v["done"]["table"].to_string(), v["done"]["id"].to_string()));
+                } else {
+                    units.insert((v["table"].to_string(), v["id"].to_string()), (p.clone(), line.to_string()));
+                }
             }
         }
     }
