@@ -9,12 +9,16 @@
 # snapshots, N/4 backups, N/4 glance-metadata rows), copied identically for each contender:
 #   ceiling      examples/ceiling.rs, no database: a migration's per-key requests and nothing
 #                else, for each sequence of BENCH_CEILING_SEQUENCES (default "old4 service
-#                project"): old4 = POST, GET metadata (name check), PUT ACL, GET payload (the
+#                project project-keystone"): old4 = POST, GET metadata (name check), PUT ACL, GET payload (the
 #                engine's sequence before the batched name check); service = POST, GET payload,
 #                one name listing per batch of keys, PUT ACL (`--secret-owner service`); project =
 #                POST, GET payload, one listing per batch and project, no ACL, the keys in blocks
 #                over the bench projects (keymigrate dispatches a project's units side by side),
-#                with a token of each (`--secret-owner project`); cinder = POST, PUT ACL (Cinder's
+#                with a token of each (`--secret-owner project`), fetched before the clock starts;
+#                project-keystone = the same as Keystone's admin, with what keymigrate's project
+#                mode does in Keystone per project inside the clock (role assignments read, a
+#                grant, a scoped token fetched and checked, the revocation after the last key:
+#                project mode's own ceiling when it ran); cinder = POST, PUT ACL (Cinder's
 #                two requests; not run by default). At each concurrency of
 #                BENCH_CEILING_CONCURRENCY (default 1,4,8,16), the best kept; BENCH_CEILING_KEYS
 #                keys per level (default: BENCH_MAX_KEYS)
@@ -56,7 +60,7 @@ K=${BENCH_MAX_KEYS:-1000}
 CK=${BENCH_CEILING_KEYS:-$K}
 WORKERS=${BENCH_WORKERS:-1 4 16}
 MODES=${BENCH_MODES:-service project}
-SEQUENCES=${BENCH_CEILING_SEQUENCES:-old4 service project}
+SEQUENCES=${BENCH_CEILING_SEQUENCES:-old4 service project project-keystone}
 NPROJECTS=${BENCH_PROJECTS:-8}
 CEIL_CONC=${BENCH_CEILING_CONCURRENCY:-1,4,8,16}
 ZERO=00000000-0000-0000-0000-000000000000
@@ -70,8 +74,8 @@ for mode in $MODES; do
     [[ $mode == service || $mode == project ]] || { log "unknown mode $mode in BENCH_MODES (service, project)"; exit 2; }
 done
 for seq in $SEQUENCES; do
-    [[ $seq == old4 || $seq == service || $seq == project || $seq == cinder ]] ||
-        { log "unknown sequence $seq in BENCH_CEILING_SEQUENCES (old4, service, project, cinder)"; exit 2; }
+    [[ $seq == old4 || $seq == service || $seq == project || $seq == project-keystone || $seq == cinder ]] ||
+        { log "unknown sequence $seq in BENCH_CEILING_SEQUENCES (old4, service, project, project-keystone, cinder)"; exit 2; }
 done
 # BENCH_SKIP_TESTENV_UP=1: the servers already run, started from another checkout that shares
 # .cache (a git worktree): `up` from here would rewrite env.sh with this checkout's paths.
@@ -115,13 +119,19 @@ FIXED_KEY=$("$PY" -c 'import secrets; print(secrets.token_hex(32))')
 # The project-mode contenders' Keystone projects, the bench user (a member of each) and the
 # clouds.yaml of keymigrate's admin identity: bench/projects.py, idempotent
 PROJECT_IDS=$DIR/projects.ids
-if [[ " $SEQUENCES $MODES " == *" project "* ]]; then
+if [[ " $SEQUENCES $MODES " == *" project"[\ -]* ]]; then
     log "bench projects: $NPROJECTS (keymigrate-bench-*), user keymigrate-bench, $DIR/clouds.yaml"
     "$PY" bench/projects.py "$NPROJECTS" "$DIR"
 fi
 
 # Runs a command as the bench user (the ceiling's project sequence, the clean-up of secrets in
 # the bench projects): the password through the environment, never the command line
+# Runs a command as Keystone's admin in project admin (the ceiling's project-keystone sequence,
+# which grants itself a role in each bench project as keymigrate's project mode does)
+as_admin() {
+    OS_USERNAME=admin OS_PASSWORD=$KEYMIGRATE_TEST_ADMIN_PASSWORD OS_PROJECT_NAME=admin "$@"
+}
+
 as_bench_user() {
     OS_USERNAME=keymigrate-bench OS_PASSWORD=$(cat "$DIR/bench-user.pw") "$@"
 }
@@ -291,7 +301,7 @@ record() {
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2" | head -n1; }
 
 run_ceiling() { # N BACKEND SEQUENCE
-    local seq=$3 out line b0 b1 ids=$DIR/ceiling-$3.ids label run=() owner=""
+    local seq=$3 out line b0 b1 ids=$DIR/ceiling-$3.ids label run=() owner="" extra=()
     case $seq in
         old4) label="ceiling old4: POST, GET name, ACL, payload" ;;
         service) label="ceiling service: POST, payload, listing, ACL" ;;
@@ -299,13 +309,17 @@ run_ceiling() { # N BACKEND SEQUENCE
             label="ceiling project: POST, payload, listing; $NPROJECTS projects"
             run=(as_bench_user) owner=project
             ;;
+        project-keystone)
+            label="ceiling project+keystone: project, and per project a grant, token, revocation"
+            run=(as_admin) owner=project extra=(--grant-role member)
+            ;;
         cinder) label="ceiling cinder: POST, ACL" ;;
-        *) log "unknown ceiling sequence $seq (old4, service, project, cinder)"; exit 2 ;;
+        *) log "unknown ceiling sequence $seq (old4, service, project, project-keystone, cinder)"; exit 2 ;;
     esac
     log "$label: $CK keys at each concurrency of $CEIL_CONC"
     b0=$(barbican_ticks)
     out=$("${run[@]}" "$CEILING" --keys "$CK" --concurrency "$CEIL_CONC" --ids-out "$ids" --acl-user user-1 \
-        --sequence "$seq" ${owner:+--project-ids "$PROJECT_IDS"})
+        --sequence "${seq%-keystone}" ${owner:+--project-ids "$PROJECT_IDS"} "${extra[@]}")
     b1=$(barbican_ticks)
     printf '%s\n' "$out" | grep -v '^RESULT' | sed 's/^/    /' >&2
     line=$(grep '^RESULT' <<<"$out")
@@ -414,6 +428,8 @@ def num(x):
 def first(prefix):
     return next((r for r in rows if r[2].startswith(prefix)), None)
 ceilings = {mode: first("ceiling %s:" % mode) for mode in ("service", "project")}
+# Project mode's own sequence includes its Keystone work per project, when that ceiling ran.
+ceilings["project"] = first("ceiling project+keystone:") or ceilings["project"]
 cinder = first("cinder migrate_fixed_key")
 c_rate, c_cpu, c_barb = (num(cinder[9]), num(cinder[5]), num(cinder[7])) if cinder else (None, None, None)
 print()

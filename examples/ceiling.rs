@@ -35,6 +35,12 @@
 //! OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME (domains: Default) and BARBICAN_URL (versionless).
 //! One token per project is fetched from Keystone before the measurement and used for every
 //! request there: OS_PROJECT_NAME's, or with `project` one scoped to each ID of `--project-ids`.
+//! `--grant-role ROLE` (with `project`): the identity holds no role in the projects, and each
+//! measurement's clock also covers what keymigrate's `--secret-owner project` does in Keystone
+//! per project, the projects opened `concurrency` at a time before the first key: its role
+//! assignments there read (`GET /v3/role_assignments?user.id=…&scope.project.id=…&effective`),
+//! ROLE granted (`PUT`), a token scoped to the project fetched and checked
+//! (`GET /v3/auth/tokens?nocatalog`), and every grant revoked (`DELETE`) after the last key.
 //! `--ids-out` writes one secret ID a line, or `<project ID> <secret ID>` for `project`;
 //! `--delete-ids` reads either form, deleting a secret of a given project with a token scoped
 //! to that project (OS_PROJECT_NAME is then needed only for lines without a project).
@@ -153,6 +159,46 @@ impl Client {
             die(&format!("keystone: HTTP {} for a token scoped to {project}", r.status()));
         }
         r.headers().get("X-Subject-Token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    }
+
+    /// A Keystone request with `token`; the status and the JSON answer (`null` if none).
+    fn keystone(&self, method: &str, path: &str, token: &str, subject: Option<&str>) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", env("OS_AUTH_URL").trim_end_matches('/'));
+        let mut req = ureq::http::Request::builder().method(method).uri(&url).header("X-Auth-Token", token);
+        if let Some(subject) = subject {
+            req = req.header("X-Subject-Token", subject);
+        }
+        let req = req.body(()).unwrap_or_else(|e| die(&format!("keystone {method} {path}: {e}")));
+        let mut r = self.agent.run(req).unwrap_or_else(|e| die(&format!("keystone {method} {path}: {e}")));
+        let status = r.status().as_u16();
+        let body = r.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Opens `project` as keymigrate does for an identity with no role there: reads its role
+    /// assignments, grants `role`, fetches a token scoped to the project and checks it. The token.
+    fn open_project(&self, admin: &str, user: &str, role: &str, project: &str) -> String {
+        let (status, _) = self.keystone("GET", &format!("/role_assignments?user.id={user}&scope.project.id={project}&effective"), admin, None);
+        if status != 200 {
+            die(&format!("keystone: HTTP {status} reading the role assignments in {project}"));
+        }
+        let (status, _) = self.keystone("PUT", &format!("/projects/{project}/users/{user}/roles/{role}"), admin, None);
+        if status != 204 && status != 201 {
+            die(&format!("keystone: HTTP {status} granting the role in {project}"));
+        }
+        let token = self.token(&Scope::Id(project.to_string()));
+        let (status, seen) = self.keystone("GET", "/auth/tokens?nocatalog", admin, Some(&token));
+        if status != 200 || seen["token"]["project"]["id"].as_str() != Some(project) {
+            die(&format!("keystone: HTTP {status} checking the token scoped to {project}"));
+        }
+        token
+    }
+
+    fn revoke(&self, admin: &str, user: &str, role: &str, project: &str) {
+        let (status, _) = self.keystone("DELETE", &format!("/projects/{project}/users/{user}/roles/{role}"), admin, None);
+        if status != 204 {
+            die(&format!("keystone: HTTP {status} revoking the role in {project}"));
+        }
     }
 
     /// POST a secret holding 32 random bytes; its ID and the bytes.
@@ -467,6 +513,7 @@ fn main() {
     let mut sequence = Sequence::Service;
     let mut slack = 16usize;
     let mut round_robin = false;
+    let mut grant_role: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().unwrap_or_else(|| die(&format!("{a} needs a value")));
@@ -482,11 +529,12 @@ fn main() {
             "--sequence" => sequence = Sequence::parse(&val()),
             "--confirm-name" => sequence = Sequence::Old4,
             "--round-robin" => round_robin = true,
+            "--grant-role" => grant_role = Some(val()),
             "--listing-slack" => slack = val().parse().unwrap_or_else(|_| die("--listing-slack: not a number")),
             "-h" | "--help" => {
                 eprintln!(
                     "usage: ceiling --keys K [--concurrency 1,4,8,16] [--sequence old4|service|project|cinder]\n                \
-                     [--project-ids FILE [--round-robin]] [--listing-slack 16]\n                [--ids-out FILE] [--acl-user ID]\n       \
+                     [--project-ids FILE [--round-robin] [--grant-role ROLE]] [--listing-slack 16]\n                [--ids-out FILE] [--acl-user ID]\n       \
                      ceiling --delete-ids FILE [--concurrency 8]"
                 );
                 return;
@@ -511,17 +559,46 @@ fn main() {
             if ids.is_empty() {
                 die(&format!("{file}: no project ID"));
             }
-            ids.into_iter().map(|id| (Some(id.clone()), client.token(&Scope::Id(id)))).collect()
+            if grant_role.is_some() {
+                // Opened inside each measurement's clock.
+                ids.into_iter().map(|id| (Some(id), String::new())).collect()
+            } else {
+                ids.into_iter().map(|id| (Some(id.clone()), client.token(&Scope::Id(id)))).collect()
+            }
         }
         (Sequence::Project, None) => die("--sequence project needs --project-ids FILE"),
         (_, Some(_)) => die("--project-ids is for --sequence project"),
+        (_, None) if grant_role.is_some() => die("--grant-role is for --sequence project"),
         (_, None) => vec![(None, client.token(&Scope::Named(env("OS_PROJECT_NAME"))))],
     };
+    // With --grant-role: the identity's own token (OS_PROJECT_NAME), its user ID and the role's ID.
+    let granting = grant_role.as_ref().map(|name| {
+        let admin = client.token(&Scope::Named(env("OS_PROJECT_NAME")));
+        let (_, seen) = client.keystone("GET", "/auth/tokens?nocatalog", &admin, Some(&admin));
+        let user = seen["token"]["user"]["id"].as_str().unwrap_or_else(|| die("keystone: no user ID in the token")).to_string();
+        let (_, roles) = client.keystone("GET", &format!("/roles?name={name}"), &admin, None);
+        let role = roles["roles"][0]["id"].as_str().unwrap_or_else(|| die(&format!("keystone: no role {name}"))).to_string();
+        (admin, user, role)
+    });
+    let label = if granting.is_some() { "project+keystone" } else { sequence.name() };
     let created = Mutex::new(Vec::<String>::new());
     // concurrency, keys/s, wall, cpu ms/key, keys per listing, keys asked alone
     let mut best: Option<(usize, f64, f64, f64, f64, usize)> = None;
     let mut total_errors = 0usize;
     for &c in &levels {
+        let (cpu0, _) = rusage();
+        let t = Instant::now();
+        let projects: Vec<(Option<String>, String)> = match &granting {
+            Some((admin, user, role)) => {
+                let tokens: Vec<Mutex<String>> = projects.iter().map(|_| Mutex::new(String::new())).collect();
+                fan_out(projects.len(), c, |i| {
+                    let token = client.open_project(admin, user, role, projects[i].0.as_deref().unwrap_or_default());
+                    *tokens[i].lock().unwrap() = token;
+                });
+                projects.iter().zip(tokens).map(|((p, _), t)| (p.clone(), t.into_inner().unwrap())).collect()
+            }
+            None => projects.clone(),
+        };
         let run = Run {
             client: &client,
             sequence,
@@ -534,8 +611,6 @@ fn main() {
         };
         let errors = AtomicUsize::new(0);
         let first_error = Mutex::new(None::<String>);
-        let (cpu0, _) = rusage();
-        let t = Instant::now();
         fan_out(keys, c, |i| match run.one_key(i) {
             Ok(id) => created.lock().unwrap().push(id),
             Err((id, m)) => {
@@ -546,6 +621,9 @@ fn main() {
                 }
             }
         });
+        if let Some((admin, user, role)) = &granting {
+            fan_out(projects.len(), c, |i| client.revoke(admin, user, role, projects[i].0.as_deref().unwrap_or_default()));
+        }
         let wall = t.elapsed().as_secs_f64();
         let (cpu1, _) = rusage();
         let errors = errors.load(Ordering::SeqCst);
@@ -562,8 +640,7 @@ fn main() {
         };
 
         println!(
-            "ceiling {} concurrency {c:>2}: {ok} keys in {wall:.2} s = {rate:.1} keys/s, client CPU {cpu_ms:.2} ms/key{listing_note}, {errors} error(s){}",
-            sequence.name(),
+            "ceiling {label} concurrency {c:>2}: {ok} keys in {wall:.2} s = {rate:.1} keys/s, client CPU {cpu_ms:.2} ms/key{listing_note}, {errors} error(s){}",
             first_error.lock().unwrap().as_ref().map(|m| format!(" (first: {m})")).unwrap_or_default()
         );
         if best.is_none_or(|b| rate > b.1) {
@@ -581,8 +658,7 @@ fn main() {
     let per_listing = if sequence.lists() { format!("{per_listing:.2}") } else { "-".to_string() };
     // One machine-readable line for bench/migrate.sh: the best concurrency's figures.
     println!(
-        "RESULT contender=ceiling sequence={} concurrency={c} keys={keys} keys_per_s={rate:.2} wall_s={wall:.2} cpu_ms_per_key={cpu_ms:.3} rss_mb={:.1} errors={total_errors} per_listing={per_listing} alone={alone} projects={}",
-        sequence.name(),
+        "RESULT contender=ceiling sequence={label} concurrency={c} keys={keys} keys_per_s={rate:.2} wall_s={wall:.2} cpu_ms_per_key={cpu_ms:.3} rss_mb={:.1} errors={total_errors} per_listing={per_listing} alone={alone} projects={}",
         rss_kib as f64 / 1024.0,
         projects.len()
     );
