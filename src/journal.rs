@@ -80,6 +80,9 @@ pub struct Journal {
     /// Names this run's files: `<run>-<n>.jsonl`, `run` the time the journal was opened, so
     /// that files sort in the order they were written across runs.
     run: u128,
+    /// The directory held per-unit entries of an earlier version when the journal was opened:
+    /// only then does finishing a unit look for one to delete.
+    legacy: bool,
     /// Held for the life of the run: the scope's lock.
     _lock: File,
 }
@@ -89,7 +92,7 @@ type UnitKey = (Table, String);
 
 /// A line of a group file: a unit's entry, or the mark that a unit named earlier in the same
 /// file is finished (`{"done":{"table":…,"id":…}}`).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 enum Line {
     Entry(Entry),
@@ -157,7 +160,7 @@ impl Group {
     /// its secret, which the next run's recovery only confirms. Never called while a group is
     /// being appended to that file.
     fn mark_done(&mut self, path: &Path, unit: &UnitKey) {
-        let Ok(mut line) = serde_json::to_vec(&serde_json::json!({ "done": DoneUnit { table: unit.0, id: unit.1.clone() } })) else { return };
+        let Ok(mut line) = serde_json::to_vec(&Line::Done { done: DoneUnit { table: unit.0, id: unit.1.clone() } }) else { return };
         line.push(b'\n');
         let written = match self.current.as_mut().filter(|c| c.path == path) {
             Some(segment) => segment.file.write_all(&line).map(|()| segment.len += line.len() as u64),
@@ -230,7 +233,10 @@ impl Journal {
             let _ = write_synced(&about, format!("{}\n", scope.describe()).as_bytes());
         }
         let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let journal = Journal { dir, grants, group: Mutex::new(Group::default()), written: Condvar::new(), run, _lock: lock };
+        let legacy = fs::read_dir(&dir)
+            .map_err(|e| fail(format!("cannot read {}: {e}", dir.display())))?
+            .any(|item| item.is_ok_and(|i| i.path().extension().is_some_and(|x| x == "json")));
+        let journal = Journal { dir, grants, group: Mutex::new(Group::default()), written: Condvar::new(), run, legacy, _lock: lock };
         // The files an earlier run left: deleted once their units are finished.
         let mut files = BTreeMap::new();
         for (path, lines) in journal.group_files()? {
@@ -362,10 +368,12 @@ impl Journal {
     /// same as a run killed right after its commit), so the sync would cost every unit a
     /// directory flush for nothing.
     pub fn finish(&self, table: Table, id: &str) -> Result<()> {
-        match fs::remove_file(self.path(table, id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.error(e)),
+        if self.legacy {
+            match fs::remove_file(self.path(table, id)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.error(e)),
+            }
         }
         let mut group = self.lock_group()?;
         let key = (table, id.to_string());
